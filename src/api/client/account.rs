@@ -1,0 +1,70 @@
+//! Account management: password change, deactivation, third-party identifiers.
+
+use std::sync::Arc;
+
+use ruma::api::client::account::{
+    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
+};
+
+use super::require_password;
+use crate::api::ruma::Ruma;
+use crate::error::Result;
+use crate::services::Services;
+use crate::users::accounts;
+
+/// `POST /_matrix/client/v3/account/password`
+pub async fn change_password(
+    services: Arc<Services>,
+    req: Ruma<change_password::v3::Request>,
+) -> Result<change_password::v3::Response> {
+    let session = req.session()?;
+    let body = &req.body;
+    accounts::check_password_shape(&body.new_password)?;
+    require_password(&services, &session.user_id, "password", body.auth.as_ref()).await?;
+    services
+        .accounts
+        .set_password(&session.user_id, body.new_password.clone())
+        .await?;
+    if body.logout_devices {
+        services
+            .sessions
+            .delete_all_devices(&session.user_id, Some(&session.device_id))?;
+    }
+    tracing::info!(user_id = %session.user_id, "password changed");
+    Ok(change_password::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/account/deactivate`
+pub async fn deactivate(
+    services: Arc<Services>,
+    req: Ruma<deactivate::v3::Request>,
+) -> Result<deactivate::v3::Response> {
+    let user_id = req.user_id()?.to_owned();
+    require_password(&services, &user_id, "deactivate", req.body.auth.as_ref()).await?;
+    services.accounts.deactivate(&user_id)?;
+    services.sessions.delete_all_devices(&user_id, None)?;
+    if req.body.erase {
+        for key in services
+            .profiles
+            .get(&user_id)?
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            services.profiles.set_field(&user_id, &key, None)?;
+        }
+    }
+    tracing::info!(user_id = %user_id, "account deactivated");
+    Ok(deactivate::v3::Response::new(
+        ThirdPartyIdRemovalStatus::NoSupport,
+    ))
+}
+
+/// `GET /_matrix/client/v3/account/3pid`: Sori keeps no e-mail addresses or phone numbers
+/// (the directory lives in LDAP/SSO), so the list is always empty.
+pub async fn threepids(
+    _services: Arc<Services>,
+    _req: Ruma<get_3pids::v3::Request>,
+) -> Result<get_3pids::v3::Response> {
+    Ok(get_3pids::v3::Response::new(Vec::new()))
+}

@@ -1,0 +1,81 @@
+//! Profiles: the whole profile and single fields (`displayname`, `avatar_url`, custom fields
+//! of v1.16). Anyone may read a local user's profile; only its owner may change it.
+
+use std::sync::Arc;
+
+use ruma::UserId;
+use ruma::api::client::profile::{
+    delete_profile_field, get_profile, get_profile_field, set_profile_field,
+};
+use ruma::profile::{ProfileFieldValue, UserProfile};
+
+use super::require_self;
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::services::Services;
+
+fn require_known(services: &Services, user_id: &UserId) -> Result<()> {
+    if services.accounts.exists(user_id)? {
+        Ok(())
+    } else {
+        Err(Error::not_found("No such user"))
+    }
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}`
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_profile::v3::Request>,
+) -> Result<get_profile::v3::Response> {
+    require_known(&services, &req.body.user_id)?;
+    let mut response = get_profile::v3::Response::new();
+    response.data = services
+        .profiles
+        .get(&req.body.user_id)?
+        .into_iter()
+        .collect::<UserProfile>();
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}/{keyName}`
+pub async fn get_field(
+    services: Arc<Services>,
+    req: Ruma<get_profile_field::v3::Request>,
+) -> Result<get_profile_field::v3::Response> {
+    require_known(&services, &req.body.user_id)?;
+    let field = req.body.field.as_str();
+    let value = services
+        .profiles
+        .field(&req.body.user_id, field)?
+        .ok_or_else(|| Error::not_found(format!("{field} is not set")))?;
+    let value = ProfileFieldValue::new(field, value)
+        .map_err(|e| Error::internal(format!("stored profile field {field}: {e}")))?;
+    Ok(get_profile_field::v3::Response::new(value))
+}
+
+/// `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
+pub async fn set_field(
+    services: Arc<Services>,
+    req: Ruma<set_profile_field::v3::Request>,
+) -> Result<set_profile_field::v3::Response> {
+    require_self(req.user_id()?, &req.body.user_id)?;
+    let value = &req.body.value;
+    services.profiles.set_field(
+        &req.body.user_id,
+        value.field_name().as_str(),
+        Some(value.value().into_owned()),
+    )?;
+    Ok(set_profile_field::v3::Response::new())
+}
+
+/// `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
+pub async fn delete_field(
+    services: Arc<Services>,
+    req: Ruma<delete_profile_field::v3::Request>,
+) -> Result<delete_profile_field::v3::Response> {
+    require_self(req.user_id()?, &req.body.user_id)?;
+    services
+        .profiles
+        .set_field(&req.body.user_id, req.body.field.as_str(), None)?;
+    Ok(delete_profile_field::v3::Response::new())
+}

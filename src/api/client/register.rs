@@ -1,0 +1,160 @@
+//! Registration: `POST /register` with user-interactive auth, username availability and
+//! registration token validity.
+
+use std::sync::Arc;
+
+use ring::digest::{SHA256, digest};
+use ruma::api::client::account::register::{self, RegistrationKind};
+use ruma::api::client::account::{check_registration_token_validity, get_username_availability};
+use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::services::Services;
+use crate::users::accounts::{self, Role};
+use crate::users::uia::Challenge;
+
+/// Compares two secrets without leaking where they differ (their digests are compared).
+fn same_secret(a: &str, b: &str) -> bool {
+    digest(&SHA256, a.as_bytes()).as_ref() == digest(&SHA256, b.as_bytes()).as_ref()
+}
+
+fn registration_closed() -> Error {
+    Error::forbidden("Registration is disabled on this server")
+}
+
+/// `POST /_matrix/client/v3/register`
+pub async fn register(
+    services: Arc<Services>,
+    req: Ruma<register::v3::Request>,
+) -> Result<register::v3::Response> {
+    services.registration_limiter.check(req.client_ip)?;
+    let body = &req.body;
+    if body.kind == RegistrationKind::Guest {
+        return Err(Error::forbidden("Guest access is disabled on this server"));
+    }
+    let config = &services.config.registration;
+    if !config.enabled {
+        return Err(registration_closed());
+    }
+    if body.login_type.is_some() {
+        return Err(Error::forbidden(
+            "Application service registration is not enabled",
+        ));
+    }
+
+    // Refuse a bad or taken name before the client goes through authentication.
+    let user_id = match &body.username {
+        Some(name) => {
+            let user_id = services.accounts.user_id_for(name)?;
+            if services.accounts.exists(&user_id)? {
+                return Err(Error::user_in_use());
+            }
+            Some(user_id)
+        }
+        None => None,
+    };
+    if let Some(password) = &body.password {
+        accounts::check_password_shape(password)?;
+    }
+
+    let stage = if config.token.is_some() {
+        AuthType::RegistrationToken
+    } else {
+        AuthType::Dummy
+    };
+    let expected_token = config.token.clone();
+    services
+        .uia
+        .authenticate(
+            Challenge {
+                purpose: "register".to_owned(),
+                flows: vec![AuthFlow::new(vec![stage])],
+                params: None,
+                auth: body.auth.as_ref(),
+            },
+            async |auth| match (auth, &expected_token) {
+                (AuthData::Dummy(_), None) => Ok(()),
+                (AuthData::RegistrationToken(t), Some(expected))
+                    if same_secret(&t.token, expected) =>
+                {
+                    Ok(())
+                }
+                _ => Err(Error::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    ruma::api::error::ErrorKind::Forbidden,
+                    "Invalid registration token",
+                )),
+            },
+        )
+        .await?;
+
+    let password = body
+        .password
+        .clone()
+        .ok_or_else(|| Error::missing_param("A password is required"))?;
+    let user_id = match user_id {
+        Some(id) => id,
+        None => services.accounts.user_id_for(&crate::random::string(
+            b"abcdefghijklmnopqrstuvwxyz0123456789",
+            12,
+        ))?,
+    };
+    services
+        .accounts
+        .create(&user_id, Some(password), Role::User)
+        .await?;
+    // A new user starts with their localpart as display name, as on other homeservers.
+    services.profiles.set_field(
+        &user_id,
+        "displayname",
+        Some(serde_json::Value::String(user_id.localpart().to_owned())),
+    )?;
+    tracing::info!(user_id = %user_id, "registered");
+
+    let mut response = register::v3::Response::new(user_id.clone());
+    if !body.inhibit_login {
+        let (device_id, issued) = services.sessions.login(
+            &user_id,
+            body.device_id.as_deref(),
+            body.initial_device_display_name.clone(),
+            req.client_ip,
+            body.refresh_token,
+        )?;
+        response.access_token = Some(issued.access_token);
+        response.device_id = Some(device_id);
+        response.refresh_token = issued.refresh_token;
+        response.expires_in = issued.expires_in_ms.map(std::time::Duration::from_millis);
+    }
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/register/available`
+pub async fn available(
+    services: Arc<Services>,
+    req: Ruma<get_username_availability::v3::Request>,
+) -> Result<get_username_availability::v3::Response> {
+    services.registration_limiter.check(req.client_ip)?;
+    let user_id = services.accounts.user_id_for(&req.body.username)?;
+    if services.accounts.exists(&user_id)? {
+        return Err(Error::user_in_use());
+    }
+    Ok(get_username_availability::v3::Response::new(true))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
+pub async fn token_validity(
+    services: Arc<Services>,
+    req: Ruma<check_registration_token_validity::v1::Request>,
+) -> Result<check_registration_token_validity::v1::Response> {
+    services.registration_limiter.check(req.client_ip)?;
+    let config = &services.config.registration;
+    if !config.enabled {
+        return Err(registration_closed());
+    }
+    let valid = config
+        .token
+        .as_deref()
+        .is_some_and(|t| same_secret(t, &req.body.token));
+    Ok(check_registration_token_validity::v1::Response::new(valid))
+}

@@ -1,0 +1,143 @@
+//! Sessions: login flows, password login, token refresh, logout and whoami.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use ruma::api::client::account::whoami;
+use ruma::api::client::session::login::v3::{DiscoveryInfo, HomeserverInfo};
+use ruma::api::client::session::{get_login_types, login, logout, logout_all, refresh_token};
+use ruma::api::client::uiaa::UserIdentifier;
+use ruma::api::error::ErrorKind;
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::services::Services;
+
+fn bad_credentials() -> Error {
+    Error::forbidden("Invalid username or password")
+}
+
+/// `GET /_matrix/client/v3/login`
+pub async fn login_types(
+    _services: Arc<Services>,
+    _req: Ruma<get_login_types::v3::Request>,
+) -> Result<get_login_types::v3::Response> {
+    use get_login_types::v3::{LoginType, PasswordLoginType};
+    Ok(get_login_types::v3::Response::new(vec![
+        LoginType::Password(PasswordLoginType::new()),
+    ]))
+}
+
+/// `POST /_matrix/client/v3/login`
+pub async fn login(
+    services: Arc<Services>,
+    req: Ruma<login::v3::Request>,
+) -> Result<login::v3::Response> {
+    services.login_limiter.check(req.client_ip)?;
+    let body = &req.body;
+    let login::v3::LoginInfo::Password(password) = &body.login_info else {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::Unknown,
+            "Unsupported login type",
+        ));
+    };
+    #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
+    let name = match (&password.identifier, &password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+        (Some(_), _) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::Unknown,
+                "Only m.id.user identifiers are supported",
+            ));
+        }
+        (None, Some(user)) => user.clone(),
+        (None, None) => return Err(Error::missing_param("Missing identifier")),
+    };
+    let Some(user_id) = services.accounts.parse_login_name(&name) else {
+        return Err(bad_credentials());
+    };
+    if !services
+        .accounts
+        .check_password(&user_id, &password.password)
+        .await?
+    {
+        tracing::info!(user_id = %user_id, "failed login");
+        return Err(bad_credentials());
+    }
+    if !services.accounts.is_active(&user_id)? {
+        return Err(Error::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::UserDeactivated,
+            "This account is deactivated",
+        ));
+    }
+
+    let (device_id, issued) = services.sessions.login(
+        &user_id,
+        body.device_id.as_deref(),
+        body.initial_device_display_name.clone(),
+        req.client_ip,
+        body.refresh_token,
+    )?;
+    tracing::info!(user_id = %user_id, device_id = %device_id, "logged in");
+
+    let mut response = login::v3::Response::new(user_id.clone(), issued.access_token, device_id);
+    #[allow(deprecated)] // still read by older clients
+    {
+        response.home_server = Some(services.config.server_name.clone());
+    }
+    response.well_known = Some(DiscoveryInfo::new(HomeserverInfo::new(
+        services.config.base_url(),
+    )));
+    response.refresh_token = issued.refresh_token;
+    response.expires_in = issued.expires_in_ms.map(Duration::from_millis);
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/refresh`
+pub async fn refresh(
+    services: Arc<Services>,
+    req: Ruma<refresh_token::v3::Request>,
+) -> Result<refresh_token::v3::Response> {
+    services.login_limiter.check(req.client_ip)?;
+    let issued = services.sessions.refresh(&req.body.refresh_token)?;
+    let mut response = refresh_token::v3::Response::new(issued.access_token);
+    response.refresh_token = issued.refresh_token;
+    response.expires_in_ms = issued.expires_in_ms.map(Duration::from_millis);
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/logout`: ends this device's session (and deletes the device).
+pub async fn logout(
+    services: Arc<Services>,
+    req: Ruma<logout::v3::Request>,
+) -> Result<logout::v3::Response> {
+    let session = req.session()?;
+    services
+        .sessions
+        .delete_devices(&session.user_id, std::slice::from_ref(&session.device_id))?;
+    Ok(logout::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/logout/all`
+pub async fn logout_all(
+    services: Arc<Services>,
+    req: Ruma<logout_all::v3::Request>,
+) -> Result<logout_all::v3::Response> {
+    services.sessions.delete_all_devices(req.user_id()?, None)?;
+    Ok(logout_all::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/account/whoami`
+pub async fn whoami(
+    _services: Arc<Services>,
+    req: Ruma<whoami::v3::Request>,
+) -> Result<whoami::v3::Response> {
+    let session = req.session()?;
+    let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
+    response.device_id = Some(session.device_id.clone());
+    Ok(response)
+}

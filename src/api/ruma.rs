@@ -1,0 +1,224 @@
+//! The bridge between axum and ruma: the [`Ruma`] extractor parses a request into the
+//! endpoint's ruma request type after checking its size, JSON and access token, and
+//! [`RumaResponse`] serialises the endpoint's ruma response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http::{Method, header};
+use ruma::api::auth_scheme::{
+    self, AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional,
+    NoAccessToken, NoAuthentication,
+};
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt};
+use ruma::{DeviceId, UserId};
+
+use crate::error::{Error, Result};
+use crate::services::Services;
+use crate::users::sessions::Session;
+
+/// Whether an endpoint needs an access token, as its ruma auth scheme says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRequirement {
+    Required,
+    Optional,
+    Ignored,
+}
+
+/// Maps each ruma auth scheme Sori serves to what it asks of the caller.
+pub trait AuthRequirement {
+    const REQUIREMENT: TokenRequirement;
+}
+
+impl AuthRequirement for AccessToken {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Required;
+}
+impl AuthRequirement for AccessTokenOptional {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Optional;
+}
+// Until application services exist, an appservice token is checked like any access token:
+// an unknown one is refused rather than ignored.
+impl AuthRequirement for AppserviceToken {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Required;
+}
+impl AuthRequirement for AppserviceTokenOptional {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Optional;
+}
+impl AuthRequirement for NoAuthentication {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Ignored;
+}
+impl AuthRequirement for NoAccessToken {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::Ignored;
+}
+
+/// A parsed, authorised request of endpoint type `T`.
+pub struct Ruma<T> {
+    pub body: T,
+    /// Who the access token acts for (always set when the endpoint requires a token).
+    pub session: Option<Session>,
+    /// The client's address (from the socket, or `X-Forwarded-For` when trusted).
+    pub client_ip: IpAddr,
+}
+
+impl<T> Ruma<T> {
+    /// The authenticated user; an endpoint that requires a token always has one.
+    pub fn user_id(&self) -> Result<&UserId> {
+        self.session
+            .as_ref()
+            .map(|s| s.user_id.as_ref())
+            .ok_or_else(Error::missing_token)
+    }
+
+    pub fn device_id(&self) -> Result<&DeviceId> {
+        self.session
+            .as_ref()
+            .map(|s| s.device_id.as_ref())
+            .ok_or_else(Error::missing_token)
+    }
+
+    pub fn session(&self) -> Result<&Session> {
+        self.session.as_ref().ok_or_else(Error::missing_token)
+    }
+}
+
+fn client_ip(parts: &http::request::Parts, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+}
+
+/// Reads the body, refusing anything over `limit` bytes with 413.
+async fn read_body(
+    body: axum::body::Body,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Error::too_large(format!(
+            "Request body is larger than {limit} bytes"
+        )));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Error::too_large(format!("Request body is larger than {limit} bytes"))
+        } else {
+            Error::bad_json(format!("Could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Whether the body is meant to be JSON (anything but an explicitly different media type).
+fn expects_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("application/json") || ct.starts_with("text/plain"))
+}
+
+fn parse_error(error: FromHttpRequestError, body_empty: bool) -> Error {
+    match error {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            if body_empty {
+                Error::not_json("The request needs a JSON body")
+            } else {
+                Error::bad_json(format!("Invalid request body: {e}"))
+            }
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            Error::invalid_param(format!("Invalid identifier: {e}"))
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+            Error::invalid_param(format!("Invalid query parameter: {e}"))
+        }
+        FromHttpRequestError::Deserialization(e) => {
+            Error::bad_json(format!("Invalid request: {e}"))
+        }
+        FromHttpRequestError::MethodMismatch { .. } => {
+            Error::unrecognized(http::StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        }
+        other => Error::bad_json(format!("Invalid request: {other}")),
+    }
+}
+
+impl<T> FromRequest<Arc<Services>> for Ruma<T>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self> {
+        let (mut parts, body) = request.into_parts();
+        let path_params = RawPathParams::from_request_parts(&mut parts, services)
+            .await
+            .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))?;
+        let path_args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
+        let client_ip = client_ip(&parts, services.config.listen.trust_forwarded_for);
+
+        let limit = services.config.limits.max_request_bytes;
+        let bytes = read_body(body, &parts.headers, limit).await?;
+        let has_body = matches!(parts.method, Method::POST | Method::PUT);
+        if has_body
+            && !bytes.is_empty()
+            && expects_json(&parts.headers)
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err()
+        {
+            return Err(Error::not_json("The request body is not valid JSON"));
+        }
+
+        let http_request = http::Request::from_parts(parts, bytes.as_ref());
+        let token = auth_scheme::extract_bearer_or_query_token(&http_request)
+            .map_err(|_| Error::missing_token())?;
+        let session = match (<T::Authentication as AuthRequirement>::REQUIREMENT, token) {
+            (TokenRequirement::Ignored, _) => None,
+            (TokenRequirement::Required, None) => return Err(Error::missing_token()),
+            (TokenRequirement::Optional, None) => None,
+            (_, Some(token)) => Some(services.sessions.authenticate(&token)?),
+        };
+
+        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let body = T::try_from_http_request(http_request, &args)
+            .map_err(|e| parse_error(e, has_body && bytes.is_empty()))?;
+        Ok(Ruma {
+            body,
+            session,
+            client_ip,
+        })
+    }
+}
+
+/// A ruma response, serialised for the wire.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response
+                .map(|body| axum::body::Body::from(body.freeze()))
+                .into_response(),
+            Err(e) => Error::internal(format!("serialising a response: {e}")).into_response(),
+        }
+    }
+}

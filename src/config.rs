@@ -1,0 +1,377 @@
+//! Configuration: one typed [`Config`], read from a TOML file (`--config` or `SORI_CONFIG`) and
+//! overridden by `SORI_<SECTION>__<KEY>` environment variables. Unknown keys are refused by
+//! name, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ruma::OwnedServerName;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The domain in every user id (`@alice:<server_name>`) and room alias.
+    pub server_name: OwnedServerName,
+    /// The URL clients reach this server at, as served in `/.well-known/matrix/client`.
+    /// Unset: `http://<server_name>:<client listener port>`.
+    pub public_base_url: Option<String>,
+    pub listen: ListenConfig,
+    pub storage: StorageConfig,
+    pub registration: RegistrationConfig,
+    pub login: LoginConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub well_known: WellKnownConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".try_into().expect("valid server name"),
+            public_base_url: None,
+            listen: ListenConfig::default(),
+            storage: StorageConfig::default(),
+            registration: RegistrationConfig::default(),
+            login: LoginConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            well_known: WellKnownConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Address of the client-server API listener.
+    pub client: SocketAddr,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted reverse proxy),
+    /// for rate limits and device "last seen" addresses.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            client: ([127, 0, 0, 1], 8008).into(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the embedded database.
+    pub path: PathBuf,
+    /// Size of the database block cache, in MiB.
+    pub cache_mb: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./sori-data"),
+            cache_mb: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Whether anyone may register through the API. Off by default: operators create
+    /// accounts with `sori user create` (or through LDAP/SSO).
+    pub enabled: bool,
+    /// When set, registration also needs this shared token (`m.login.registration_token`).
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Lifetime of an access token issued together with a refresh token, in milliseconds.
+    /// Tokens issued without one do not expire.
+    pub refreshable_token_lifetime_ms: u64,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            refreshable_token_lifetime_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body the client API accepts, in bytes; larger bodies get 413.
+    pub max_request_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Login attempts (and token refreshes) per client address.
+    pub login: RateLimit,
+    /// Registration attempts (and availability checks) per client address.
+    pub registration: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            login: RateLimit {
+                per_second: 1.0,
+                burst: 20,
+            },
+            registration: RateLimit {
+                per_second: 0.5,
+                burst: 20,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WellKnownConfig {
+    /// `m.server` of `/.well-known/matrix/server` (`host:port` for federation). Unset: the host
+    /// and port of `public_base_url`.
+    pub server: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, or per module like `info,sori::api=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration: defaults, then the file (if any), then `SORI_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::internal(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // SORI_CONFIG names the file; it is not a key.
+        figment = figment.merge(Env::prefixed("SORI_").ignore(&["config"]).split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| Error::internal(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.public_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::internal(
+                "public_base_url must start with http:// or https://",
+            ));
+        }
+        for (name, limit) in [
+            ("login", self.rate_limits.login),
+            ("registration", self.rate_limits.registration),
+        ] {
+            if !(limit.per_second > 0.0) || limit.burst == 0 {
+                return Err(Error::internal(format!(
+                    "rate_limits.{name}: per_second and burst must be positive"
+                )));
+            }
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err(Error::internal(
+                "limits.max_request_bytes must be at least 1024",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients should use, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}:{}", self.server_name, self.listen.client.port()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml")
+    }
+
+    #[test]
+    fn the_example_file_loads_and_documents_every_key() {
+        Jail::expect_with(|_jail| {
+            let config = Config::load(Some(&example_path())).map_err(|e| e.to_string())?;
+            assert_eq!(config.server_name.as_str(), "localhost");
+            assert_eq!(config.listen.client, ([127, 0, 0, 1], 8008).into());
+
+            // Every key the struct has appears in the example, set or commented out: uncomment
+            // `# key = value` lines, parse, and compare with the struct's own keys.
+            let example = std::fs::read_to_string(example_path()).unwrap();
+            let uncommented: String = example
+                .lines()
+                .map(|l| match l.strip_prefix("# ") {
+                    Some(rest)
+                        if rest.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|c| c.is_ascii_lowercase() || c == b'_')
+                        }) =>
+                    {
+                        rest
+                    }
+                    _ => l,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let documented: serde_json::Value =
+                serde_json::to_value(toml::from_str::<toml::Table>(&uncommented).unwrap()).unwrap();
+            let defaults = serde_json::to_value(Config::default()).unwrap();
+            let mut missing = Vec::new();
+            fn walk(
+                v: &serde_json::Value,
+                doc: &serde_json::Value,
+                path: &str,
+                missing: &mut Vec<String>,
+            ) {
+                if let serde_json::Value::Object(map) = v {
+                    for (k, v) in map {
+                        let path = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        match doc.get(k) {
+                            None => missing.push(path),
+                            Some(d) => walk(v, d, &path, missing),
+                        }
+                    }
+                }
+            }
+            walk(&defaults, &documented, "", &mut missing);
+            assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_file_means_defaults() {
+        Jail::expect_with(|_jail| {
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.server_name.as_str(), "localhost");
+            assert_eq!(config.storage.path, PathBuf::from("./sori-data"));
+            assert!(!config.registration.enabled);
+            assert_eq!(config.log.format, LogFormat::Pretty);
+            assert_eq!(config.base_url(), "http://localhost:8008");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[listen]\nclinet = \"127.0.0.1:1\"\n")?;
+            let err = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("clinet"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("SORI_REGISTRATION__ENABLD", "true");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("enabld"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "server_name = \"example.org\"\n[registration]\nenabled = false\n",
+            )?;
+            jail.set_env("SORI_CONFIG", "ignored-here");
+            jail.set_env("SORI_REGISTRATION__ENABLED", "true");
+            jail.set_env("SORI_LISTEN__CLIENT", "0.0.0.0:9000");
+            jail.set_env("SORI_LOG__FORMAT", "json");
+            let config = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.server_name.as_str(), "example.org");
+            assert!(config.registration.enabled);
+            assert_eq!(config.listen.client.port(), 9000);
+            assert_eq!(config.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SORI_SERVER_NAME", "not a server name");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("SORI_RATE_LIMITS__LOGIN__BURST", "0");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,83 @@
+//! Sori (소리, "voice"): a Matrix homeserver for company messaging.
+//!
+//! # Layout
+//!
+//! - [`config`]: the one typed [`Config`](config::Config), from a TOML file and `SORI_*`
+//!   environment variables.
+//! - [`error`]: the one [`Error`](error::Error) type; every failure becomes a Matrix errcode.
+//! - [`storage`]: the [`Store`](storage::Store) abstraction (tables, atomic batches, ordered
+//!   scans, a durable counter) and its RocksDB backend; only it knows key encodings.
+//! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
+//!   user-interactive authentication.
+//! - [`push`]: push rules (and later their evaluation and delivery).
+//! - [`presence`]: online/offline status.
+//! - [`rate_limit`]: per-address token buckets for login and registration.
+//! - [`random`]: secure tokens and ids.
+//! - [`services`]: [`Services`](services::Services), every service built once and shared.
+//! - [`api`]: the HTTP surface, ruma request/response plumbing and thin handlers.
+//! - [`router`]: routes, CORS, request spans, Matrix-shaped 404/405.
+//!
+//! [`build`] opens the store and wires the services and router; [`serve`] runs it.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod presence;
+pub mod push;
+pub mod random;
+pub mod rate_limit;
+pub mod router;
+pub mod services;
+pub mod storage;
+pub mod users;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::services::Services;
+use crate::storage::rocksdb::RocksStore;
+
+/// A built server: its services and the router that serves them.
+pub struct App {
+    pub services: Arc<Services>,
+    pub router: axum::Router,
+}
+
+/// Opens the store named by `config` and builds every service and the router.
+pub fn build(config: Config) -> Result<App> {
+    let store = Arc::new(RocksStore::open(
+        &config.storage.path,
+        config.storage.cache_mb,
+    )?);
+    let services = Arc::new(Services::new(config, store)?);
+    let router = router::router(services.clone());
+    Ok(App { services, router })
+}
+
+/// Serves the client API on the configured listener until `shutdown` completes.
+pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let addr = app.services.config.listen.client;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, server_name = %app.services.config.server_name, "listening");
+    axum::serve(
+        listener,
+        app.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| Error::internal(format!("server: {e}")))
+}
+
+/// Milliseconds since the Unix epoch, as Matrix timestamps are.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

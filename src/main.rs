@@ -1,0 +1,155 @@
+//! The `sori` command: serve (the default), or administer the data directory offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sori::config::{Config, LogFormat};
+use sori::users::accounts::Role;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "sori",
+    version,
+    about = "Sori: a Matrix homeserver for company messaging"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, defaults and SORI_* variables apply.
+    #[arg(long, short, env = "SORI_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver (the default).
+    Serve,
+    /// Manage accounts directly in the data directory (with the server stopped).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account, e.g. the first administrator.
+    Create {
+        /// The localpart: `alice` becomes @alice:<server_name>.
+        name: String,
+        /// Give the account the server admin role.
+        #[arg(long)]
+        admin: bool,
+        /// The password; a random one is generated and printed when omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+async fn create_user(
+    config: Config,
+    name: String,
+    admin: bool,
+    password: Option<String>,
+) -> Result<(), String> {
+    let app = sori::build(config).map_err(|e| {
+        format!("{e} (is the server running? stop it first: the database allows one process)")
+    })?;
+    let accounts = &app.services.accounts;
+    let user_id = accounts.user_id_for(&name).map_err(|e| e.to_string())?;
+    let generated = password.is_none();
+    let password = password.unwrap_or_else(|| {
+        sori::random::string(
+            b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789",
+            20,
+        )
+    });
+    let role = if admin { Role::Admin } else { Role::User };
+    accounts
+        .create(&user_id, Some(password.clone()), role)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.services
+        .profiles
+        .set_field(&user_id, "displayname", Some(user_id.localpart().into()))
+        .map_err(|e| e.to_string())?;
+    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sori: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&config);
+            match sori::build(config) {
+                Ok(app) => sori::serve(app, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    name,
+                    admin,
+                    password,
+                },
+        } => create_user(config, name, admin, password).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "fatal");
+            eprintln!("sori: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

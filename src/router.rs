@@ -1,0 +1,220 @@
+//! The HTTP router: every route and the handler behind it, plus what wraps every request:
+//! CORS, a tracing span with a request id, panic containment, and Matrix-shaped answers for
+//! unknown paths and methods.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, get, on};
+use http::{HeaderValue, Method, StatusCode, header};
+use ruma::api::IncomingRequest;
+use ruma::api::path_builder::PathBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::api::client::{
+    account, account_data, devices, discovery, filter, presence, profile, push_rules, register,
+    session, thirdparty, voip,
+};
+use crate::api::ruma::{AuthRequirement, Ruma, RumaResponse};
+use crate::error::{Error, Result};
+use crate::services::Services;
+
+/// Adds a ruma endpoint under every path its spec history gives (r0, v3, unstable).
+trait RumaRoutes {
+    fn ruma<Req, H, Fut>(self, handler: H) -> Self
+    where
+        Req: IncomingRequest + Send + 'static,
+        Req::Authentication: AuthRequirement,
+        Req::OutgoingResponse: Send,
+        H: Fn(Arc<Services>, Ruma<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Req::OutgoingResponse>> + Send + 'static;
+
+    /// Like [`RumaRoutes::ruma`], for handlers that build their own response.
+    fn ruma_raw<Req, H, Fut>(self, handler: H) -> Self
+    where
+        Req: IncomingRequest + Send + 'static,
+        Req::Authentication: AuthRequirement,
+        H: Fn(Arc<Services>, Ruma<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static;
+}
+
+fn method_filter(method: &Method) -> MethodFilter {
+    MethodFilter::try_from(method.clone()).expect("ruma endpoints use standard methods")
+}
+
+impl RumaRoutes for Router<Arc<Services>> {
+    fn ruma<Req, H, Fut>(self, handler: H) -> Self
+    where
+        Req: IncomingRequest + Send + 'static,
+        Req::Authentication: AuthRequirement,
+        Req::OutgoingResponse: Send,
+        H: Fn(Arc<Services>, Ruma<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Req::OutgoingResponse>> + Send + 'static,
+    {
+        self.ruma_raw::<Req, _, _>(move |services, req| {
+            let response = handler(services, req);
+            async move { response.await.map(|r| RumaResponse(r).into_response()) }
+        })
+    }
+
+    fn ruma_raw<Req, H, Fut>(mut self, handler: H) -> Self
+    where
+        Req: IncomingRequest + Send + 'static,
+        Req::Authentication: AuthRequirement,
+        H: Fn(Arc<Services>, Ruma<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static,
+    {
+        let filter = method_filter(&Req::METHOD);
+        let route = move |State(services): State<Arc<Services>>, req: Ruma<Req>| {
+            let handler = handler.clone();
+            async move { handler(services, req).await }
+        };
+        for path in Req::PATH_BUILDER.all_paths() {
+            self = self.route(path, on(filter, route.clone()));
+        }
+        self
+    }
+}
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new()
+        // Discovery
+        .ruma(discovery::versions)
+        .ruma(discovery::capabilities)
+        .route(
+            "/.well-known/matrix/client",
+            get(discovery::well_known_client),
+        )
+        .route(
+            "/.well-known/matrix/server",
+            get(discovery::well_known_server),
+        )
+        // Registration and sessions
+        .ruma(register::register)
+        .ruma(register::available)
+        .ruma(register::token_validity)
+        .ruma(session::login_types)
+        .ruma(session::login)
+        .ruma(session::refresh)
+        .ruma(session::logout)
+        .ruma(session::logout_all)
+        .ruma(session::whoami)
+        // Account
+        .ruma(account::change_password)
+        .ruma(account::deactivate)
+        .ruma(account::threepids)
+        // Devices
+        .ruma(devices::list)
+        .ruma(devices::get)
+        .ruma(devices::update)
+        .ruma(devices::delete)
+        .ruma(devices::delete_many)
+        // Profile
+        .ruma(profile::get)
+        .ruma(profile::get_field)
+        .ruma(profile::set_field)
+        .ruma(profile::delete_field)
+        // Filters and account data
+        .ruma(filter::create)
+        .ruma(filter::get)
+        .ruma(account_data::get_global)
+        .ruma(account_data::set_global)
+        .ruma(account_data::get_room)
+        .ruma(account_data::set_room)
+        // Push rules
+        .ruma(push_rules::get_all)
+        .ruma(push_rules::get_global)
+        .ruma(push_rules::get)
+        .ruma(push_rules::set)
+        .ruma(push_rules::delete)
+        .ruma(push_rules::get_enabled)
+        .ruma(push_rules::set_enabled)
+        .ruma(push_rules::get_actions)
+        .ruma(push_rules::set_actions)
+        // What clients ask for at start-up
+        .ruma_raw(voip::turn_server)
+        .ruma(thirdparty::protocols)
+        .ruma(presence::get)
+        .ruma(presence::set)
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(|_| {
+            Error::internal("a request handler panicked").into_response()
+        }))
+        .layer(middleware::from_fn(request_span))
+        .layer(middleware::from_fn(cors))
+        .with_state(services)
+}
+
+async fn unknown_endpoint() -> Error {
+    Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request")
+}
+
+async fn method_not_allowed() -> Error {
+    Error::unrecognized(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed for this endpoint",
+    )
+}
+
+/// CORS as the spec asks of every client API response, so browser clients (Element Web) work;
+/// pre-flight `OPTIONS` requests are answered directly.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
+    );
+    response
+}
+
+/// One span per request: request id, method, the route's path template (never the concrete
+/// path or query, which may hold tokens), then status and latency.
+async fn request_span(request: Request, next: Next) -> Response {
+    let request_id = crate::random::string(b"0123456789abcdef", 16);
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %request.method(),
+        path = %path,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else {
+            tracing::info!(status, latency_ms, "request");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,51 @@
+//! Every service, built once at start-up and shared as `Arc<Services>`.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::presence::Presence;
+use crate::push::rules::PushRules;
+use crate::rate_limit::RateLimiter;
+use crate::storage::Store;
+use crate::users::account_data::AccountData;
+use crate::users::accounts::Accounts;
+use crate::users::filters::Filters;
+use crate::users::profiles::Profiles;
+use crate::users::sessions::Sessions;
+use crate::users::uia::Uia;
+
+pub struct Services {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub accounts: Accounts,
+    pub sessions: Sessions,
+    pub profiles: Profiles,
+    pub account_data: Arc<AccountData>,
+    pub filters: Filters,
+    pub push_rules: PushRules,
+    pub presence: Presence,
+    pub uia: Uia,
+    pub login_limiter: RateLimiter,
+    pub registration_limiter: RateLimiter,
+}
+
+impl Services {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self> {
+        let account_data = Arc::new(AccountData::new(store.clone()));
+        Ok(Self {
+            accounts: Accounts::new(store.clone(), config.server_name.clone()),
+            sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
+            profiles: Profiles::new(store.clone()),
+            filters: Filters::new(store.clone()),
+            push_rules: PushRules::new(account_data.clone()),
+            account_data,
+            presence: Presence::default(),
+            uia: Uia::default(),
+            login_limiter: RateLimiter::new(config.rate_limits.login),
+            registration_limiter: RateLimiter::new(config.rate_limits.registration),
+            store,
+            config,
+        })
+    }
+}

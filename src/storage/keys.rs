@@ -1,0 +1,109 @@
+//! Key encodings: parts joined by `0xFF` (a byte that never occurs in UTF-8 text), numbers as
+//! big-endian `u64` so that byte order is numeric order and prefix scans come out sorted.
+
+/// Separator between the parts of a key.
+pub const SEP: u8 = 0xFF;
+
+/// Joins text parts with [`SEP`].
+pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// `parts` joined, followed by a trailing separator: the prefix of every key under them.
+pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = join(parts);
+    key.push(SEP);
+    key
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None` when no such key
+/// exists (the prefix is all `0xFF`).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+pub fn u64_be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Reads a big-endian `u64` from the last 8 bytes of a key.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key[start..].try_into().ok()?))
+}
+
+/// The key of the server-wide counter in [`super::Table::Global`].
+pub const COUNTER: &[u8] = b"counter";
+
+/// `user ++ SEP ++ device`: a device, in [`super::Table::Devices`].
+pub fn device(user_id: &str, device_id: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), device_id.as_bytes()])
+}
+
+/// Prefix of every device of a user.
+pub fn devices_of(user_id: &str) -> Vec<u8> {
+    prefix(&[user_id.as_bytes()])
+}
+
+/// `user ++ SEP ++ filter id`, in [`super::Table::Filters`].
+pub fn filter(user_id: &str, filter_id: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), filter_id.as_bytes()])
+}
+
+/// `user ++ SEP ++ room (empty for global) ++ SEP ++ type`, in [`super::Table::AccountData`].
+pub fn account_data(user_id: &str, room_id: Option<&str>, event_type: &str) -> Vec<u8> {
+    join(&[
+        user_id.as_bytes(),
+        room_id.unwrap_or("").as_bytes(),
+        event_type.as_bytes(),
+    ])
+}
+
+/// `user ++ SEP ++ count`, in [`super::Table::AccountDataChanges`].
+pub fn account_data_change(user_id: &str, count: u64) -> Vec<u8> {
+    join(&[user_id.as_bytes(), &u64_be(count)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_increments_the_last_byte_that_can_grow() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn big_endian_counts_sort_numerically() {
+        let a = account_data_change("@a:x", 9);
+        let b = account_data_change("@a:x", 10);
+        let c = account_data_change("@a:x", 256);
+        assert!(a < b && b < c);
+        assert_eq!(trailing_u64(&c), Some(256));
+    }
+
+    #[test]
+    fn separator_keeps_users_apart() {
+        // "@a:x" must not be a prefix match for "@a:xy".
+        let p = devices_of("@a:x");
+        assert!(device("@a:x", "D").starts_with(&p));
+        assert!(!device("@a:xy", "D").starts_with(&p));
+    }
+}

@@ -1,0 +1,199 @@
+//! Storage: the [`Store`] abstraction every service writes through, and its backends.
+//!
+//! A store is a set of named tables (RocksDB column families) holding byte keys in byte order,
+//! plus one durable, monotonic server-wide counter. Writes are atomic batches that are durable
+//! when `write` returns; reads are point gets and ordered scans over a key range in either
+//! direction. Key encodings live in [`keys`], so no other module builds key bytes by hand.
+
+pub mod keys;
+pub mod rocksdb;
+
+use crate::error::{Error, Result};
+
+/// The tables of a store. Each is one RocksDB column family (or one PostgreSQL table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Server-wide values: the counter, the server's signing keys.
+    Global,
+    /// localpart → account record (password hash, role, deactivation).
+    Accounts,
+    /// localpart → profile fields (a JSON object: `displayname`, `avatar_url`, custom fields).
+    Profiles,
+    /// user id, device id → device record.
+    Devices,
+    /// SHA-256 of an access token → the session it opens.
+    AccessTokens,
+    /// SHA-256 of a refresh token → the session it renews.
+    RefreshTokens,
+    /// user id, filter id → filter definition.
+    Filters,
+    /// user id, room id (empty for global), type → account data content and its count.
+    AccountData,
+    /// user id, count → (room id, type): account data changes in order, for `/sync`.
+    AccountDataChanges,
+}
+
+impl Table {
+    pub const ALL: [Table; 9] = [
+        Table::Global,
+        Table::Accounts,
+        Table::Profiles,
+        Table::Devices,
+        Table::AccessTokens,
+        Table::RefreshTokens,
+        Table::Filters,
+        Table::AccountData,
+        Table::AccountDataChanges,
+    ];
+
+    /// The column family name; stable on disk, never rename one.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Global => "global",
+            Table::Accounts => "accounts",
+            Table::Profiles => "profiles",
+            Table::Devices => "devices",
+            Table::AccessTokens => "access_tokens",
+            Table::RefreshTokens => "refresh_tokens",
+            Table::Filters => "filters",
+            Table::AccountData => "account_data",
+            Table::AccountDataChanges => "account_data_changes",
+        }
+    }
+}
+
+/// One change inside a [`Batch`].
+#[derive(Clone, Debug)]
+pub enum Op {
+    Put(Table, Vec<u8>, Vec<u8>),
+    Delete(Table, Vec<u8>),
+}
+
+/// A set of changes applied all together or not at all.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(table, key.into(), value.into()));
+    }
+
+    /// Puts `value` serialised as JSON.
+    pub fn put_json<T: serde::Serialize>(
+        &mut self,
+        table: Table,
+        key: impl Into<Vec<u8>>,
+        value: &T,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Error::internal(format!("serialising a record: {e}")))?;
+        self.put(table, key, bytes);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(table, key.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+}
+
+/// Which way a scan walks its range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A half-open key range `[lower, upper)`; `upper = None` means "to the end of the table".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    pub lower: Vec<u8>,
+    pub upper: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        Self {
+            lower: prefix.to_vec(),
+            upper: keys::prefix_successor(prefix),
+        }
+    }
+
+    /// Keys from `lower` (inclusive) to `upper` (exclusive).
+    pub fn between(lower: &[u8], upper: &[u8]) -> Self {
+        Self {
+            lower: lower.to_vec(),
+            upper: Some(upper.to_vec()),
+        }
+    }
+}
+
+/// A key and its value, as a scan yields them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// An ordered scan; each item may fail independently (I/O errors surface mid-scan).
+pub type Scan<'a> = Box<dyn Iterator<Item = Result<Entry>> + 'a>;
+
+/// The storage backend every service uses.
+pub trait Store: Send + Sync + 'static {
+    /// Reads one value.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Applies every change of `batch` atomically; durable once this returns.
+    fn write(&self, batch: Batch) -> Result<()>;
+
+    /// Walks `range` in key order (or reverse key order).
+    fn scan(&self, table: Table, range: KeyRange, direction: Direction) -> Result<Scan<'_>>;
+
+    /// Allocates the next value of the server-wide counter. Values are strictly increasing and
+    /// never handed out twice, even across restarts and crashes.
+    fn next_count(&self) -> Result<u64>;
+
+    /// The last value handed out by [`Store::next_count`] (0 before the first).
+    fn current_count(&self) -> u64;
+}
+
+/// Typed conveniences over any [`Store`].
+pub trait StoreExt: Store {
+    /// Reads one JSON-encoded record.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.get(table, key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::internal(format!("corrupt record in table {}: {e}", table.name()))
+            }),
+        }
+    }
+
+    /// Writes a single put.
+    fn put(&self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(table, key, value);
+        self.write(batch)
+    }
+
+    /// Every entry under `prefix`, in key order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Scan<'_>> {
+        self.scan(table, KeyRange::prefix(prefix), Direction::Forward)
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}

@@ -1,0 +1,350 @@
+//! Accounts: creation with a validated localpart, argon2id password hashes, server roles and
+//! deactivation. Hashing runs on the blocking pool so it never stalls the async workers.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Store, StoreExt, Table};
+
+/// Longest password accepted; argon2 takes any length, but a megabyte "password" is an attack.
+pub const MAX_PASSWORD_BYTES: usize = 512;
+
+/// A server-wide role (DESIGN §1: SYSTEM_ADMIN, AUDITOR, USER).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Auditor,
+    #[default]
+    User,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AccountRecord {
+    /// argon2id PHC string; `None` for accounts that log in elsewhere (SSO, LDAP, appservice).
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub role: Role,
+    pub created_ts: u64,
+    #[serde(default)]
+    pub deactivated: bool,
+}
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    server_name: OwnedServerName,
+    /// Serialises "is the name free? then take it" so two registrations cannot both win.
+    create_lock: Mutex<()>,
+    /// A hash of a random password: checking an unknown user against it costs what a real
+    /// check costs, so timing does not tell unknown users from wrong passwords.
+    decoy_hash: OnceLock<String>,
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password (blocking: call from the blocking pool).
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&crate::random::bytes::<16>())
+        .map_err(|e| Error::internal(format!("salt: {e}")))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("hashing a password: {e}")))
+}
+
+/// Checks a password against a PHC string (blocking).
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Refuses passwords the server will not store.
+pub fn check_password_shape(password: &str) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::WeakPassword,
+            "Empty password",
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::WeakPassword,
+            format!("Passwords are at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task: {e}")))
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName) -> Self {
+        Self {
+            store,
+            server_name,
+            create_lock: Mutex::new(()),
+            decoy_hash: OnceLock::new(),
+        }
+    }
+
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.server_name
+    }
+
+    /// Whether `user_id` belongs to this server.
+    pub fn is_local(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.server_name
+    }
+
+    /// Checks a localpart chosen at registration and builds the user id. Registration is
+    /// stricter than the grammar of existing ids: lower case, `a-z 0-9 . _ = - / +`.
+    pub fn user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
+        let invalid = |msg: &str| {
+            Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidUsername,
+                msg.to_owned(),
+            )
+        };
+        if localpart.is_empty() {
+            return Err(invalid("The username is empty"));
+        }
+        if !localpart
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._=-/+".contains(&c))
+        {
+            return Err(invalid(
+                "Usernames may only contain a-z, 0-9 and . _ = - / +",
+            ));
+        }
+        if localpart.starts_with('_') {
+            return Err(invalid(
+                "Usernames starting with '_' are reserved for bridges",
+            ));
+        }
+        // "@" + localpart + ":" + server name, at most 255 bytes in all.
+        if 2 + localpart.len() + self.server_name.as_str().len() > 255 {
+            return Err(invalid("The user id would be longer than 255 bytes"));
+        }
+        UserId::parse(format!("@{localpart}:{}", self.server_name))
+            .map_err(|_| invalid("Invalid username"))
+    }
+
+    /// Turns what a client typed at login (`alice` or `@alice:server`) into a local user id.
+    pub fn parse_login_name(&self, name: &str) -> Option<OwnedUserId> {
+        let user_id = if name.starts_with('@') {
+            UserId::parse(name).ok()?
+        } else {
+            UserId::parse_with_server_name(name.to_lowercase(), &self.server_name).ok()?
+        };
+        self.is_local(&user_id).then_some(user_id)
+    }
+
+    pub fn get(&self, user_id: &UserId) -> Result<Option<AccountRecord>> {
+        if !self.is_local(user_id) {
+            return Ok(None);
+        }
+        self.store
+            .get_json(Table::Accounts, user_id.localpart().as_bytes())
+    }
+
+    /// Whether the id is taken (deactivated accounts keep their name forever).
+    pub fn exists(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.get(user_id)?.is_some())
+    }
+
+    /// Whether the account exists and may act.
+    pub fn is_active(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.get(user_id)?.is_some_and(|a| !a.deactivated))
+    }
+
+    /// Creates an account; `M_USER_IN_USE` if the name is taken.
+    pub async fn create(
+        &self,
+        user_id: &UserId,
+        password: Option<String>,
+        role: Role,
+    ) -> Result<()> {
+        if let Some(p) = &password {
+            check_password_shape(p)?;
+        }
+        let password_hash = match password {
+            Some(p) => Some(blocking(move || hash_password(&p)).await??),
+            None => None,
+        };
+        let record = AccountRecord {
+            password_hash,
+            role,
+            created_ts: crate::now_ms(),
+            deactivated: false,
+        };
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.exists(user_id)? {
+            return Err(Error::user_in_use());
+        }
+        let mut batch = crate::storage::Batch::new();
+        batch.put_json(Table::Accounts, user_id.localpart().as_bytes(), &record)?;
+        self.store.write(batch)
+    }
+
+    /// Checks a password. Unknown and password-less accounts fail the same way, and take the
+    /// same time, as a wrong password. Deactivation is for the caller to check afterwards, so
+    /// that only someone who knows the password learns the account is deactivated.
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool> {
+        let hash = match self.get(user_id)? {
+            Some(AccountRecord {
+                password_hash: Some(h),
+                ..
+            }) => Some(h),
+            _ => None,
+        };
+        let password = password.to_owned();
+        match hash {
+            Some(h) => blocking(move || verify_password(&password, &h)).await,
+            None => {
+                let decoy = match self.decoy_hash.get() {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = blocking(|| hash_password(&crate::random::token(""))).await??;
+                        self.decoy_hash.get_or_init(|| d).clone()
+                    }
+                };
+                blocking(move || verify_password(&password, &decoy)).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
+        check_password_shape(&password)?;
+        let hash = blocking(move || hash_password(&password)).await??;
+        self.update(user_id, |record| record.password_hash = Some(hash))
+    }
+
+    pub fn set_role(&self, user_id: &UserId, role: Role) -> Result<()> {
+        self.update(user_id, |record| record.role = role)
+    }
+
+    /// Marks the account deactivated; the name stays taken and nobody can log in to it.
+    pub fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        self.update(user_id, |record| record.deactivated = true)
+    }
+
+    fn update(&self, user_id: &UserId, change: impl FnOnce(&mut AccountRecord)) -> Result<()> {
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut record = self
+            .get(user_id)?
+            .ok_or_else(|| Error::not_found("No such user"))?;
+        change(&mut record);
+        let mut batch = crate::storage::Batch::new();
+        batch.put_json(Table::Accounts, user_id.localpart().as_bytes(), &record)?;
+        self.store.write(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> (tempfile::TempDir, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
+        (dir, Accounts::new(store, "example.org".try_into().unwrap()))
+    }
+
+    #[test]
+    fn localparts_are_checked() {
+        let (_dir, a) = accounts();
+        assert_eq!(
+            a.user_id_for("alice.b-c_d=e/f+g").unwrap().as_str(),
+            "@alice.b-c_d=e/f+g:example.org"
+        );
+        for bad in [
+            "",
+            "Alice",
+            "al ice",
+            "al:ice",
+            "ali@ce",
+            "_bridge",
+            "한글",
+            &"a".repeat(250),
+        ] {
+            assert_eq!(
+                a.user_id_for(bad).unwrap_err().errcode(),
+                "M_INVALID_USERNAME",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn login_names_accept_localpart_or_full_id_of_this_server_only() {
+        let (_dir, a) = accounts();
+        assert_eq!(
+            a.parse_login_name("alice").unwrap().as_str(),
+            "@alice:example.org"
+        );
+        assert_eq!(
+            a.parse_login_name("@alice:example.org").unwrap().as_str(),
+            "@alice:example.org"
+        );
+        assert!(a.parse_login_name("@alice:elsewhere.org").is_none());
+        assert!(a.parse_login_name("not an id at all:").is_none());
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_and_deactivation_locks_out() {
+        let (_dir, a) = accounts();
+        let alice = a.user_id_for("alice").unwrap();
+        a.create(&alice, Some("correct horse".into()), Role::User)
+            .await
+            .unwrap();
+        let stored = a.get(&alice).unwrap().unwrap();
+        assert!(
+            stored
+                .password_hash
+                .as_deref()
+                .unwrap()
+                .starts_with("$argon2id$")
+        );
+        assert!(a.check_password(&alice, "correct horse").await.unwrap());
+        assert!(!a.check_password(&alice, "wrong").await.unwrap());
+        assert!(
+            !a.check_password(&a.user_id_for("nobody").unwrap(), "x")
+                .await
+                .unwrap()
+        );
+
+        let err = a
+            .create(&alice, Some("again".into()), Role::User)
+            .await
+            .unwrap_err();
+        assert_eq!(err.errcode(), "M_USER_IN_USE");
+
+        a.deactivate(&alice).unwrap();
+        assert!(a.exists(&alice).unwrap());
+        assert!(!a.is_active(&alice).unwrap());
+    }
+}
