@@ -218,3 +218,123 @@ async fn request_span(request: Request, next: Next) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn app(dir: &tempfile::TempDir) -> Router {
+        let mut config = crate::config::Config::default();
+        config.storage.path = dir.path().to_owned();
+        config.storage.cache_mb = 8;
+        config.limits.max_request_bytes = 2048;
+        crate::build(config).unwrap().router
+    }
+
+    async fn call(
+        router: &Router,
+        request: http::Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn request(method: Method, uri: &str, body: &'static str) -> http::Request<Body> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_path_and_method_answer_in_matrix_shape_with_cors() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = app(&dir);
+        let (status, headers, body) = call(&router, request(Method::GET, "/nope", "")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["errcode"], "M_UNRECOGNIZED");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert!(headers.contains_key("x-request-id"));
+
+        let (status, _, body) = call(
+            &router,
+            request(Method::PATCH, "/_matrix/client/v3/login", "{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["errcode"], "M_UNRECOGNIZED");
+
+        let (status, headers, _) = call(
+            &router,
+            request(Method::OPTIONS, "/_matrix/client/v3/login", ""),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+
+    #[tokio::test]
+    async fn bodies_are_checked_before_handlers_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = app(&dir);
+        let login = "/_matrix/client/v3/login";
+        let (status, _, body) = call(&router, request(Method::POST, login, "{oops")).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
+        );
+        let (status, _, body) = call(&router, request(Method::POST, login, "")).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
+        );
+        // A body ruma's deserialiser would panic on is still just bad JSON.
+        let (status, _, body) = call(&router, request(Method::POST, login, "{}")).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
+        );
+        let big: &'static str =
+            Box::leak(format!("{{\"x\":\"{}\"}}", "a".repeat(4096)).into_boxed_str());
+        let (status, _, body) = call(&router, request(Method::POST, login, big)).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE"))
+        );
+    }
+
+    #[tokio::test]
+    async fn every_authenticated_route_refuses_a_missing_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = app(&dir);
+        for (method, path) in [
+            (Method::GET, "/_matrix/client/v3/account/whoami"),
+            (Method::GET, "/_matrix/client/v3/devices"),
+            (Method::POST, "/_matrix/client/v3/logout"),
+            (Method::GET, "/_matrix/client/v3/pushrules/"),
+            (
+                Method::GET,
+                "/_matrix/client/v3/user/@a:localhost/account_data/x.y",
+            ),
+            (Method::POST, "/_matrix/client/v3/user/@a:localhost/filter"),
+            (Method::GET, "/_matrix/client/v3/voip/turnServer"),
+        ] {
+            let (status, _, body) = call(&router, request(method, path, "{}")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(body["errcode"], "M_MISSING_TOKEN", "{path}");
+        }
+    }
+}

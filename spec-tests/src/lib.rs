@@ -1,1 +1,367 @@
-pub fn placeholder() {}
+//! Black-box test harness: start the real `sori` binary on a free port with a fresh data
+//! directory, and talk to it over HTTP the way a client does.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use spec_tests::{TestServer, register};
+//! let server = TestServer::start().await;
+//! let alice = register(&server, "alice").await;
+//! let (status, body) = server.get("/_matrix/client/v3/account/whoami", Some(&alice.access_token)).await;
+//! # }
+//! ```
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Where the `sori` binary is: `SPEC_SORI_BIN`, else beside this test's own target directory
+/// (`target/<profile>/deps/this-test` → `target/<profile>/sori`).
+fn sori_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SPEC_SORI_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let bin = profile_dir.join("sori");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build --bin sori`), or set SPEC_SORI_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Settings for a test server beyond the defaults the harness sets.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub registration_enabled: bool,
+    pub registration_token: Option<String>,
+    /// Extra TOML appended to the config file (sections and keys).
+    pub extra_toml: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            registration_enabled: true,
+            registration_token: None,
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// A running `sori` process; killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    pub base_url: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// A server with open registration (dummy auth) and rate limits out of the way.
+    pub async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut config = format!(
+            "server_name = \"localhost\"\n\
+             [listen]\nclient = \"127.0.0.1:{port}\"\n\
+             [storage]\npath = \"{data}\"\ncache_mb = 8\n\
+             [registration]\nenabled = {enabled}\n{token}\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+            data = dir.path().join("data").display(),
+            enabled = options.registration_enabled,
+            token = options
+                .registration_token
+                .as_ref()
+                .map(|t| format!("token = \"{t}\"\n"))
+                .unwrap_or_default(),
+        );
+        if !options.extra_toml.contains("[rate_limits]") {
+            config.push_str(
+                "[rate_limits]\nlogin = { per_second = 1000.0, burst = 1000 }\n\
+                 registration = { per_second = 1000.0, burst = 1000 }\n",
+            );
+        }
+        config.push_str(&options.extra_toml);
+        std::fs::write(dir.path().join("sori.toml"), config).expect("write config");
+
+        let mut server = Self {
+            child: None,
+            dir,
+            port,
+            base_url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The data directory the server writes to.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sori.toml")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sori.log")).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("sori.log"))
+            .expect("log file");
+        let child = Command::new(sori_binary())
+            .arg("--config")
+            .arg(self.config_path())
+            .env_remove("SORI_CONFIG")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start sori");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(self.url("/_matrix/client/versions"))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("sori exited with {status} at start-up:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sori did not start in 30 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills the process without warning (SIGKILL) and starts it again on the same data and
+    /// port: whatever the server acknowledged before must still be there.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server, runs `sori --config <its config> ARGS` on its data directory (as an
+    /// operator would with the server down), starts the server again, and returns the output.
+    pub async fn run_offline(&mut self, args: &[&str]) -> std::process::Output {
+        self.kill();
+        let output = Command::new(sori_binary())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("SORI_CONFIG")
+            .output()
+            .expect("run sori");
+        self.spawn().await;
+        output
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request and returns the status and the JSON body (`Null` when not JSON).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("response body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends raw bytes as the body (for malformed-JSON tests).
+    pub async fn request_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("response body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    pub async fn delete(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.request(reqwest::Method::DELETE, path, token, body)
+            .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A logged-in user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub user_id: String,
+    pub access_token: String,
+    pub device_id: String,
+    pub password: String,
+}
+
+impl User {
+    pub fn token(&self) -> Option<&str> {
+        Some(&self.access_token)
+    }
+}
+
+/// The password the helpers give every user.
+pub fn password_of(localpart: &str) -> String {
+    format!("{localpart}-secret-password")
+}
+
+/// Registers `localpart` with dummy auth (open registration) and returns the logged-in user.
+pub async fn register(server: &TestServer, localpart: &str) -> User {
+    let password = password_of(localpart);
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            &json!({
+                "username": localpart,
+                "password": password,
+                "auth": { "type": "m.login.dummy" },
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "register {localpart}: {body}");
+    User {
+        user_id: body["user_id"].as_str().unwrap().to_owned(),
+        access_token: body["access_token"].as_str().unwrap().to_owned(),
+        device_id: body["device_id"].as_str().unwrap().to_owned(),
+        password,
+    }
+}
+
+/// Logs in with a password and returns the new session.
+pub async fn login(server: &TestServer, localpart: &str, password: &str) -> User {
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            &json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": localpart },
+                "password": password,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "login {localpart}: {body}");
+    User {
+        user_id: body["user_id"].as_str().unwrap().to_owned(),
+        access_token: body["access_token"].as_str().unwrap().to_owned(),
+        device_id: body["device_id"].as_str().unwrap().to_owned(),
+        password: password.to_owned(),
+    }
+}
+
+/// Asserts a Matrix error: the status and the errcode.
+#[track_caller]
+pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, errcode: &str) {
+    let (got_status, body) = result;
+    assert_eq!(
+        *got_status, status,
+        "expected {status} {errcode}, got {got_status}: {body}"
+    );
+    assert_eq!(body["errcode"], errcode, "expected {errcode}, got {body}");
+    assert!(body["error"].is_string(), "errors carry a message: {body}");
+}

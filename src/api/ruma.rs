@@ -199,8 +199,17 @@ where
         };
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let body = T::try_from_http_request(http_request, &args)
-            .map_err(|e| parse_error(e, has_body && bytes.is_empty()))?;
+        let body_empty = has_body && bytes.is_empty();
+        // Some ruma deserialisers panic on malformed input (e.g. a login body without
+        // "type"); a client mistake must never become a 500, so a panic here is bad JSON.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::try_from_http_request(http_request, &args)
+        }));
+        let body = match parsed {
+            Ok(result) => result.map_err(|e| parse_error(e, body_empty))?,
+            Err(_) if body_empty => return Err(Error::not_json("The request needs a JSON body")),
+            Err(_) => return Err(Error::bad_json("Invalid request body")),
+        };
         Ok(Ruma {
             body,
             session,

@@ -85,10 +85,6 @@ pub async fn login(
     tracing::info!(user_id = %user_id, device_id = %device_id, "logged in");
 
     let mut response = login::v3::Response::new(user_id.clone(), issued.access_token, device_id);
-    #[allow(deprecated)] // still read by older clients
-    {
-        response.home_server = Some(services.config.server_name.clone());
-    }
     response.well_known = Some(DiscoveryInfo::new(HomeserverInfo::new(
         services.config.base_url(),
     )));
