@@ -7,8 +7,11 @@
 //! - [`error`]: the one [`Error`](error::Error) type; every failure becomes a Matrix errcode.
 //! - [`storage`]: the [`Store`](storage::Store) abstraction (tables, atomic batches, ordered
 //!   scans, a durable counter) and its RocksDB backend; only it knows key encodings.
+//! - [`rooms`]: Matrix's room rules: PDU format, hashes, signatures, event ids, redaction
+//!   (later the timeline, state, and authorization through ruma's state-res).
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
+//! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
 //! - [`rate_limit`]: per-address token buckets for login and registration.
@@ -22,10 +25,12 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod presence;
 pub mod push;
 pub mod random;
 pub mod rate_limit;
+pub mod rooms;
 pub mod router;
 pub mod services;
 pub mod storage;

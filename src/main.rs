@@ -62,6 +62,18 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Panics inside request handlers are answered with a 500 and the server goes on; log where
+/// they happened through tracing (JSON logs stay parseable). The payload is left out: it may
+/// quote request data.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(location = location.as_deref().unwrap_or("unknown"), "panic");
+    }));
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -128,6 +140,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             init_logging(&config);
+            log_panics();
             match sori::build(config) {
                 Ok(app) => sori::serve(app, shutdown_signal())
                     .await

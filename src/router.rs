@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on};
+use axum::{Extension, Router};
 use http::{HeaderValue, Method, StatusCode, header};
 use ruma::api::IncomingRequest;
 use ruma::api::path_builder::PathBuilder;
@@ -18,10 +18,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::api::client::{
-    account, account_data, devices, discovery, filter, presence, profile, push_rules, register,
-    session, thirdparty, voip,
+    account, account_data, devices, discovery, filter, membership, presence, profile, push_rules,
+    register, rooms, session, thirdparty, voip,
 };
-use crate::api::ruma::{AuthRequirement, Ruma, RumaResponse};
+use crate::api::federation;
+use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::services::Services;
 
@@ -77,6 +78,14 @@ impl RumaRoutes for Router<Arc<Services>> {
         };
         for path in Req::PATH_BUILDER.all_paths() {
             self = self.route(path, on(filter, route.clone()));
+            // An empty state key leaves no segment to capture: serve `…/{type}/` and `…/{type}`
+            // too, with the missing argument supplied as empty.
+            if let Some(base) = path.strip_suffix("/{state_key}") {
+                let empty = on(filter, route.clone()).layer(Extension(EmptyLastPathArg));
+                self = self
+                    .route(&format!("{base}/"), empty.clone())
+                    .route(base, empty);
+            }
         }
         self
     }
@@ -137,11 +146,31 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(push_rules::set_enabled)
         .ruma(push_rules::get_actions)
         .ruma(push_rules::set_actions)
+        // Rooms
+        .ruma(rooms::create_room)
+        .ruma(rooms::send_message)
+        .ruma(rooms::send_state)
+        .ruma(rooms::get_state)
+        .ruma(rooms::get_state_event)
+        .ruma(rooms::get_event)
+        .ruma(rooms::joined)
+        .ruma(membership::join_by_id)
+        .ruma(membership::join_by_id_or_alias)
+        .ruma(membership::invite)
+        .ruma(membership::leave)
+        .ruma(membership::kick)
+        .ruma(membership::ban)
+        .ruma(membership::unban)
+        .ruma(membership::members)
+        .ruma(membership::joined)
         // What clients ask for at start-up
         .ruma_raw(voip::turn_server)
         .ruma(thirdparty::protocols)
         .ruma(presence::get)
         .ruma(presence::set)
+        // Server-server discovery
+        .ruma(federation::keys::server_keys)
+        .ruma(federation::keys::version)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

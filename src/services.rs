@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::federation::keys::ServerKeys;
 use crate::presence::Presence;
 use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
+use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
 use crate::users::account_data::AccountData;
 use crate::users::accounts::Accounts;
@@ -18,6 +20,8 @@ use crate::users::uia::Uia;
 pub struct Services {
     pub config: Config,
     pub store: Arc<dyn Store>,
+    pub server_keys: Arc<ServerKeys>,
+    pub timeline: Timeline,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub profiles: Profiles,
@@ -33,7 +37,17 @@ pub struct Services {
 impl Services {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self> {
         let account_data = Arc::new(AccountData::new(store.clone()));
+        let server_keys = Arc::new(ServerKeys::load_or_generate(
+            &store,
+            config.server_name.clone(),
+        )?);
         Ok(Self {
+            timeline: Timeline::new(
+                store.clone(),
+                server_keys.clone(),
+                config.server_name.clone(),
+            ),
+            server_keys,
             accounts: Accounts::new(store.clone(), config.server_name.clone()),
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),

@@ -1,6 +1,8 @@
 //! The HTTP surface: [`ruma`] turns requests into ruma request types (authenticated, size
 //! limited, JSON checked) and ruma responses back into HTTP; [`client`] holds the thin
-//! client-server API handlers, one file per area of the spec.
+//! client-server API handlers, one file per area of the spec; [`federation`] the
+//! server-server ones.
 
 pub mod client;
+pub mod federation;
 pub mod ruma;

@@ -55,6 +55,12 @@ impl AuthRequirement for NoAccessToken {
     const REQUIREMENT: TokenRequirement = TokenRequirement::Ignored;
 }
 
+/// Marks a route that serves an endpoint whose last path parameter is empty (state events with
+/// an empty state key: `/state/m.room.name/` or `/state/m.room.name`), which a router cannot
+/// capture as a segment.
+#[derive(Clone, Copy, Debug)]
+pub struct EmptyLastPathArg;
+
 /// A parsed, authorised request of endpoint type `T`.
 pub struct Ruma<T> {
     pub body: T,
@@ -62,9 +68,21 @@ pub struct Ruma<T> {
     pub session: Option<Session>,
     /// The client's address (from the socket, or `X-Forwarded-For` when trusted).
     pub client_ip: IpAddr,
+    /// Whether a POST/PUT came without a body (ruma reads that as `{}`; endpoints whose body
+    /// is the content itself refuse it).
+    pub body_empty: bool,
 }
 
 impl<T> Ruma<T> {
+    /// Refuses a POST/PUT that came without a body, for endpoints whose body is the content.
+    pub fn require_body(&self) -> Result<()> {
+        if self.body_empty {
+            Err(Error::not_json("The request needs a JSON body"))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The authenticated user; an endpoint that requires a token always has one.
     pub fn user_id(&self) -> Result<&UserId> {
         self.session
@@ -174,7 +192,10 @@ where
         let path_params = RawPathParams::from_request_parts(&mut parts, services)
             .await
             .map_err(|e| Error::invalid_param(format!("Invalid path: {e}")))?;
-        let path_args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
+        let mut path_args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
+        if parts.extensions.get::<EmptyLastPathArg>().is_some() {
+            path_args.push(String::new());
+        }
         let client_ip = client_ip(&parts, services.config.listen.trust_forwarded_for);
 
         let limit = services.config.limits.max_request_bytes;
@@ -214,6 +235,7 @@ where
             body,
             session,
             client_ip,
+            body_empty,
         })
     }
 }

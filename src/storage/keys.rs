@@ -49,6 +49,14 @@ pub fn trailing_u64(key: &[u8]) -> Option<u64> {
 /// The key of the server-wide counter in [`super::Table::Global`].
 pub const COUNTER: &[u8] = b"counter";
 
+/// The server's ed25519 signing key, in [`super::Table::Global`].
+pub const SIGNING_KEY: &[u8] = b"signing_key";
+
+/// A local account, in [`super::Table::Accounts`] and [`super::Table::Profiles`]: its localpart.
+pub fn account(localpart: &str) -> Vec<u8> {
+    localpart.as_bytes().to_vec()
+}
+
 /// `user ++ SEP ++ device`: a device, in [`super::Table::Devices`].
 pub fn device(user_id: &str, device_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), device_id.as_bytes()])
@@ -73,9 +81,71 @@ pub fn account_data(user_id: &str, room_id: Option<&str>, event_type: &str) -> V
     ])
 }
 
+/// Prefix of every account data change of a user.
+pub fn account_data_changes_of(user_id: &str) -> Vec<u8> {
+    prefix(&[user_id.as_bytes()])
+}
+
 /// `user ++ SEP ++ count`, in [`super::Table::AccountDataChanges`].
 pub fn account_data_change(user_id: &str, count: u64) -> Vec<u8> {
     join(&[user_id.as_bytes(), &u64_be(count)])
+}
+
+/// `short room ++ count`: a PDU's place, in [`super::Table::Pdus`] and
+/// [`super::Table::StateChanges`] (and the value of [`super::Table::EventIds`]).
+pub fn pdu(short_room: u64, count: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    key.extend_from_slice(&u64_be(short_room));
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Splits a [`pdu`] key into short room id and count.
+pub fn parse_pdu(key: &[u8]) -> Option<(u64, u64)> {
+    let short = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let count = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    Some((short, count))
+}
+
+/// Prefix of every PDU (or state change) of a room.
+pub fn pdus_of(short_room: u64) -> Vec<u8> {
+    u64_be(short_room).to_vec()
+}
+
+/// `short room ++ type ++ SEP ++ state key`, in [`super::Table::RoomState`].
+pub fn room_state(short_room: u64, event_type: &str, state_key: &str) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(&join(&[event_type.as_bytes(), state_key.as_bytes()]));
+    key
+}
+
+/// Splits a [`room_state`] key into type and state key.
+pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
+    let rest = key.get(8..)?;
+    let sep = rest.iter().position(|b| *b == SEP)?;
+    let event_type = String::from_utf8(rest[..sep].to_vec()).ok()?;
+    let state_key = String::from_utf8(rest[sep + 1..].to_vec()).ok()?;
+    Some((event_type, state_key))
+}
+
+/// `user ++ SEP ++ device ++ SEP ++ txn id`, in [`super::Table::Transactions`].
+pub fn transaction(user_id: &str, device_id: &str, txn_id: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()])
+}
+
+/// `user ++ SEP ++ room`, in [`super::Table::UserRooms`].
+pub fn user_room(user_id: &str, room_id: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), room_id.as_bytes()])
+}
+
+/// Prefix of every room a user has a membership in.
+pub fn rooms_of(user_id: &str) -> Vec<u8> {
+    prefix(&[user_id.as_bytes()])
+}
+
+/// `room ++ SEP ++ user`, in [`super::Table::RoomUsers`].
+pub fn room_user(room_id: &str, user_id: &str) -> Vec<u8> {
+    join(&[room_id.as_bytes(), user_id.as_bytes()])
 }
 
 #[cfg(test)]

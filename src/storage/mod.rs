@@ -31,10 +31,26 @@ pub enum Table {
     AccountData,
     /// user id, count → (room id, type): account data changes in order, for `/sync`.
     AccountDataChanges,
+    /// room id → room record (short id, version, latest event).
+    Rooms,
+    /// short room id, count → PDU: each room's timeline in order.
+    Pdus,
+    /// event id → short room id, count: where a PDU sits in its timeline.
+    EventIds,
+    /// short room id, type, state key → event id: each room's current state.
+    RoomState,
+    /// short room id, count → the state change an event made (for state at any point).
+    StateChanges,
+    /// user id, device id, transaction id → event id: idempotent sends.
+    Transactions,
+    /// user id, room id → membership and its count.
+    UserRooms,
+    /// room id, user id → membership.
+    RoomUsers,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 17] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -44,6 +60,14 @@ impl Table {
         Table::Filters,
         Table::AccountData,
         Table::AccountDataChanges,
+        Table::Rooms,
+        Table::Pdus,
+        Table::EventIds,
+        Table::RoomState,
+        Table::StateChanges,
+        Table::Transactions,
+        Table::UserRooms,
+        Table::RoomUsers,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -58,6 +82,14 @@ impl Table {
             Table::Filters => "filters",
             Table::AccountData => "account_data",
             Table::AccountDataChanges => "account_data_changes",
+            Table::Rooms => "rooms",
+            Table::Pdus => "pdus",
+            Table::EventIds => "event_ids",
+            Table::RoomState => "room_state",
+            Table::StateChanges => "state_changes",
+            Table::Transactions => "transactions",
+            Table::UserRooms => "user_rooms",
+            Table::RoomUsers => "room_users",
         }
     }
 }

@@ -11,7 +11,7 @@ use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::{Store, StoreExt, Table};
+use crate::storage::{Store, StoreExt, Table, keys};
 
 /// Longest password accepted; argon2 takes any length, but a megabyte "password" is an attack.
 pub const MAX_PASSWORD_BYTES: usize = 512;
@@ -167,7 +167,7 @@ impl Accounts {
             return Ok(None);
         }
         self.store
-            .get_json(Table::Accounts, user_id.localpart().as_bytes())
+            .get_json(Table::Accounts, &keys::account(user_id.localpart()))
     }
 
     /// Whether the id is taken (deactivated accounts keep their name forever).
@@ -205,7 +205,7 @@ impl Accounts {
             return Err(Error::user_in_use());
         }
         let mut batch = crate::storage::Batch::new();
-        batch.put_json(Table::Accounts, user_id.localpart().as_bytes(), &record)?;
+        batch.put_json(Table::Accounts, keys::account(user_id.localpart()), &record)?;
         self.store.write(batch)
     }
 
@@ -259,7 +259,7 @@ impl Accounts {
             .ok_or_else(|| Error::not_found("No such user"))?;
         change(&mut record);
         let mut batch = crate::storage::Batch::new();
-        batch.put_json(Table::Accounts, user_id.localpart().as_bytes(), &record)?;
+        batch.put_json(Table::Accounts, keys::account(user_id.localpart()), &record)?;
         self.store.write(batch)
     }
 }

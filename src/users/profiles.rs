@@ -10,7 +10,7 @@ use ruma::api::error::ErrorKind;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::storage::{Batch, Store, StoreExt, Table};
+use crate::storage::{Batch, Store, StoreExt, Table, keys};
 
 pub const MAX_KEY_BYTES: usize = 255;
 pub const MAX_PROFILE_BYTES: usize = 64 * 1024;
@@ -34,7 +34,7 @@ impl Profiles {
     pub fn get(&self, user_id: &UserId) -> Result<Map<String, Value>> {
         Ok(self
             .store
-            .get_json(Table::Profiles, user_id.localpart().as_bytes())?
+            .get_json(Table::Profiles, &keys::account(user_id.localpart()))?
             .unwrap_or_default())
     }
 
@@ -71,7 +71,7 @@ impl Profiles {
             ));
         }
         let mut batch = Batch::new();
-        batch.put(Table::Profiles, user_id.localpart().as_bytes(), bytes);
+        batch.put(Table::Profiles, keys::account(user_id.localpart()), bytes);
         self.store.write(batch)
     }
 }

@@ -56,6 +56,7 @@ pub async fn set_global(
     req: Ruma<set_global_account_data::v3::Request>,
 ) -> Result<set_global_account_data::v3::Response> {
     require_self(req.user_id()?, &req.body.user_id)?;
+    req.require_body()?;
     let event_type = req.body.event_type.to_string();
     let content = req.body.data.json();
     check_writable(&event_type, content)?;
@@ -87,6 +88,7 @@ pub async fn set_room(
     req: Ruma<set_room_account_data::v3::Request>,
 ) -> Result<set_room_account_data::v3::Response> {
     require_self(req.user_id()?, &req.body.user_id)?;
+    req.require_body()?;
     let event_type = req.body.event_type.to_string();
     let content = req.body.data.json();
     check_writable(&event_type, content)?;

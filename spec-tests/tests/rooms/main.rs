@@ -1,0 +1,577 @@
+//! Rooms over HTTP: creation, sending, state, membership and their refusals.
+
+use serde_json::{Value, json};
+use spec_tests::{StatusCode, TestServer, User, assert_error, register};
+
+async fn create(server: &TestServer, user: &User, body: Value) -> String {
+    let (status, response) = server
+        .post("/_matrix/client/v3/createRoom", user.token(), &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "createRoom: {response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn send(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    txn: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            user.token(),
+            &json!({"msgtype": "m.text", "body": body}),
+        )
+        .await
+}
+
+fn state_path(room: &str, kind: &str, key: &str) -> String {
+    format!("/_matrix/client/v3/rooms/{room}/state/{kind}/{key}")
+}
+
+#[tokio::test]
+async fn a_created_room_has_the_preset_state_and_takes_messages() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let room = create(
+        &server,
+        &alice,
+        json!({"name": "개발팀", "topic": "daily", "preset": "private_chat"}),
+    )
+    .await;
+    assert!(room.starts_with('!'));
+
+    let (status, create_event) = server
+        .get(&state_path(&room, "m.room.create", ""), alice.token())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(create_event["room_version"], "12", "v12 by default");
+    assert_eq!(
+        server
+            .get(&state_path(&room, "m.room.name", ""), alice.token())
+            .await
+            .1,
+        json!({"name": "개발팀"})
+    );
+    assert_eq!(
+        server
+            .get(&state_path(&room, "m.room.join_rules", ""), alice.token())
+            .await
+            .1["join_rule"],
+        "invite"
+    );
+    assert_eq!(
+        server
+            .get(
+                &state_path(&room, "m.room.history_visibility", ""),
+                alice.token()
+            )
+            .await
+            .1["history_visibility"],
+        "shared"
+    );
+    let (_, state) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            alice.token(),
+        )
+        .await;
+    let types: Vec<&str> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "m.room.create",
+        "m.room.member",
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.history_visibility",
+        "m.room.name",
+        "m.room.topic",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+
+    let (status, sent) = send(&server, &alice, &room, "t1", "안녕하세요").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event_id = sent["event_id"].as_str().unwrap();
+    let (status, event) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["content"]["body"], "안녕하세요");
+    assert_eq!(event["sender"], alice.user_id);
+    assert_eq!(event["room_id"], room);
+    assert!(
+        event.get("hashes").is_none() && event.get("signatures").is_none(),
+        "client format: {event}"
+    );
+
+    let (_, joined) = server
+        .get("/_matrix/client/v3/joined_rooms", alice.token())
+        .await;
+    assert_eq!(joined["joined_rooms"], json!([room]));
+}
+
+#[tokio::test]
+async fn the_same_transaction_gives_the_same_event_even_after_a_restart() {
+    let mut server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let room = create(&server, &alice, json!({})).await;
+    let (_, first) = send(&server, &alice, &room, "txn-1", "once").await;
+    let (_, again) = send(&server, &alice, &room, "txn-1", "once").await;
+    assert_eq!(first["event_id"], again["event_id"]);
+    server.restart().await;
+    let (status, after) = send(&server, &alice, &room, "txn-1", "once").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["event_id"], after["event_id"]);
+    let (_, other) = send(&server, &alice, &room, "txn-2", "twice").await;
+    assert_ne!(first["event_id"], other["event_id"]);
+}
+
+#[tokio::test]
+async fn outsiders_see_nothing_and_cannot_write() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let eve = register(&server, "eve").await;
+    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
+    let (_, sent) = send(&server, &alice, &room, "t", "private").await;
+    let event_id = sent["event_id"].as_str().unwrap();
+
+    let unknown = "!doesnotexist:localhost";
+    for target in [room.as_str(), unknown] {
+        assert_error(
+            &send(&server, &eve, target, "e1", "hi").await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        assert_error(
+            &server
+                .get(
+                    &format!("/_matrix/client/v3/rooms/{target}/state"),
+                    eve.token(),
+                )
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        assert_error(
+            &server
+                .get(
+                    &format!("/_matrix/client/v3/rooms/{target}/event/{event_id}"),
+                    eve.token(),
+                )
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        assert_error(
+            &server
+                .post(
+                    &format!("/_matrix/client/v3/rooms/{target}/join"),
+                    eve.token(),
+                    &json!({}),
+                )
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+    }
+    assert_error(
+        &send(&server, &eve, "not-a-room-id", "e", "x").await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+}
+
+#[tokio::test]
+async fn membership_moves_through_invite_join_kick_ban_and_unban() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let carol = register(&server, "carol").await;
+    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
+    let path = |action: &str| format!("/_matrix/client/v3/rooms/{room}/{action}");
+    let membership = async |user: &User| {
+        let (_, content) = server
+            .get(
+                &state_path(&room, "m.room.member", &user.user_id),
+                alice.token(),
+            )
+            .await;
+        content["membership"].as_str().unwrap_or("none").to_owned()
+    };
+
+    // Invite-only: bob cannot walk in, an invite lets him.
+    assert_error(
+        &server.post(&path("join"), bob.token(), &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .post(
+                &path("invite"),
+                alice.token(),
+                &json!({"user_id": bob.user_id})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(membership(&bob).await, "invite");
+    let (status, joined) = server
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, joined["room_id"].as_str()),
+        (StatusCode::OK, Some(room.as_str()))
+    );
+    assert_eq!(membership(&bob).await, "join");
+    let (_, member) = server
+        .get(
+            &state_path(&room, "m.room.member", &bob.user_id),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(
+        member["displayname"], "bob",
+        "the member event carries the profile"
+    );
+
+    // Bob (power 0) cannot invite (invite level 0 in private chats lets him), kick or ban.
+    assert_error(
+        &server
+            .post(
+                &path("kick"),
+                bob.token(),
+                &json!({"user_id": alice.user_id}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .post(
+                &path("ban"),
+                bob.token(),
+                &json!({"user_id": alice.user_id}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.name", ""),
+                bob.token(),
+                &json!({"name": "mine"}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Nor join on carol's behalf.
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.member", &carol.user_id),
+                bob.token(),
+                &json!({"membership": "join"}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    // Alice kicks, bans and unbans bob.
+    assert_eq!(
+        server
+            .post(
+                &path("kick"),
+                alice.token(),
+                &json!({"user_id": bob.user_id, "reason": "test"})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(membership(&bob).await, "leave");
+    assert_eq!(
+        server
+            .post(
+                &path("ban"),
+                alice.token(),
+                &json!({"user_id": bob.user_id})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(membership(&bob).await, "ban");
+    assert_error(
+        &server.post(&path("join"), bob.token(), &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .post(
+                &path("unban"),
+                alice.token(),
+                &json!({"user_id": bob.user_id})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(membership(&bob).await, "leave");
+
+    // Members list and joined members.
+    let (_, members) = server.get(&path("members"), alice.token()).await;
+    assert_eq!(members["chunk"].as_array().unwrap().len(), 2);
+    let (_, only_joined) = server
+        .get(
+            &format!("{}?membership=join", path("members")),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(only_joined["chunk"].as_array().unwrap().len(), 1);
+    let (_, joined) = server.get(&path("joined_members"), alice.token()).await;
+    assert_eq!(
+        joined["joined"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec![&alice.user_id]
+    );
+
+    // Alice leaves; she can no longer read the room.
+    assert_eq!(
+        server
+            .post(&path("leave"), alice.token(), &json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_error(
+        &server.get(&path("state"), alice.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn public_rooms_can_be_joined_and_invitees_of_trusted_chats_get_power() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let public = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{public}/join"),
+                bob.token(),
+                &json!({})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&server, &bob, &public, "b1", "hello").await.0,
+        StatusCode::OK
+    );
+
+    let dm = create(
+        &server,
+        &alice,
+        json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id]}),
+    )
+    .await;
+    let (_, invite) = server
+        .get(
+            &state_path(&dm, "m.room.member", &bob.user_id),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(invite["membership"], "invite");
+    assert_eq!(invite["is_direct"], true);
+    assert_eq!(
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{dm}/join"),
+                bob.token(),
+                &json!({})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // In v12 the invitee of a trusted chat is a co-creator: it may rename the room.
+    assert_eq!(
+        server
+            .put(
+                &state_path(&dm, "m.room.name", ""),
+                bob.token(),
+                &json!({"name": "우리"})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bad_room_requests_are_refused_without_changing_the_room() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/createRoom",
+                alice.token(),
+                &json!({"room_version": "1"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/createRoom",
+                alice.token(),
+                &json!({"preset": "everyone"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    let room = create(&server, &alice, json!({"room_version": "11"})).await;
+    let (_, before) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            alice.token(),
+        )
+        .await;
+
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.power_levels", ""),
+                alice.token(),
+                &json!({"users": "all"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.member", &alice.user_id),
+                alice.token(),
+                &json!({"membership": 7}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    let big = "x".repeat(70_000);
+    assert_error(
+        &send(&server, &alice, &room, "big", &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    assert_error(
+        &server
+            .request_raw(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/nobody"),
+                alice.token(),
+                "",
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_NOT_JSON",
+    );
+    let (_, after) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            alice.token(),
+        )
+        .await;
+    let ids = |state: &Value| -> Vec<String> {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&after), "refused events changed no state");
+}
+
+#[tokio::test]
+async fn four_clients_sending_at_once_make_one_ordered_timeline() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let mut users = vec![alice.clone()];
+    for name in ["bob", "carol", "dave"] {
+        let user = register(&server, name).await;
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                user.token(),
+                &json!({}),
+            )
+            .await;
+        users.push(user);
+    }
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|user| {
+            let server = server.clone();
+            let room = room.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..50 {
+                    let (status, body) = send(
+                        &server,
+                        &user,
+                        &room,
+                        &format!("t{i}"),
+                        &format!("{} {i}", user.user_id),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                    ids.push(body["event_id"].as_str().unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "every txn mapped to exactly one event");
+}

@@ -1,0 +1,261 @@
+//! Membership: join, invite, leave, kick, ban, unban, and the member lists.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ruma::api::client::membership::get_member_events;
+use ruma::api::client::membership::{
+    ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, kick_user,
+    leave_room, unban_user,
+};
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, RoomId, UserId};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::membership::{Change, change};
+use crate::services::Services;
+
+/// Applies a membership change, with the target's profile in the event for joins and invites.
+async fn apply(
+    services: &Services,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    // Rooms the sender cannot see answer like rooms that do not exist.
+    if services.timeline.room(room_id)?.is_none() {
+        return Err(Error::forbidden(
+            "You cannot change membership in this room",
+        ));
+    }
+    if !services.accounts.exists(target)? {
+        return Err(Error::not_found(format!("Unknown user {target}")));
+    }
+    let (displayname, avatar_url) = if matches!(membership, "join" | "invite") {
+        let profile = services.profiles.get(target)?;
+        let text = |k: &str| profile.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        (text("displayname"), text("avatar_url"))
+    } else {
+        (None, None)
+    };
+    let change_request = Change {
+        room_id,
+        sender,
+        target,
+        membership,
+        reason,
+        displayname,
+        avatar_url,
+        is_direct: false,
+    };
+    change(&services.timeline, change_request).await.map(drop)
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_by_id(
+    services: Arc<Services>,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response> {
+    let user = req.user_id()?;
+    apply(
+        &services,
+        &req.body.room_id,
+        user,
+        user,
+        "join",
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(join_room_by_id::v3::Response::new(req.body.room_id.clone()))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_by_id_or_alias(
+    services: Arc<Services>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<join_room_by_id_or_alias::v3::Response> {
+    let user = req.user_id()?;
+    let room_id: OwnedRoomId = req
+        .body
+        .room_id_or_alias
+        .clone()
+        .try_into()
+        .map_err(|_| Error::not_found("Room aliases are not supported yet"))?;
+    apply(
+        &services,
+        &room_id,
+        user,
+        user,
+        "join",
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite(
+    services: Arc<Services>,
+    req: Ruma<invite_user::v3::Request>,
+) -> Result<invite_user::v3::Response> {
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
+        return Err(Error::invalid_param(
+            "Third-party invites are not supported",
+        ));
+    };
+    let reason = recipient.reason.as_deref();
+    apply(
+        &services,
+        &req.body.room_id,
+        req.user_id()?,
+        &recipient.user_id,
+        "invite",
+        reason,
+    )
+    .await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave(
+    services: Arc<Services>,
+    req: Ruma<leave_room::v3::Request>,
+) -> Result<leave_room::v3::Response> {
+    let user = req.user_id()?;
+    apply(
+        &services,
+        &req.body.room_id,
+        user,
+        user,
+        "leave",
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(leave_room::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/kick`
+pub async fn kick(
+    services: Arc<Services>,
+    req: Ruma<kick_user::v3::Request>,
+) -> Result<kick_user::v3::Response> {
+    let b = &req.body;
+    apply(
+        &services,
+        &b.room_id,
+        req.user_id()?,
+        &b.user_id,
+        "leave",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/ban`
+pub async fn ban(
+    services: Arc<Services>,
+    req: Ruma<ban_user::v3::Request>,
+) -> Result<ban_user::v3::Response> {
+    let b = &req.body;
+    apply(
+        &services,
+        &b.room_id,
+        req.user_id()?,
+        &b.user_id,
+        "ban",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/unban`
+pub async fn unban(
+    services: Arc<Services>,
+    req: Ruma<unban_user::v3::Request>,
+) -> Result<unban_user::v3::Response> {
+    let b = &req.body;
+    apply(
+        &services,
+        &b.room_id,
+        req.user_id()?,
+        &b.user_id,
+        "leave",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(unban_user::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/members` (current members; `at` comes with history)
+pub async fn members(
+    services: Arc<Services>,
+    req: Ruma<get_member_events::v3::Request>,
+) -> Result<get_member_events::v3::Response> {
+    let short = super::rooms::require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let mut chunk = Vec::new();
+    for ((event_type, _), event_id) in services.timeline.current_state(short)? {
+        if event_type != "m.room.member" {
+            continue;
+        }
+        let Some(stored) = services.timeline.get(&event_id)? else {
+            continue;
+        };
+        let membership = stored.content()["membership"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if req
+            .body
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.as_str() != membership)
+            || req
+                .body
+                .not_membership
+                .as_ref()
+                .is_some_and(|m| m.as_str() == membership)
+        {
+            continue;
+        }
+        let raw = serde_json::value::to_raw_value(&stored.to_client_event())
+            .map_err(|e| Error::internal(format!("serialising an event: {e}")))?;
+        chunk.push(Raw::from_json(raw));
+    }
+    Ok(get_member_events::v3::Response::new(chunk))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
+pub async fn joined(
+    services: Arc<Services>,
+    req: Ruma<joined_members::v3::Request>,
+) -> Result<joined_members::v3::Response> {
+    let short = super::rooms::require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let mut joined = BTreeMap::new();
+    for ((event_type, state_key), event_id) in services.timeline.current_state(short)? {
+        if event_type != "m.room.member" {
+            continue;
+        }
+        let Some(stored) = services.timeline.get(&event_id)? else {
+            continue;
+        };
+        let content = stored.content();
+        if content["membership"] != "join" {
+            continue;
+        }
+        let Ok(user_id) = ruma::OwnedUserId::try_from(state_key) else {
+            continue;
+        };
+        let mut member = joined_members::v3::RoomMember::new();
+        member.display_name = content["displayname"].as_str().map(str::to_owned);
+        member.avatar_url = content["avatar_url"]
+            .as_str()
+            .and_then(|u| u.try_into().ok());
+        joined.insert(user_id, member);
+    }
+    Ok(joined_members::v3::Response::new(joined))
+}

@@ -1,0 +1,231 @@
+//! Rooms: creating them, sending messages and state, reading state and single events, and
+//! listing the rooms a user is in. Only joined members may read or write a room, and a room
+//! the requester is not in answers the same whether it exists or not.
+
+use std::sync::Arc;
+
+use ruma::api::client::membership::joined_rooms;
+use ruma::api::client::message::send_message_event;
+use ruma::api::client::room::{Visibility, create_room, get_room_event};
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::serde::Raw;
+use ruma::{RoomId, UserId};
+use serde_json::{Map, Value};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::create::{CreateOptions, Preset, create_room as create};
+use crate::rooms::timeline::NewEvent;
+use crate::services::Services;
+
+/// Room names and topics longer than this are refused.
+const MAX_NAME_CHARS: usize = 255;
+
+/// The room's short id if the user is joined; otherwise 403, whether or not the room exists.
+pub(super) fn require_joined(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+) -> Result<u64> {
+    let joined = services
+        .timeline
+        .membership(room_id, user_id)?
+        .is_some_and(|m| m.membership == "join");
+    match (joined, services.timeline.room(room_id)?) {
+        (true, Some(room)) => Ok(room.short),
+        _ => Err(Error::forbidden("You are not in this room")),
+    }
+}
+
+fn to_raw<T>(value: &Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|e| Error::internal(format!("serialising an event: {e}")))
+}
+
+fn object(raw: Option<&serde_json::value::RawValue>, what: &str) -> Result<Map<String, Value>> {
+    match raw {
+        None => Ok(Map::new()),
+        Some(raw) => {
+            serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(format!("{what}: {e}")))
+        }
+    }
+}
+
+/// `POST /_matrix/client/v3/createRoom`
+pub async fn create_room(
+    services: Arc<Services>,
+    req: Ruma<create_room::v3::Request>,
+) -> Result<create_room::v3::Response> {
+    let creator = req.user_id()?.to_owned();
+    let body = req.body;
+    if body.room_alias_name.is_some() {
+        return Err(Error::invalid_param("Room aliases are not supported yet"));
+    }
+    if !body.invite_3pid.is_empty() {
+        return Err(Error::invalid_param(
+            "Third-party invites are not supported",
+        ));
+    }
+    for text in [&body.name, &body.topic].into_iter().flatten() {
+        if text.chars().count() > MAX_NAME_CHARS {
+            return Err(Error::bad_json(
+                "Room names and topics are at most 255 characters",
+            ));
+        }
+    }
+    let preset = match body.preset.as_ref().map(|p| p.as_str()) {
+        None => None,
+        Some("private_chat") => Some(Preset::PrivateChat),
+        Some("trusted_private_chat") => Some(Preset::TrustedPrivateChat),
+        Some("public_chat") => Some(Preset::PublicChat),
+        Some(other) => return Err(Error::bad_json(format!("Unknown preset {other}"))),
+    };
+    let mut initial_state = Vec::new();
+    for raw in &body.initial_state {
+        #[derive(serde::Deserialize)]
+        struct InitialState {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            state_key: String,
+            content: Value,
+        }
+        let event: InitialState = serde_json::from_str(raw.json().get())
+            .map_err(|e| Error::bad_json(format!("initial_state: {e}")))?;
+        initial_state.push((event.kind, event.state_key, event.content));
+    }
+    for invitee in &body.invite {
+        if !services.accounts.is_active(invitee)? {
+            return Err(Error::not_found(format!("Unknown user {invitee}")));
+        }
+    }
+    let options = CreateOptions {
+        version: body.room_version.clone(),
+        preset,
+        public: body.visibility == Visibility::Public,
+        creation_content: object(
+            body.creation_content.as_ref().map(Raw::json),
+            "creation_content",
+        )?,
+        power_level_content_override: body
+            .power_level_content_override
+            .as_ref()
+            .map(|raw| object(Some(raw.json()), "power_level_content_override"))
+            .transpose()?,
+        initial_state,
+        name: body.name.clone(),
+        topic: body.topic.clone(),
+        invite: body.invite.clone(),
+        is_direct: body.is_direct,
+    };
+    let room_id = create(&services.timeline, &creator, options).await?;
+    tracing::info!(room_id = %room_id, creator = %creator, "room created");
+    Ok(create_room::v3::Response::new(room_id))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+pub async fn send_message(
+    services: Arc<Services>,
+    req: Ruma<send_message_event::v3::Request>,
+) -> Result<send_message_event::v3::Response> {
+    let session = req.session()?.clone();
+    req.require_body()?;
+    require_joined(&services, &req.body.room_id, &session.user_id)?;
+    let event = NewEvent {
+        kind: req.body.event_type.to_string().into(),
+        content: req.body.body.json().to_owned(),
+        state_key: None,
+    };
+    let event_id = services
+        .timeline
+        .append(
+            &req.body.room_id,
+            &session.user_id,
+            event,
+            Some((&session.device_id, req.body.txn_id.as_str())),
+        )
+        .await?;
+    Ok(send_message_event::v3::Response::new(event_id))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn send_state(
+    services: Arc<Services>,
+    req: Ruma<send_state_event::v3::Request>,
+) -> Result<send_state_event::v3::Response> {
+    let user_id = req.user_id()?.to_owned();
+    req.require_body()?;
+    require_joined(&services, &req.body.room_id, &user_id)?;
+    let event = NewEvent {
+        kind: req.body.event_type.to_string().into(),
+        content: req.body.body.json().to_owned(),
+        state_key: Some(req.body.state_key.clone()),
+    };
+    let event_id = services
+        .timeline
+        .append(&req.body.room_id, &user_id, event, None)
+        .await?;
+    Ok(send_state_event::v3::Response::new(event_id))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state`
+pub async fn get_state(
+    services: Arc<Services>,
+    req: Ruma<get_state_events::v3::Request>,
+) -> Result<get_state_events::v3::Response> {
+    let short = require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let mut events = Vec::new();
+    for (_, event_id) in services.timeline.current_state(short)? {
+        if let Some(stored) = services.timeline.get(&event_id)? {
+            events.push(to_raw(&stored.to_client_event())?);
+        }
+    }
+    Ok(get_state_events::v3::Response::new(events))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn get_state_event(
+    services: Arc<Services>,
+    req: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<get_state_event_for_key::v3::Response> {
+    use get_state_event_for_key::v3::StateEventFormat;
+    let short = require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let stored = services
+        .timeline
+        .state_event(short, &req.body.event_type.to_string(), &req.body.state_key)?
+        .ok_or_else(|| Error::not_found("No such state in this room"))?;
+    let value = match req.body.format {
+        StateEventFormat::Event => stored.to_client_event(),
+        _ => stored.content(),
+    };
+    let raw = serde_json::value::to_raw_value(&value)
+        .map_err(|e| Error::internal(format!("serialising state: {e}")))?;
+    Ok(get_state_event_for_key::v3::Response::new(raw))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+pub async fn get_event(
+    services: Arc<Services>,
+    req: Ruma<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response> {
+    require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let stored = services
+        .timeline
+        .get(&req.body.event_id)?
+        .filter(|s| s.room_id == req.body.room_id)
+        .ok_or_else(|| Error::not_found("No such event in this room"))?;
+    Ok(get_room_event::v3::Response::new(to_raw(
+        &stored.to_client_event(),
+    )?))
+}
+
+/// `GET /_matrix/client/v3/joined_rooms`
+pub async fn joined(
+    services: Arc<Services>,
+    req: Ruma<joined_rooms::v3::Request>,
+) -> Result<joined_rooms::v3::Response> {
+    Ok(joined_rooms::v3::Response::new(
+        services.timeline.joined_rooms(req.user_id()?)?,
+    ))
+}

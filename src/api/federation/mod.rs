@@ -1,0 +1,3 @@
+//! Server-server API handlers: what other homeservers ask of this one.
+
+pub mod keys;

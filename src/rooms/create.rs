@@ -1,0 +1,191 @@
+//! Room creation: the events `createRoom` sends, in the spec's order, for each preset.
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::timeline::{NewEvent, Timeline};
+use crate::error::{Error, Result};
+
+/// The room version new rooms get when the client names none.
+pub const DEFAULT_ROOM_VERSION: RoomVersionId = RoomVersionId::V12;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    PrivateChat,
+    TrustedPrivateChat,
+    PublicChat,
+}
+
+/// What a client asked for in `POST /createRoom`, already parsed.
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    pub version: Option<RoomVersionId>,
+    pub preset: Option<Preset>,
+    /// `visibility: public` (decides the default preset).
+    pub public: bool,
+    pub creation_content: Map<String, Value>,
+    pub power_level_content_override: Option<Map<String, Value>>,
+    /// `(type, state_key, content)` from `initial_state`.
+    pub initial_state: Vec<(String, String, Value)>,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<OwnedUserId>,
+    pub is_direct: bool,
+}
+
+fn raw(value: &Value) -> Result<Box<serde_json::value::RawValue>> {
+    serde_json::value::to_raw_value(value)
+        .map_err(|e| Error::internal(format!("event content: {e}")))
+}
+
+fn state(kind: &str, state_key: &str, content: Value) -> Result<NewEvent> {
+    Ok(NewEvent {
+        kind: kind.into(),
+        content: raw(&content)?,
+        state_key: Some(state_key.to_owned()),
+    })
+}
+
+/// Creates the room and sends its initial events; returns the room id.
+pub async fn create_room(
+    timeline: &Timeline,
+    creator: &UserId,
+    options: CreateOptions,
+) -> Result<OwnedRoomId> {
+    let version = options.version.clone().unwrap_or(DEFAULT_ROOM_VERSION);
+    let rules = super::pdu::rules(&version)?;
+    let preset = options.preset.unwrap_or(if options.public {
+        Preset::PublicChat
+    } else {
+        Preset::PrivateChat
+    });
+    let creators_are_privileged = rules.authorization.explicitly_privilege_room_creators;
+
+    for (kind, _, _) in &options.initial_state {
+        if matches!(
+            kind.as_str(),
+            "m.room.create" | "m.room.member" | "m.room.power_levels"
+        ) {
+            return Err(Error::bad_json(format!(
+                "{kind} cannot be set through initial_state"
+            )));
+        }
+    }
+
+    // 1. The create event. In v12 a trusted private chat makes its invitees co-creators.
+    let mut creation_content = options.creation_content.clone();
+    creation_content.remove("room_version");
+    if creators_are_privileged && preset == Preset::TrustedPrivateChat && !options.invite.is_empty()
+    {
+        creation_content.insert(
+            "additional_creators".into(),
+            options
+                .invite
+                .iter()
+                .map(|u| Value::from(u.as_str()))
+                .collect(),
+        );
+    }
+    let room_id = timeline
+        .create_room(creator, version, creation_content)
+        .await?;
+    let send = async |event: NewEvent| timeline.append(&room_id, creator, event, None).await;
+
+    // 2. The creator joins.
+    send(state(
+        "m.room.member",
+        creator.as_str(),
+        json!({"membership": "join"}),
+    )?)
+    .await?;
+
+    // 3. Power levels: the preset's, then the client's override on top.
+    let mut users = Map::new();
+    if !creators_are_privileged {
+        users.insert(creator.to_string(), 100.into());
+        if preset == Preset::TrustedPrivateChat {
+            for invitee in &options.invite {
+                users.insert(invitee.to_string(), 100.into());
+            }
+        }
+    }
+    let mut power_levels = json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.avatar": 50,
+            "m.room.topic": 50,
+            "m.room.canonical_alias": 50,
+            "m.room.pinned_events": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.encryption": 100,
+            "m.room.server_acl": 100,
+            "m.room.tombstone": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": if preset == Preset::PublicChat { 50 } else { 0 },
+    });
+    if let Some(overrides) = &options.power_level_content_override {
+        for (key, value) in overrides {
+            power_levels[key] = value.clone();
+        }
+    }
+    send(state("m.room.power_levels", "", power_levels)?).await?;
+
+    // 4. The preset's rules.
+    let join_rule = if preset == Preset::PublicChat {
+        "public"
+    } else {
+        "invite"
+    };
+    send(state(
+        "m.room.join_rules",
+        "",
+        json!({"join_rule": join_rule}),
+    )?)
+    .await?;
+    send(state(
+        "m.room.history_visibility",
+        "",
+        json!({"history_visibility": "shared"}),
+    )?)
+    .await?;
+    let guest_access = if preset == Preset::PublicChat {
+        "forbidden"
+    } else {
+        "can_join"
+    };
+    send(state(
+        "m.room.guest_access",
+        "",
+        json!({"guest_access": guest_access}),
+    )?)
+    .await?;
+
+    // 5. The client's initial state, then name and topic.
+    for (kind, state_key, content) in options.initial_state {
+        send(state(&kind, &state_key, content)?).await?;
+    }
+    if let Some(name) = options.name {
+        send(state("m.room.name", "", json!({"name": name}))?).await?;
+    }
+    if let Some(topic) = options.topic {
+        send(state("m.room.topic", "", json!({"topic": topic}))?).await?;
+    }
+
+    // 6. Invites.
+    for invitee in &options.invite {
+        let mut content = json!({"membership": "invite"});
+        if options.is_direct {
+            content["is_direct"] = true.into();
+        }
+        send(state("m.room.member", invitee.as_str(), content)?).await?;
+    }
+    Ok(room_id)
+}

@@ -1,0 +1,8 @@
+//! Rooms: each room is a DAG of signed PDUs. This module owns Matrix's room rules: event
+//! format, hashing, signing and redaction ([`pdu`]), and appending events that pass the room
+//! version's authorization rules through ruma's state-res ([`timeline`]).
+
+pub mod create;
+pub mod membership;
+pub mod pdu;
+pub mod timeline;
