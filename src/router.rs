@@ -18,8 +18,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::api::client::{
-    account, account_data, devices, discovery, filter, membership, presence, profile, push_rules,
-    register, rooms, session, thirdparty, voip,
+    account, account_data, devices, discovery, filter, membership, messages, presence, profile,
+    push_rules, register, rooms, session, thirdparty, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -154,6 +154,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(rooms::get_state_event)
         .ruma(rooms::get_event)
         .ruma(rooms::joined)
+        .ruma(messages::messages)
+        .ruma(messages::redact)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)

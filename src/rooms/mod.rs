@@ -4,5 +4,7 @@
 
 pub mod create;
 pub mod membership;
+pub mod pagination;
 pub mod pdu;
 pub mod timeline;
+pub mod visibility;

@@ -175,6 +175,52 @@ impl Timeline {
         }
     }
 
+    /// The event id a piece of state had at timeline position `count` (after the event with
+    /// that count was applied).
+    pub fn state_id_at(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+        count: u64,
+    ) -> Result<Option<OwnedEventId>> {
+        let lower = keys::state_history(short, event_type, state_key, 0);
+        let upper = keys::state_history(short, event_type, state_key, count.saturating_add(1));
+        let mut scan = self.store.scan(
+            Table::StateHistory,
+            KeyRange::between(&lower, &upper),
+            Direction::Backward,
+        )?;
+        match scan.next() {
+            None => Ok(None),
+            Some(entry) => {
+                let (_, value) = entry?;
+                String::from_utf8(value)
+                    .ok()
+                    .and_then(|s| OwnedEventId::try_from(s).ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::internal("corrupt state history entry"))
+            }
+        }
+    }
+
+    /// A string field of the content of a piece of state at timeline position `count`.
+    pub fn state_field_at(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+        count: u64,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let Some(id) = self.state_id_at(short, event_type, state_key, count)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&id)?
+            .and_then(|s| content_field(&s.pdu, field).map(str::to_owned)))
+    }
+
     /// The whole current state: (type, state key) → event id.
     pub fn current_state(&self, short: u64) -> Result<Vec<((String, String), OwnedEventId)>> {
         let prefix = keys::pdus_of(short);
@@ -307,6 +353,88 @@ impl Timeline {
         };
         self.write(record, &stored, &parsed, None)?;
         Ok(room_id)
+    }
+
+    /// The room's power levels as the authorization rules read them (creators included).
+    pub fn power_levels(
+        &self,
+        record: &RoomRecord,
+    ) -> Result<ruma::events::room::power_levels::RoomPowerLevels> {
+        use ruma::events::room::power_levels::{
+            RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
+        };
+        let rules = pdu::rules(&record.version)?;
+        let mut creators = Vec::new();
+        if let Some(create) = self.state_event(record.short, "m.room.create", "")? {
+            creators.extend(Pdu::from_stored(&create).map(|p| p.sender));
+            if rules.authorization.additional_room_creators {
+                let extra = create.content()["additional_creators"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                creators.extend(
+                    extra
+                        .iter()
+                        .filter_map(|u| u.as_str())
+                        .filter_map(|u| ruma::OwnedUserId::try_from(u).ok()),
+                );
+            }
+        }
+        let source = match self.state_event(record.short, "m.room.power_levels", "")? {
+            Some(stored) => RoomPowerLevelsSource::Original(
+                serde_json::from_value::<RoomPowerLevelsEventContent>(stored.content())
+                    .map_err(|e| Error::internal(format!("stored power levels: {e}")))?,
+            ),
+            None => RoomPowerLevelsSource::None,
+        };
+        Ok(RoomPowerLevels::new(source, &rules.authorization, creators))
+    }
+
+    /// Redacts `target`: sends the redaction event (idempotent per transaction) and replaces the
+    /// stored event by its redacted form. Redacting another user's event needs the redact level.
+    pub async fn redact(
+        &self,
+        record: &RoomRecord,
+        target: &StoredPdu,
+        sender: &UserId,
+        event: NewEvent,
+        transaction: (&DeviceId, &str),
+    ) -> Result<OwnedEventId> {
+        let target_sender = Pdu::from_stored(target)?.sender;
+        let levels = self.power_levels(record)?;
+        let allowed = if target_sender == sender {
+            levels.user_can_redact_own_event(sender)
+        } else {
+            levels.user_can_redact_event_of_other(sender)
+        };
+        if !allowed {
+            return Err(Error::forbidden("You may not redact this event"));
+        }
+        let room_id = target.room_id.clone();
+        let redaction_id = self
+            .append(&room_id, sender, event, Some(transaction))
+            .await?;
+        let Some((short, count)) = self.position(&target.event_id)? else {
+            return Err(Error::internal("redacted event vanished"));
+        };
+        let rules = pdu::rules(&record.version)?;
+        let mut redacted = pdu::redact(target.pdu.clone(), &rules)?;
+        let mut unsigned = CanonicalJsonObject::new();
+        if let Some(redaction) = self.get(&redaction_id)? {
+            let event: CanonicalJsonObject = serde_json::from_value(redaction.to_client_event())
+                .map_err(|e| Error::internal(format!("redaction event: {e}")))?;
+            unsigned.insert("redacted_because".into(), CanonicalJsonValue::Object(event));
+        }
+        redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+        let stored = StoredPdu {
+            event_id: target.event_id.clone(),
+            room_id,
+            pdu: redacted,
+        };
+        let mut batch = Batch::new();
+        batch.put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
+        self.store.write(batch)?;
+        Ok(redaction_id)
     }
 
     /// Builds, authorises and stores an event from a local user; returns its event id. With a
@@ -464,6 +592,11 @@ impl Timeline {
                 keys::room_state(short, &event_type, state_key),
                 stored.event_id.as_bytes(),
             );
+            batch.put(
+                Table::StateHistory,
+                keys::state_history(short, &event_type, state_key, count),
+                stored.event_id.as_bytes(),
+            );
             batch.put_json(
                 Table::StateChanges,
                 keys::pdu(short, count),
@@ -504,6 +637,28 @@ impl Timeline {
         record.last_depth = u64::from(parsed.depth);
         batch.put_json(Table::Rooms, stored.room_id.as_bytes(), &record)?;
         self.store.write(batch)
+    }
+
+    /// The room's events with `lower <= count < upper`, walked in `direction`.
+    pub fn scan_events(
+        &self,
+        short: u64,
+        lower: u64,
+        upper: u64,
+        direction: Direction,
+    ) -> Result<impl Iterator<Item = Result<(u64, StoredPdu)>> + '_> {
+        let range = KeyRange::between(&keys::pdu(short, lower), &keys::pdu(short, upper));
+        Ok(self
+            .store
+            .scan(Table::Pdus, range, direction)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let (_, count) =
+                    keys::parse_pdu(&key).ok_or_else(|| Error::internal("corrupt PDU key"))?;
+                let stored = serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt PDU: {e}")))?;
+                Ok((count, stored))
+            }))
     }
 
     /// The room's events in timeline order, as (count, stored PDU).

@@ -119,6 +119,14 @@ pub fn room_state(short_room: u64, event_type: &str, state_key: &str) -> Vec<u8>
     key
 }
 
+/// `short room ++ type ++ SEP ++ state key ++ SEP ++ count`, in [`super::Table::StateHistory`].
+pub fn state_history(short_room: u64, event_type: &str, state_key: &str, count: u64) -> Vec<u8> {
+    let mut key = room_state(short_room, event_type, state_key);
+    key.push(SEP);
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
 /// Splits a [`room_state`] key into type and state key.
 pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
     let rest = key.get(8..)?;

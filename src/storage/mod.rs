@@ -41,6 +41,9 @@ pub enum Table {
     RoomState,
     /// short room id, count → the state change an event made (for state at any point).
     StateChanges,
+    /// short room id, type, state key, count → event id: every value a piece of state had,
+    /// so the state at any point of the timeline can be looked up.
+    StateHistory,
     /// user id, device id, transaction id → event id: idempotent sends.
     Transactions,
     /// user id, room id → membership and its count.
@@ -50,7 +53,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 18] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -65,6 +68,7 @@ impl Table {
         Table::EventIds,
         Table::RoomState,
         Table::StateChanges,
+        Table::StateHistory,
         Table::Transactions,
         Table::UserRooms,
         Table::RoomUsers,
@@ -87,6 +91,7 @@ impl Table {
             Table::EventIds => "event_ids",
             Table::RoomState => "room_state",
             Table::StateChanges => "state_changes",
+            Table::StateHistory => "state_history",
             Table::Transactions => "transactions",
             Table::UserRooms => "user_rooms",
             Table::RoomUsers => "room_users",

@@ -575,3 +575,328 @@ async fn four_clients_sending_at_once_make_one_ordered_timeline() {
     all.dedup();
     assert_eq!(all.len(), 200, "every txn mapped to exactly one event");
 }
+
+async fn messages(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    query: &str,
+) -> (StatusCode, Value) {
+    server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?{query}"),
+            user.token(),
+        )
+        .await
+}
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hundred_messages_page_back_and_forth_with_filters() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    for i in 0..100 {
+        let user = if i % 2 == 0 { &alice } else { &bob };
+        assert_eq!(
+            send(&server, user, &room, &format!("m{i}"), &format!("msg {i}"))
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let only_messages = r#"{"types":["m.room.message"]}"#;
+
+    // Backwards from the end, 30 at a time: every message once, newest first.
+    let mut seen = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit=30&from={token}&filter={only_messages}"),
+            None => format!("dir=b&limit=30&filter={only_messages}"),
+        };
+        let (status, page) = messages(&server, &alice, &room, &query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(bodies(&page));
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..100).rev().map(|i| format!("msg {i}")).collect();
+    assert_eq!(seen, expected);
+
+    // Forwards from the start: the same messages in order.
+    let (_, first_page) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=f&limit=1000&filter={only_messages}"),
+    )
+    .await;
+    let forward = bodies(&first_page);
+    assert_eq!(forward, expected.iter().rev().cloned().collect::<Vec<_>>());
+    assert!(
+        first_page["end"].is_null(),
+        "the end of the timeline was reached"
+    );
+
+    // Forwards from a token in the middle continues right after it.
+    let (_, newest) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=b&limit=10&filter={only_messages}"),
+    )
+    .await;
+    let (_, after) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!(
+            "dir=f&limit=100&from={}&filter={only_messages}",
+            newest["end"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        bodies(&after),
+        (90..100).map(|i| format!("msg {i}")).collect::<Vec<_>>()
+    );
+
+    // Senders filter and lazy-loaded members.
+    let by_bob = format!(
+        r#"{{"senders":["{}"],"lazy_load_members":true}}"#,
+        bob.user_id
+    );
+    let (_, page) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=b&limit=5&filter={by_bob}"),
+    )
+    .await;
+    assert_eq!(
+        bodies(&page),
+        vec!["msg 99", "msg 97", "msg 95", "msg 93", "msg 91"]
+    );
+    let members: Vec<&str> = page["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, vec![bob.user_id.as_str()]);
+
+    assert_error(
+        &messages(&server, &alice, &room, "dir=b&from=garbage").await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    let eve = register(&server, "eve").await;
+    assert_error(
+        &messages(&server, &eve, &room, "dir=b").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn history_visibility_decides_what_newcomers_and_leavers_see() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .put(
+            &state_path(&room, "m.room.history_visibility", ""),
+            alice.token(),
+            &json!({"history_visibility": "joined"}),
+        )
+        .await;
+    let (_, before) = send(&server, &alice, &room, "a1", "before bob").await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    send(&server, &alice, &room, "a2", "with bob").await;
+    let (_, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
+    assert_eq!(
+        bodies(&page),
+        vec!["with bob"],
+        "joined visibility hides what came before the join"
+    );
+    let before_id = before["event_id"].as_str().unwrap();
+    assert_error(
+        &server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/event/{before_id}"),
+                bob.token(),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+
+    // After leaving, bob still sees what he saw, and nothing new.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    send(&server, &alice, &room, "a3", "after bob").await;
+    let (status, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bodies(&page), vec!["with bob"]);
+
+    // With shared visibility a newcomer sees the history.
+    let shared = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    send(&server, &alice, &shared, "s1", "old news").await;
+    let carol = register(&server, "carol").await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{shared}/join"),
+            carol.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, page) = messages(&server, &carol, &shared, "dir=b&limit=50").await;
+    assert_eq!(bodies(&page), vec!["old news"]);
+}
+
+#[tokio::test]
+async fn redaction_needs_power_over_others_and_strips_what_is_stored() {
+    let mut server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "topic": "secret plans"}),
+    )
+    .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, by_alice) = send(&server, &alice, &room, "a", "alice's words").await;
+    let (_, by_bob) = send(&server, &bob, &room, "b", "bob's words").await;
+    let redact = |event: &Value, txn: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{room}/redact/{}/{txn}",
+            event["event_id"].as_str().unwrap()
+        )
+    };
+    let get = |event: &Value| {
+        format!(
+            "/_matrix/client/v3/rooms/{room}/event/{}",
+            event["event_id"].as_str().unwrap()
+        )
+    };
+
+    assert_error(
+        &server
+            .put(&redact(&by_alice, "r1"), bob.token(), &json!({}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server.get(&get(&by_alice), bob.token()).await.1["content"]["body"],
+        "alice's words"
+    );
+
+    let (status, own) = server
+        .put(
+            &redact(&by_bob, "r2"),
+            bob.token(),
+            &json!({"reason": "typo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    let (status, moderated) = server
+        .put(&redact(&by_alice, "r3"), alice.token(), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moderated}");
+    // The same transaction is the same redaction.
+    assert_eq!(
+        server
+            .put(&redact(&by_alice, "r3"), alice.token(), &json!({}))
+            .await
+            .1,
+        moderated
+    );
+
+    server.restart().await;
+    let (_, event) = server.get(&get(&by_bob), alice.token()).await;
+    assert_eq!(
+        event["content"],
+        json!({}),
+        "the stored event is redacted: {event}"
+    );
+    assert_eq!(
+        event["unsigned"]["redacted_because"]["content"]["reason"],
+        "typo"
+    );
+    assert_eq!(
+        server.get(&get(&by_alice), bob.token()).await.1["content"],
+        json!({})
+    );
+
+    // Redacting state keeps the event in state with its content stripped.
+    let (_, topic) = server
+        .get(
+            &format!("{}?format=event", state_path(&room, "m.room.topic", "")),
+            alice.token(),
+        )
+        .await;
+    let topic_id = topic["event_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/rooms/{room}/redact/{topic_id}/r4");
+    assert_eq!(
+        server.put(&path, alice.token(), &json!({})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .get(&state_path(&room, "m.room.topic", ""), alice.token())
+            .await
+            .1,
+        json!({})
+    );
+
+    assert_error(
+        &server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/redact/$unknown/r5"),
+                alice.token(),
+                &json!({}),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod discovery;
 pub mod filter;
 pub mod membership;
+pub mod messages;
 pub mod presence;
 pub mod profile;
 pub mod push_rules;

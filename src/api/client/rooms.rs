@@ -16,6 +16,7 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::create::{CreateOptions, Preset, create_room as create};
 use crate::rooms::timeline::NewEvent;
+use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 
 /// Room names and topics longer than this are refused.
@@ -204,17 +205,32 @@ pub async fn get_state_event(
     Ok(get_state_event_for_key::v3::Response::new(raw))
 }
 
-/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`: members and former members see
+/// what history visibility lets them; everything else is "not found".
 pub async fn get_event(
     services: Arc<Services>,
     req: Ruma<get_room_event::v3::Request>,
 ) -> Result<get_room_event::v3::Response> {
-    require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let user_id = req.user_id()?;
+    let body = &req.body;
+    let not_found = || Error::not_found("No such event in this room");
+    let (Some(room), Some(_)) = (
+        services.timeline.room(&body.room_id)?,
+        services.timeline.membership(&body.room_id, user_id)?,
+    ) else {
+        return Err(Error::forbidden("You are not in this room"));
+    };
+    let Some((short, count)) = services.timeline.position(&body.event_id)? else {
+        return Err(not_found());
+    };
+    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    if short != room.short || !viewer.can_see(count)? {
+        return Err(not_found());
+    }
     let stored = services
         .timeline
-        .get(&req.body.event_id)?
-        .filter(|s| s.room_id == req.body.room_id)
-        .ok_or_else(|| Error::not_found("No such event in this room"))?;
+        .get(&body.event_id)?
+        .ok_or_else(not_found)?;
     Ok(get_room_event::v3::Response::new(to_raw(
         &stored.to_client_event(),
     )?))
