@@ -18,8 +18,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::api::client::{
-    account, account_data, devices, discovery, filter, membership, messages, presence, profile,
-    push_rules, register, rooms, session, thirdparty, voip,
+    account, account_data, devices, directory, discovery, filter, membership, messages, presence,
+    profile, push_rules, register, rooms, session, thirdparty, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -156,6 +156,15 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(rooms::joined)
         .ruma(messages::messages)
         .ruma(messages::redact)
+        // Aliases and the room directory
+        .ruma(directory::create)
+        .ruma(directory::get)
+        .ruma(directory::delete)
+        .ruma(directory::room_aliases)
+        .ruma(directory::get_visibility)
+        .ruma(directory::set_visibility)
+        .ruma(directory::public_rooms)
+        .ruma(directory::public_rooms_filtered)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)

@@ -8,6 +8,8 @@ use crate::federation::keys::ServerKeys;
 use crate::presence::Presence;
 use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
+use crate::rooms::alias::Aliases;
+use crate::rooms::directory::Directory;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
 use crate::users::account_data::AccountData;
@@ -22,6 +24,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub server_keys: Arc<ServerKeys>,
     pub timeline: Timeline,
+    pub aliases: Aliases,
+    pub directory: Directory,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub profiles: Profiles,
@@ -48,6 +52,8 @@ impl Services {
                 config.server_name.clone(),
             ),
             server_keys,
+            aliases: Aliases::new(store.clone(), config.server_name.clone()),
+            directory: Directory::new(store.clone()),
             accounts: Accounts::new(store.clone(), config.server_name.clone()),
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),

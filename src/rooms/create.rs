@@ -1,8 +1,11 @@
 //! Room creation: the events `createRoom` sends, in the spec's order, for each preset.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
+use super::alias::Aliases;
 use super::timeline::{NewEvent, Timeline};
 use crate::error::{Error, Result};
 
@@ -31,6 +34,8 @@ pub struct CreateOptions {
     pub topic: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// `room_alias_name`, as the full local alias.
+    pub alias: Option<OwnedRoomAliasId>,
 }
 
 fn raw(value: &Value) -> Result<Box<serde_json::value::RawValue>> {
@@ -49,6 +54,7 @@ fn state(kind: &str, state_key: &str, content: Value) -> Result<NewEvent> {
 /// Creates the room and sends its initial events; returns the room id.
 pub async fn create_room(
     timeline: &Timeline,
+    aliases: &Aliases,
     creator: &UserId,
     options: CreateOptions,
 ) -> Result<OwnedRoomId> {
@@ -70,6 +76,16 @@ pub async fn create_room(
                 "{kind} cannot be set through initial_state"
             )));
         }
+    }
+
+    if let Some(alias) = &options.alias
+        && aliases.get(alias)?.is_some()
+    {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::RoomInUse,
+            "The room alias is taken",
+        ));
     }
 
     // 1. The create event. In v12 a trusted private chat makes its invitees co-creators.
@@ -138,7 +154,18 @@ pub async fn create_room(
     }
     send(state("m.room.power_levels", "", power_levels)?).await?;
 
-    // 4. The preset's rules.
+    // 4. The alias, registered and made canonical.
+    if let Some(alias) = &options.alias {
+        aliases.create(alias, &room_id, creator)?;
+        send(state(
+            "m.room.canonical_alias",
+            "",
+            json!({"alias": alias}),
+        )?)
+        .await?;
+    }
+
+    // 5. The preset's rules.
     let join_rule = if preset == Preset::PublicChat {
         "public"
     } else {
@@ -168,7 +195,7 @@ pub async fn create_room(
     )?)
     .await?;
 
-    // 5. The client's initial state, then name and topic.
+    // 6. The client's initial state, then name and topic.
     for (kind, state_key, content) in options.initial_state {
         send(state(&kind, &state_key, content)?).await?;
     }
@@ -179,7 +206,7 @@ pub async fn create_room(
         send(state("m.room.topic", "", json!({"topic": topic}))?).await?;
     }
 
-    // 6. Invites.
+    // 7. Invites.
     for invitee in &options.invite {
         let mut content = json!({"membership": "invite"});
         if options.is_direct {

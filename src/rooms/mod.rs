@@ -2,7 +2,9 @@
 //! format, hashing, signing and redaction ([`pdu`]), and appending events that pass the room
 //! version's authorization rules through ruma's state-res ([`timeline`]).
 
+pub mod alias;
 pub mod create;
+pub mod directory;
 pub mod membership;
 pub mod pagination;
 pub mod pdu;

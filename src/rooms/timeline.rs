@@ -255,6 +255,21 @@ impl Timeline {
         )
     }
 
+    /// How many users are joined to the room.
+    pub fn joined_member_count(&self, room_id: &RoomId) -> Result<u64> {
+        let mut count = 0;
+        for entry in self
+            .store
+            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
+        {
+            let (_, value) = entry?;
+            let record: MembershipRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+            count += u64::from(record.membership == "join");
+        }
+        Ok(count)
+    }
+
     /// The rooms the user is joined to.
     pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
         let prefix = keys::rooms_of(user_id.as_str());

@@ -146,6 +146,16 @@ pub fn user_room(user_id: &str, room_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), room_id.as_bytes()])
 }
 
+/// `room ++ SEP ++ alias`, in [`super::Table::RoomAliases`].
+pub fn room_alias(room_id: &str, alias: &str) -> Vec<u8> {
+    join(&[room_id.as_bytes(), alias.as_bytes()])
+}
+
+/// Prefix of every entry of a room (aliases, members).
+pub fn of_room(room_id: &str) -> Vec<u8> {
+    prefix(&[room_id.as_bytes()])
+}
+
 /// Prefix of every room a user has a membership in.
 pub fn rooms_of(user_id: &str) -> Vec<u8> {
     prefix(&[user_id.as_bytes()])

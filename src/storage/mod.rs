@@ -50,10 +50,16 @@ pub enum Table {
     UserRooms,
     /// room id, user id → membership.
     RoomUsers,
+    /// room alias → the room it names and who created the alias.
+    Aliases,
+    /// room id, alias → nothing: the aliases of each room.
+    RoomAliases,
+    /// room id → nothing: rooms published in the room directory.
+    PublicRooms,
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 21] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -72,6 +78,9 @@ impl Table {
         Table::Transactions,
         Table::UserRooms,
         Table::RoomUsers,
+        Table::Aliases,
+        Table::RoomAliases,
+        Table::PublicRooms,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -95,6 +104,9 @@ impl Table {
             Table::Transactions => "transactions",
             Table::UserRooms => "user_rooms",
             Table::RoomUsers => "room_users",
+            Table::Aliases => "aliases",
+            Table::RoomAliases => "room_aliases",
+            Table::PublicRooms => "public_rooms",
         }
     }
 }

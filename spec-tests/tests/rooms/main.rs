@@ -900,3 +900,286 @@ async fn redaction_needs_power_over_others_and_strips_what_is_stored() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn aliases_resolve_join_and_are_guarded() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "room_alias_name": "general"}),
+    )
+    .await;
+    let alias_path = |a: &str| {
+        format!(
+            "/_matrix/client/v3/directory/room/{}",
+            a.replace('#', "%23")
+        )
+    };
+
+    let (status, resolved) = server.get(&alias_path("#general:localhost"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(resolved["room_id"], room);
+    assert_eq!(resolved["servers"], json!(["localhost"]));
+    assert_eq!(
+        server
+            .get(
+                &state_path(&room, "m.room.canonical_alias", ""),
+                alice.token()
+            )
+            .await
+            .1["alias"],
+        "#general:localhost"
+    );
+
+    // Joining by alias.
+    let (status, joined) = server
+        .post(
+            "/_matrix/client/v3/join/%23general:localhost",
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, joined["room_id"].as_str()),
+        (StatusCode::OK, Some(room.as_str()))
+    );
+
+    // A taken alias, an alias of another server, an unknown one.
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/createRoom",
+                alice.token(),
+                &json!({"room_alias_name": "general"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_ROOM_IN_USE",
+    );
+    assert_error(
+        &server
+            .put(
+                &alias_path("#general:localhost"),
+                bob.token(),
+                &json!({"room_id": room}),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "M_UNKNOWN",
+    );
+    assert_error(
+        &server
+            .put(
+                &alias_path("#x:elsewhere.org"),
+                bob.token(),
+                &json!({"room_id": room}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server.get(&alias_path("#nothing:localhost"), None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server.get(&alias_path("not-an-alias"), None).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+
+    // Bob (a member) adds one; only he, or a moderator, may delete it.
+    assert_eq!(
+        server
+            .put(
+                &alias_path("#bobs:localhost"),
+                bob.token(),
+                &json!({"room_id": room})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, list) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/aliases"),
+            bob.token(),
+        )
+        .await;
+    let mut aliases: Vec<&str> = list["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    aliases.sort();
+    assert_eq!(aliases, vec!["#bobs:localhost", "#general:localhost"]);
+    assert_error(
+        &server
+            .delete(&alias_path("#general:localhost"), bob.token(), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .delete(&alias_path("#bobs:localhost"), alice.token(), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // The canonical alias must point at the room.
+    let other = create(&server, &alice, json!({"room_alias_name": "other"})).await;
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.canonical_alias", ""),
+                alice.token(),
+                &json!({"alias": "#other:localhost"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_ALIAS",
+    );
+    assert_error(
+        &server
+            .put(
+                &state_path(&room, "m.room.canonical_alias", ""),
+                alice.token(),
+                &json!({"alias": "#general:localhost", "alt_aliases": ["#gone:localhost"]}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_ALIAS",
+    );
+    assert_ne!(room, other);
+}
+
+#[tokio::test]
+async fn the_public_room_directory_lists_filters_and_pages() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let general = create(&server, &alice, json!({"visibility": "public", "preset": "public_chat", "name": "General", "topic": "전사 공지"})).await;
+    let dev = create(
+        &server,
+        &alice,
+        json!({"visibility": "public", "preset": "public_chat", "name": "개발팀"}),
+    )
+    .await;
+    let secret = create(&server, &alice, json!({"name": "Secret"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{general}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+
+    let (status, list) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![general.as_str(), dev.as_str()],
+        "largest first, private rooms absent"
+    );
+    assert_eq!(list["chunk"][0]["num_joined_members"], 2);
+    assert_eq!(list["chunk"][0]["name"], "General");
+    // `join_rule` may be left out when it is "public" (the spec's default).
+    assert!(
+        matches!(
+            list["chunk"][0]["join_rule"].as_str(),
+            None | Some("public")
+        ),
+        "{list}"
+    );
+    assert_eq!(list["total_room_count_estimate"], 2);
+
+    let (_, found) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            &json!({"filter": {"generic_search_term": "개발"}}),
+        )
+        .await;
+    assert_eq!(found["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(found["chunk"][0]["room_id"], dev);
+    let (_, by_topic) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            &json!({"filter": {"generic_search_term": "공지"}}),
+        )
+        .await;
+    assert_eq!(by_topic["chunk"][0]["room_id"], general);
+
+    let (_, first) = server
+        .get("/_matrix/client/v3/publicRooms?limit=1", None)
+        .await;
+    assert_eq!(first["chunk"].as_array().unwrap().len(), 1);
+    let next = first["next_batch"].as_str().unwrap();
+    let (_, second) = server
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?limit=1&since={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["chunk"][0]["room_id"], dev);
+    assert!(second["next_batch"].is_null());
+    assert_error(
+        &server
+            .get("/_matrix/client/v3/publicRooms?since=zzz", None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+
+    // Listing is per room, and only for those with the power to change it.
+    let listing = |room: &str| format!("/_matrix/client/v3/directory/list/room/{room}");
+    assert_eq!(
+        server.get(&listing(&secret), None).await.1,
+        json!({"visibility": "private"})
+    );
+    assert_error(
+        &server
+            .put(
+                &listing(&general),
+                bob.token(),
+                &json!({"visibility": "private"}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        server
+            .put(
+                &listing(&secret),
+                alice.token(),
+                &json!({"visibility": "public"})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get(&listing(&secret), None).await.1,
+        json!({"visibility": "public"})
+    );
+    assert_error(
+        &server.get(&listing("!unknown:localhost"), None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}

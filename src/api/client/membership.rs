@@ -78,12 +78,14 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = req.user_id()?;
-    let room_id: OwnedRoomId = req
-        .body
-        .room_id_or_alias
-        .clone()
-        .try_into()
-        .map_err(|_| Error::not_found("Room aliases are not supported yet"))?;
+    let room_id: OwnedRoomId = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone())
+    {
+        Ok(room_id) => room_id,
+        Err(alias) => services
+            .aliases
+            .resolve(&alias)?
+            .ok_or_else(|| Error::not_found("No room has this alias"))?,
+    };
     apply(
         &services,
         &room_id,

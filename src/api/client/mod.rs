@@ -5,6 +5,7 @@
 pub mod account;
 pub mod account_data;
 pub mod devices;
+pub mod directory;
 pub mod discovery;
 pub mod filter;
 pub mod membership;

@@ -60,9 +60,13 @@ pub async fn create_room(
 ) -> Result<create_room::v3::Response> {
     let creator = req.user_id()?.to_owned();
     let body = req.body;
-    if body.room_alias_name.is_some() {
-        return Err(Error::invalid_param("Room aliases are not supported yet"));
-    }
+    let alias = match &body.room_alias_name {
+        None => None,
+        Some(name) => Some(
+            ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", services.config.server_name))
+                .map_err(|_| Error::invalid_param("Invalid room_alias_name"))?,
+        ),
+    };
     if !body.invite_3pid.is_empty() {
         return Err(Error::invalid_param(
             "Third-party invites are not supported",
@@ -119,8 +123,13 @@ pub async fn create_room(
         topic: body.topic.clone(),
         invite: body.invite.clone(),
         is_direct: body.is_direct,
+        alias,
     };
-    let room_id = create(&services.timeline, &creator, options).await?;
+    let public = options.public;
+    let room_id = create(&services.timeline, &services.aliases, &creator, options).await?;
+    if public {
+        services.directory.set_published(&room_id, true)?;
+    }
     tracing::info!(room_id = %room_id, creator = %creator, "room created");
     Ok(create_room::v3::Response::new(room_id))
 }
@@ -158,6 +167,13 @@ pub async fn send_state(
     let user_id = req.user_id()?.to_owned();
     req.require_body()?;
     require_joined(&services, &req.body.room_id, &user_id)?;
+    if req.body.event_type == ruma::events::StateEventType::RoomCanonicalAlias {
+        let content: Value = serde_json::from_str(req.body.body.json().get())
+            .map_err(|e| Error::bad_json(format!("Invalid content: {e}")))?;
+        services
+            .aliases
+            .check_canonical(&req.body.room_id, &content)?;
+    }
     let event = NewEvent {
         kind: req.body.event_type.to_string().into(),
         content: req.body.body.json().to_owned(),

@@ -1,0 +1,219 @@
+//! Aliases and the room directory.
+
+use std::sync::Arc;
+
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
+use ruma::api::client::directory::{
+    get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+};
+use ruma::api::client::room::{Visibility, aliases};
+use ruma::events::StateEventType;
+use ruma::{RoomId, UInt, UserId};
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::directory::{page_token, parse_page_token};
+use crate::services::Services;
+use crate::users::accounts::Role;
+
+/// Default and largest page of the public room list.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+fn is_joined(services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<bool> {
+    Ok(services
+        .timeline
+        .membership(room_id, user_id)?
+        .is_some_and(|m| m.membership == "join"))
+}
+
+/// Whether the user may manage the room's aliases and listing: a server admin, or a member
+/// allowed to set `m.room.canonical_alias`.
+fn can_manage(services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<bool> {
+    if services
+        .accounts
+        .get(user_id)?
+        .is_some_and(|a| a.role == Role::Admin)
+    {
+        return Ok(true);
+    }
+    let Some(room) = services.timeline.room(room_id)? else {
+        return Ok(false);
+    };
+    Ok(is_joined(services, room_id, user_id)?
+        && services
+            .timeline
+            .power_levels(&room)?
+            .user_can_send_state(user_id, StateEventType::RoomCanonicalAlias))
+}
+
+/// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
+pub async fn create(
+    services: Arc<Services>,
+    req: Ruma<create_alias::v3::Request>,
+) -> Result<create_alias::v3::Response> {
+    let user_id = req.user_id()?;
+    if !is_joined(&services, &req.body.room_id, user_id)? {
+        return Err(Error::forbidden("You are not in this room"));
+    }
+    services
+        .aliases
+        .create(&req.body.room_alias, &req.body.room_id, user_id)?;
+    Ok(create_alias::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/directory/room/{roomAlias}`
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_alias::v3::Request>,
+) -> Result<get_alias::v3::Response> {
+    let room_id = services
+        .aliases
+        .resolve(&req.body.room_alias)?
+        .ok_or_else(|| Error::not_found("No such alias"))?;
+    Ok(get_alias::v3::Response::new(
+        room_id,
+        vec![services.config.server_name.clone()],
+    ))
+}
+
+/// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`: its creator, a room moderator
+/// allowed to set the canonical alias, or a server admin.
+pub async fn delete(
+    services: Arc<Services>,
+    req: Ruma<delete_alias::v3::Request>,
+) -> Result<delete_alias::v3::Response> {
+    let user_id = req.user_id()?;
+    let record = services
+        .aliases
+        .get(&req.body.room_alias)?
+        .ok_or_else(|| Error::not_found("No such alias"))?;
+    if record.creator != user_id && !can_manage(&services, &record.room_id, user_id)? {
+        return Err(Error::forbidden("You may not delete this alias"));
+    }
+    services.aliases.delete(&req.body.room_alias)?;
+    Ok(delete_alias::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
+pub async fn room_aliases(
+    services: Arc<Services>,
+    req: Ruma<aliases::v3::Request>,
+) -> Result<aliases::v3::Response> {
+    if !is_joined(&services, &req.body.room_id, req.user_id()?)? {
+        return Err(Error::forbidden("You are not in this room"));
+    }
+    Ok(aliases::v3::Response::new(
+        services.aliases.of_room(&req.body.room_id)?,
+    ))
+}
+
+/// `GET /_matrix/client/v3/directory/list/room/{roomId}`
+pub async fn get_visibility(
+    services: Arc<Services>,
+    req: Ruma<get_room_visibility::v3::Request>,
+) -> Result<get_room_visibility::v3::Response> {
+    if services.timeline.room(&req.body.room_id)?.is_none() {
+        return Err(Error::not_found("Unknown room"));
+    }
+    let visibility = if services.directory.is_published(&req.body.room_id)? {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    };
+    Ok(get_room_visibility::v3::Response::new(visibility))
+}
+
+/// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
+pub async fn set_visibility(
+    services: Arc<Services>,
+    req: Ruma<set_room_visibility::v3::Request>,
+) -> Result<set_room_visibility::v3::Response> {
+    if !can_manage(&services, &req.body.room_id, req.user_id()?)? {
+        return Err(Error::forbidden("You may not change this room's listing"));
+    }
+    let publish = match req.body.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        _ => return Err(Error::bad_json("visibility must be public or private")),
+    };
+    services
+        .directory
+        .set_published(&req.body.room_id, publish)?;
+    Ok(set_room_visibility::v3::Response::new())
+}
+
+struct Page {
+    chunk: Vec<ruma::directory::PublicRoomsChunk>,
+    next_batch: Option<String>,
+    prev_batch: Option<String>,
+    total: usize,
+}
+
+fn page(
+    services: &Services,
+    search: Option<&str>,
+    limit: Option<UInt>,
+    since: Option<&str>,
+) -> Result<Page> {
+    let all = services.directory.list(&services.timeline, search)?;
+    let total = all.len();
+    let limit = limit
+        .map_or(DEFAULT_PAGE, |l| {
+            usize::try_from(u64::from(l)).unwrap_or(MAX_PAGE)
+        })
+        .clamp(1, MAX_PAGE);
+    let offset = since
+        .map(parse_page_token)
+        .transpose()?
+        .unwrap_or(0)
+        .min(total);
+    let chunk: Vec<_> = all.into_iter().skip(offset).take(limit).collect();
+    let next_batch = (offset + chunk.len() < total).then(|| page_token(offset + chunk.len()));
+    let prev_batch = (offset > 0).then(|| page_token(offset.saturating_sub(limit)));
+    Ok(Page {
+        chunk,
+        next_batch,
+        prev_batch,
+        total,
+    })
+}
+
+fn require_local(services: &Services, server: Option<&ruma::ServerName>) -> Result<()> {
+    match server {
+        Some(s) if s != services.config.server_name => Err(Error::not_found(
+            "Other servers' directories are not reachable yet",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /_matrix/client/v3/publicRooms`
+pub async fn public_rooms(
+    services: Arc<Services>,
+    req: Ruma<get_public_rooms::v3::Request>,
+) -> Result<get_public_rooms::v3::Response> {
+    require_local(&services, req.body.server.as_deref())?;
+    let p = page(&services, None, req.body.limit, req.body.since.as_deref())?;
+    let mut response = get_public_rooms::v3::Response::new(p.chunk);
+    response.next_batch = p.next_batch;
+    response.prev_batch = p.prev_batch;
+    response.total_room_count_estimate = UInt::new(p.total as u64);
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/publicRooms`
+pub async fn public_rooms_filtered(
+    services: Arc<Services>,
+    req: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<get_public_rooms_filtered::v3::Response> {
+    require_local(&services, req.body.server.as_deref())?;
+    let search = req.body.filter.generic_search_term.as_deref();
+    let p = page(&services, search, req.body.limit, req.body.since.as_deref())?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = p.chunk;
+    response.next_batch = p.next_batch;
+    response.prev_batch = p.prev_batch;
+    response.total_room_count_estimate = UInt::new(p.total as u64);
+    Ok(response)
+}

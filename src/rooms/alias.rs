@@ -1,0 +1,137 @@
+//! Room aliases: `#name:server` → room id, who may create and delete them, and the check that
+//! a room's canonical alias points at the room itself.
+
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, RoomId, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Batch, Store, StoreExt, Table, keys};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AliasRecord {
+    pub room_id: OwnedRoomId,
+    pub creator: OwnedUserId,
+}
+
+pub struct Aliases {
+    store: Arc<dyn Store>,
+    server_name: OwnedServerName,
+    lock: Mutex<()>,
+}
+
+impl Aliases {
+    pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName) -> Self {
+        Self {
+            store,
+            server_name,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn require_local(&self, alias: &RoomAliasId) -> Result<()> {
+        if alias.server_name() == self.server_name {
+            Ok(())
+        } else {
+            Err(Error::invalid_param(
+                "Aliases of other servers cannot be managed here",
+            ))
+        }
+    }
+
+    pub fn get(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+        self.store.get_json(Table::Aliases, alias.as_bytes())
+    }
+
+    pub fn resolve(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
+        Ok(self.get(alias)?.map(|r| r.room_id))
+    }
+
+    /// Creates an alias; 409 if it is taken.
+    pub fn create(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        self.require_local(alias)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.get(alias)?.is_some() {
+            return Err(Error::new(
+                StatusCode::CONFLICT,
+                ErrorKind::Unknown,
+                "This alias is already taken",
+            ));
+        }
+        let mut batch = Batch::new();
+        let record = AliasRecord {
+            room_id: room_id.to_owned(),
+            creator: creator.to_owned(),
+        };
+        batch.put_json(Table::Aliases, alias.as_bytes(), &record)?;
+        batch.put(
+            Table::RoomAliases,
+            keys::room_alias(room_id.as_str(), alias.as_str()),
+            Vec::new(),
+        );
+        self.store.write(batch)
+    }
+
+    pub fn delete(&self, alias: &RoomAliasId) -> Result<()> {
+        self.require_local(alias)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let record = self
+            .get(alias)?
+            .ok_or_else(|| Error::not_found("No such alias"))?;
+        let mut batch = Batch::new();
+        batch.delete(Table::Aliases, alias.as_bytes());
+        batch.delete(
+            Table::RoomAliases,
+            keys::room_alias(record.room_id.as_str(), alias.as_str()),
+        );
+        self.store.write(batch)
+    }
+
+    /// The local aliases of a room.
+    pub fn of_room(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let prefix = keys::of_room(room_id.as_str());
+        self.store
+            .scan_prefix(Table::RoomAliases, &prefix)?
+            .map(|entry| {
+                let (key, _) = entry?;
+                std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
+                    .ok_or_else(|| Error::internal("corrupt room alias key"))
+            })
+            .collect()
+    }
+
+    /// `m.room.canonical_alias` may only name local aliases of this very room (400 M_BAD_ALIAS).
+    pub fn check_canonical(&self, room_id: &RoomId, content: &serde_json::Value) -> Result<()> {
+        let bad_alias = |msg: String| Error::new(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, msg);
+        let mut named = Vec::new();
+        if let Some(alias) = content.get("alias").filter(|a| !a.is_null()) {
+            named.push(alias.clone());
+        }
+        if let Some(alt) = content.get("alt_aliases") {
+            let list = alt
+                .as_array()
+                .ok_or_else(|| Error::bad_json("alt_aliases must be a list"))?;
+            named.extend(list.iter().cloned());
+        }
+        for value in named {
+            let text = value
+                .as_str()
+                .ok_or_else(|| Error::bad_json("aliases must be strings"))?;
+            let alias = RoomAliasId::parse(text)
+                .map_err(|_| Error::invalid_param(format!("Invalid alias {text}")))?;
+            if alias.server_name() == self.server_name
+                && self.resolve(&alias)?.as_deref() != Some(room_id)
+            {
+                return Err(bad_alias(format!("{alias} does not point to this room")));
+            }
+        }
+        Ok(())
+    }
+}
