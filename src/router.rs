@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, register, rooms, session, thirdparty, voip,
+    profile, push_rules, register, rooms, session, tags, thirdparty, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -156,6 +156,15 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(rooms::joined)
         .ruma(messages::messages)
         .ruma(messages::redact)
+        .ruma(messages::context)
+        .ruma(messages::timestamp_to_event)
+        .ruma(rooms::report)
+        .ruma(rooms::upgrade)
+        .ruma(membership::forget)
+        .ruma(membership::knock)
+        .ruma(tags::get)
+        .ruma(tags::put)
+        .ruma(tags::delete)
         // Aliases and the room directory
         .ruma(directory::create)
         .ruma(directory::get)

@@ -10,6 +10,7 @@ use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
 use crate::rooms::alias::Aliases;
 use crate::rooms::directory::Directory;
+use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
 use crate::users::account_data::AccountData;
@@ -26,6 +27,7 @@ pub struct Services {
     pub timeline: Timeline,
     pub aliases: Aliases,
     pub directory: Directory,
+    pub reports: Reports,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub profiles: Profiles,
@@ -54,6 +56,7 @@ impl Services {
             server_keys,
             aliases: Aliases::new(store.clone(), config.server_name.clone()),
             directory: Directory::new(store.clone()),
+            reports: Reports::new(store.clone()),
             accounts: Accounts::new(store.clone(), config.server_name.clone()),
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),

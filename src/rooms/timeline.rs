@@ -46,6 +46,9 @@ pub struct NewEvent {
 pub struct MembershipRecord {
     pub membership: String,
     pub count: u64,
+    /// Set by `/forget` after leaving: the room is gone from the user's view.
+    #[serde(default)]
+    pub forgotten: bool,
 }
 
 /// A state change recorded per event, so state at any point can be rebuilt.
@@ -249,10 +252,34 @@ impl Timeline {
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<Option<MembershipRecord>> {
-        self.store.get_json(
+        let record: Option<MembershipRecord> = self.store.get_json(
             Table::UserRooms,
             &keys::user_room(user_id.as_str(), room_id.as_str()),
-        )
+        )?;
+        // A forgotten room is gone from the user's view.
+        Ok(record.filter(|r| !r.forgotten))
+    }
+
+    /// Forgets a room the user has left; refused while joined, invited or knocking.
+    pub fn forget(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+        let key = keys::user_room(user_id.as_str(), room_id.as_str());
+        let Some(mut record) = self
+            .store
+            .get_json::<MembershipRecord>(Table::UserRooms, &key)?
+        else {
+            return Ok(());
+        };
+        if matches!(record.membership.as_str(), "join" | "invite" | "knock") {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::Unknown,
+                "Leave the room before forgetting it",
+            ));
+        }
+        record.forgotten = true;
+        let mut batch = Batch::new();
+        batch.put_json(Table::UserRooms, key, &record)?;
+        self.store.write(batch)
     }
 
     /// How many users are joined to the room.
@@ -632,6 +659,7 @@ impl Timeline {
                 let record = MembershipRecord {
                     membership: membership.membership.clone(),
                     count,
+                    forgotten: false,
                 };
                 batch.put_json(
                     Table::UserRooms,

@@ -56,10 +56,12 @@ pub enum Table {
     RoomAliases,
     /// room id → nothing: rooms published in the room directory.
     PublicRooms,
+    /// count → a user's report of an event, for admins.
+    Reports,
 }
 
 impl Table {
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 22] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -81,6 +83,7 @@ impl Table {
         Table::Aliases,
         Table::RoomAliases,
         Table::PublicRooms,
+        Table::Reports,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -107,6 +110,7 @@ impl Table {
             Table::Aliases => "aliases",
             Table::RoomAliases => "room_aliases",
             Table::PublicRooms => "public_rooms",
+            Table::Reports => "reports",
         }
     }
 }

@@ -24,11 +24,37 @@ struct Change {
 
 pub struct AccountData {
     store: Arc<dyn Store>,
+    /// Serialises read-modify-write updates (tags).
+    lock: std::sync::Mutex<()>,
 }
 
 impl AccountData {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reads an entry as a JSON object (empty if unset), lets `change` edit it, stores it.
+    pub fn update(
+        &self,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
+        event_type: &str,
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> Result<()>,
+    ) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut content: serde_json::Map<String, serde_json::Value> =
+            match self.get(user_id, room_id, event_type)? {
+                Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+                None => serde_json::Map::new(),
+            };
+        change(&mut content)?;
+        let raw = serde_json::value::to_raw_value(&content)
+            .map_err(|e| Error::internal(format!("serialising account data: {e}")))?;
+        self.set(user_id, room_id, event_type, raw)?;
+        Ok(())
     }
 
     pub fn get(

@@ -1183,3 +1183,335 @@ async fn the_public_room_directory_lists_filters_and_pages() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn tags_forget_and_knock() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
+
+    let tags = format!(
+        "/_matrix/client/v3/user/{}/rooms/{room}/tags",
+        alice.user_id
+    );
+    assert_eq!(
+        server.get(&tags, alice.token()).await.1,
+        json!({"tags": {}})
+    );
+    assert_eq!(
+        server
+            .put(
+                &format!("{tags}/m.favourite"),
+                alice.token(),
+                &json!({"order": 0.25})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .put(&format!("{tags}/u.work"), alice.token(), &json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, got) = server.get(&tags, alice.token()).await;
+    assert_eq!(got["tags"]["m.favourite"]["order"], 0.25);
+    assert!(got["tags"]["u.work"].is_object());
+    assert_eq!(
+        server
+            .delete(&format!("{tags}/u.work"), alice.token(), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get(&tags, alice.token()).await.1["tags"]
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_error(
+        &server.get(&tags, bob.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .put(
+                &format!("{tags}/{}", "t".repeat(300)),
+                alice.token(),
+                &json!({}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+
+    // Knocking needs the knock join rule; then the knock shows in the room.
+    let knock = format!("/_matrix/client/v3/knock/{room}");
+    assert_error(
+        &server
+            .post(&knock, bob.token(), &json!({"reason": "let me in"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    server
+        .put(
+            &state_path(&room, "m.room.join_rules", ""),
+            alice.token(),
+            &json!({"join_rule": "knock"}),
+        )
+        .await;
+    let (status, knocked) = server
+        .post(&knock, bob.token(), &json!({"reason": "let me in"}))
+        .await;
+    assert_eq!(
+        (status, knocked["room_id"].as_str()),
+        (StatusCode::OK, Some(room.as_str()))
+    );
+    let (_, member) = server
+        .get(
+            &state_path(&room, "m.room.member", &bob.user_id),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(
+        (member["membership"].as_str(), member["reason"].as_str()),
+        (Some("knock"), Some("let me in"))
+    );
+
+    // Forget: refused while joined; after leaving the room is gone from view.
+    let forget = format!("/_matrix/client/v3/rooms/{room}/forget");
+    assert_error(
+        &server.post(&forget, alice.token(), &json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNKNOWN",
+    );
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        messages(&server, &alice, &room, "dir=b").await.0,
+        StatusCode::OK,
+        "left members still read what they saw"
+    );
+    assert_eq!(
+        server.post(&forget, alice.token(), &json!({})).await.0,
+        StatusCode::OK
+    );
+    assert_error(
+        &messages(&server, &alice, &room, "dir=b").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn context_timestamps_and_reports() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let eve = register(&server, "eve").await;
+    let room = create(&server, &alice, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let (_, sent) = send(
+            &server,
+            &alice,
+            &room,
+            &format!("c{i}"),
+            &format!("line {i}"),
+        )
+        .await;
+        ids.push(sent["event_id"].as_str().unwrap().to_owned());
+    }
+    let (status, context) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=4", ids[4]),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    assert_eq!(context["event"]["content"]["body"], "line 4");
+    let before: Vec<&str> = context["events_before"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    let after: Vec<&str> = context["events_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(before, vec!["line 3", "line 2"]);
+    assert_eq!(after, vec!["line 5", "line 6"]);
+    // The tokens continue paging from the edges.
+    let (_, older) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=b&limit=2&from={}", context["start"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(bodies(&older), vec!["line 1", "line 0"]);
+    let (_, newer) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=f&limit=2&from={}", context["end"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(bodies(&newer), vec!["line 7", "line 8"]);
+    assert_error(
+        &server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/context/$nope"),
+                alice.token(),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+
+    // Timestamps: the last event at or before now, the first at or after the beginning.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let ts = |dir: &str, t: u128| {
+        format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={t}&dir={dir}")
+    };
+    let (status, latest) = server.get(&ts("b", now + 1000), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    assert_eq!(latest["event_id"], ids[8].as_str());
+    let (_, first) = server.get(&ts("f", 0), alice.token()).await;
+    assert!(first["origin_server_ts"].as_u64().unwrap() > 0);
+    assert_error(
+        &server.get(&ts("f", now + 60_000), alice.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server.get(&ts("b", now), eve.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    // Reports: members report what they can see; outsiders learn nothing.
+    let report = |id: &str| format!("/_matrix/client/v3/rooms/{room}/report/{id}");
+    assert_eq!(
+        server
+            .post(&report(&ids[0]), alice.token(), &json!({"reason": "spam"}))
+            .await,
+        (StatusCode::OK, json!({}))
+    );
+    assert_error(
+        &server
+            .post(&report(&ids[0]), eve.token(), &json!({"reason": "x"}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .post(&report("$unknown"), alice.token(), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn upgrading_a_room_tombstones_it_and_carries_state_and_aliases() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let old = create(&server, &alice, json!({"room_version": "11", "preset": "public_chat", "name": "Ops", "room_alias_name": "ops"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let upgrade = format!("/_matrix/client/v3/rooms/{old}/upgrade");
+    assert_error(
+        &server
+            .post(&upgrade, bob.token(), &json!({"new_version": "12"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .post(&upgrade, alice.token(), &json!({"new_version": "5"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+
+    let (status, body) = server
+        .post(&upgrade, alice.token(), &json!({"new_version": "12"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+
+    let (_, tombstone) = server
+        .get(&state_path(&old, "m.room.tombstone", ""), alice.token())
+        .await;
+    assert_eq!(tombstone["replacement_room"], new);
+    let (_, create_event) = server
+        .get(&state_path(&new, "m.room.create", ""), alice.token())
+        .await;
+    assert_eq!(create_event["predecessor"]["room_id"], old);
+    assert_eq!(create_event["room_version"], "12");
+    assert_eq!(
+        server
+            .get(&state_path(&new, "m.room.name", ""), alice.token())
+            .await
+            .1["name"],
+        "Ops"
+    );
+    assert_eq!(
+        server
+            .get(&state_path(&new, "m.room.join_rules", ""), alice.token())
+            .await
+            .1["join_rule"],
+        "public"
+    );
+    assert_eq!(
+        server
+            .get("/_matrix/client/v3/directory/room/%23ops:localhost", None)
+            .await
+            .1["room_id"],
+        new
+    );
+    // The old room is read-only for ordinary members now.
+    assert_error(
+        &send(&server, &bob, &old, "late", "hello?").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Bob follows to the new room.
+    assert_eq!(
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{new}/join"),
+                bob.token(),
+                &json!({})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+}

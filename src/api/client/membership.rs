@@ -261,3 +261,42 @@ pub async fn joined(
     }
     Ok(joined_members::v3::Response::new(joined))
 }
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::membership::forget_room::v3::Request>,
+) -> Result<ruma::api::client::membership::forget_room::v3::Response> {
+    services
+        .timeline
+        .forget(&req.body.room_id, req.user_id()?)?;
+    Ok(ruma::api::client::membership::forget_room::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+pub async fn knock(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
+) -> Result<ruma::api::client::knock::knock_room::v3::Response> {
+    let user = req.user_id()?;
+    let room_id: OwnedRoomId = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone())
+    {
+        Ok(room_id) => room_id,
+        Err(alias) => services
+            .aliases
+            .resolve(&alias)?
+            .ok_or_else(|| Error::not_found("No room has this alias"))?,
+    };
+    apply(
+        &services,
+        &room_id,
+        user,
+        user,
+        "knock",
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(ruma::api::client::knock::knock_room::v3::Response::new(
+        room_id,
+    ))
+}

@@ -131,3 +131,125 @@ pub async fn redact(
         .await?;
     Ok(redact_event::v3::Response::new(event_id))
 }
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`: the event with up to `limit`
+/// visible events around it (half before, half after) and the members who sent them.
+pub async fn context(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::context::get_context::v3::Request>,
+) -> Result<ruma::api::client::context::get_context::v3::Response> {
+    let user_id = req.user_id()?;
+    let body = &req.body;
+    let not_found = || Error::not_found("No such event in this room");
+    let (Some(room), Some(_)) = (
+        services.timeline.room(&body.room_id)?,
+        services.timeline.membership(&body.room_id, user_id)?,
+    ) else {
+        return Err(Error::forbidden("You are not in this room"));
+    };
+    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    let (short, count) = services
+        .timeline
+        .position(&body.event_id)?
+        .ok_or_else(not_found)?;
+    if short != room.short || !viewer.can_see(count)? {
+        return Err(not_found());
+    }
+    let event = services
+        .timeline
+        .get(&body.event_id)?
+        .ok_or_else(not_found)?;
+    let limit = usize::try_from(u64::from(body.limit))
+        .unwrap_or(pagination::MAX_LIMIT)
+        .min(pagination::MAX_LIMIT);
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let page = |from: u64, direction: Direction, n: usize| -> Result<pagination::Page> {
+        if n == 0 {
+            return Ok(pagination::Page {
+                events: Vec::new(),
+                start: pagination::token(from),
+                end: Some(pagination::token(from)),
+            });
+        }
+        pagination::page(
+            &services.timeline,
+            &viewer,
+            room.short,
+            Some(from),
+            None,
+            direction,
+            n,
+            &body.filter,
+        )
+    };
+    let before = page(count.saturating_sub(1), Direction::Backward, before_limit)?;
+    let after = page(count, Direction::Forward, after_limit)?;
+
+    let mut senders = BTreeSet::new();
+    for e in before
+        .events
+        .iter()
+        .chain(after.events.iter())
+        .chain(std::iter::once(&event))
+    {
+        if let Some(sender) = e.to_client_event()["sender"].as_str() {
+            senders.insert(sender.to_owned());
+        }
+    }
+    let mut state = Vec::new();
+    for sender in senders {
+        if let Some(member) = services
+            .timeline
+            .state_event(room.short, "m.room.member", &sender)?
+        {
+            state.push(raw(&member.to_client_event())?);
+        }
+    }
+    let mut response = ruma::api::client::context::get_context::v3::Response::new();
+    response.start = Some(before.end.unwrap_or_else(|| pagination::token(0)));
+    response.end = Some(
+        after
+            .end
+            .unwrap_or_else(|| pagination::token(services.store.current_count())),
+    );
+    response.event = Some(raw(&event.to_client_event())?);
+    response.events_before = before
+        .events
+        .iter()
+        .map(|e| raw(&e.to_client_event()))
+        .collect::<Result<_>>()?;
+    response.events_after = after
+        .events
+        .iter()
+        .map(|e| raw(&e.to_client_event()))
+        .collect::<Result<_>>()?;
+    response.state = state;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+pub async fn timestamp_to_event(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::room::get_event_by_timestamp::v1::Request>,
+) -> Result<ruma::api::client::room::get_event_by_timestamp::v1::Response> {
+    let user_id = req.user_id()?;
+    let body = &req.body;
+    let (Some(room), Some(_)) = (
+        services.timeline.room(&body.room_id)?,
+        services.timeline.membership(&body.room_id, user_id)?,
+    ) else {
+        return Err(Error::forbidden("You are not in this room"));
+    };
+    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    let direction = match body.dir {
+        ApiDirection::Backward => Direction::Backward,
+        ApiDirection::Forward => Direction::Forward,
+    };
+    let ts = u64::from(body.ts.0);
+    let (event_id, sent) =
+        pagination::event_at_timestamp(&services.timeline, &viewer, room.short, ts, direction)?
+            .ok_or_else(|| Error::not_found("No event in that direction from that time"))?;
+    let sent = ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new(sent).unwrap_or_default());
+    Ok(ruma::api::client::room::get_event_by_timestamp::v1::Response::new(event_id, sent))
+}

@@ -16,6 +16,7 @@ pub mod push_rules;
 pub mod register;
 pub mod rooms;
 pub mod session;
+pub mod tags;
 pub mod thirdparty;
 pub mod voip;
 

@@ -261,3 +261,68 @@ pub async fn joined(
         services.timeline.joined_rooms(req.user_id()?)?,
     ))
 }
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`: stored for the server's admins.
+pub async fn report(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::room::report_content::v3::Request>,
+) -> Result<ruma::api::client::room::report_content::v3::Response> {
+    let user_id = req.user_id()?;
+    let body = &req.body;
+    let not_found = || Error::not_found("No such event in this room");
+    let room = services
+        .timeline
+        .room(&body.room_id)?
+        .ok_or_else(not_found)?;
+    if services
+        .timeline
+        .membership(&body.room_id, user_id)?
+        .is_none()
+    {
+        return Err(not_found());
+    }
+    let (short, count) = services
+        .timeline
+        .position(&body.event_id)?
+        .ok_or_else(not_found)?;
+    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    if short != room.short || !viewer.can_see(count)? {
+        return Err(not_found());
+    }
+    services.reports.add(&crate::rooms::reports::Report {
+        room_id: body.room_id.clone(),
+        event_id: body.event_id.clone(),
+        reporter: user_id.to_owned(),
+        reason: body.reason.clone(),
+        ts: crate::now_ms(),
+    })?;
+    tracing::info!(room_id = %body.room_id, event_id = %body.event_id, "event reported");
+    Ok(ruma::api::client::room::report_content::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+pub async fn upgrade(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::room::upgrade_room::v3::Request>,
+) -> Result<ruma::api::client::room::upgrade_room::v3::Response> {
+    let user_id = req.user_id()?;
+    let body = &req.body;
+    require_joined(&services, &body.room_id, user_id)?;
+    let replacement = crate::rooms::upgrade::upgrade(
+        &services.timeline,
+        &services.aliases,
+        &body.room_id,
+        user_id,
+        body.new_version.clone(),
+        body.additional_creators.clone(),
+    )
+    .await?;
+    if services.directory.is_published(&body.room_id)? {
+        services.directory.set_published(&body.room_id, false)?;
+        services.directory.set_published(&replacement, true)?;
+    }
+    tracing::info!(room_id = %body.room_id, replacement = %replacement, "room upgraded");
+    Ok(ruma::api::client::room::upgrade_room::v3::Response::new(
+        replacement,
+    ))
+}

@@ -1,0 +1,68 @@
+//! Event reports: what users flag for the server's admins (content moderation).
+
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Batch, Direction, KeyRange, Store, Table, keys};
+
+/// Longest reason kept.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Report {
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    pub reporter: OwnedUserId,
+    pub reason: Option<String>,
+    pub ts: u64,
+}
+
+pub struct Reports {
+    store: Arc<dyn Store>,
+}
+
+impl Reports {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn add(&self, report: &Report) -> Result<()> {
+        if report
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(Error::bad_json("reason is longer than 1000 characters"));
+        }
+        let mut batch = Batch::new();
+        batch.put_json(
+            Table::Reports,
+            keys::u64_be(self.store.next_count()?),
+            report,
+        )?;
+        self.store.write(batch)
+    }
+
+    /// The newest reports first (for the admin API).
+    pub fn latest(&self, limit: usize) -> Result<Vec<Report>> {
+        self.store
+            .scan(
+                Table::Reports,
+                KeyRange {
+                    lower: Vec::new(),
+                    upper: None,
+                },
+                Direction::Backward,
+            )?
+            .take(limit)
+            .map(|entry| {
+                let (_, value) = entry?;
+                serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt report: {e}")))
+            })
+            .collect()
+    }
+}
