@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, register, rooms, session, tags, thirdparty, voip,
+    profile, push_rules, register, relations, rooms, session, tags, thirdparty, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -157,6 +157,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(messages::messages)
         .ruma(messages::redact)
         .ruma(messages::context)
+        .ruma(relations::all)
+        .ruma(relations::by_type)
+        .ruma(relations::by_type_and_event_type)
+        .ruma(relations::threads)
         .ruma(messages::timestamp_to_event)
         .ruma(rooms::report)
         .ruma(rooms::upgrade)

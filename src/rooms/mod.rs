@@ -8,6 +8,7 @@ pub mod directory;
 pub mod membership;
 pub mod pagination;
 pub mod pdu;
+pub mod relations;
 pub mod reports;
 pub mod timeline;
 pub mod upgrade;

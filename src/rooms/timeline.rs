@@ -474,6 +474,13 @@ impl Timeline {
             pdu: redacted,
         };
         let mut batch = Batch::new();
+        // A redacted event no longer counts in its parent's aggregations.
+        if let Some((rel_type, parent)) = super::relations::relation_of(&target.content()) {
+            batch.delete(
+                Table::Relations,
+                keys::relation(short, parent.as_str(), &rel_type, count),
+            );
+        }
         batch.put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
         self.store.write(batch)?;
         Ok(redaction_id)
@@ -505,6 +512,17 @@ impl Timeline {
             .ok_or_else(|| Error::not_found("Unknown room"))?;
         let rules = pdu::rules(&record.version)?;
         check_content(&event.kind, &event.content)?;
+        if event.state_key.is_none() {
+            let content: serde_json::Value =
+                serde_json::from_str(event.content.get()).unwrap_or_default();
+            super::relations::check(
+                self,
+                record.short,
+                sender,
+                &event.kind.to_string(),
+                &content,
+            )?;
+        }
 
         let auth_types = ruma::state_res::auth_types_for_event(
             &event.kind,
@@ -673,6 +691,9 @@ impl Timeline {
                 )?;
             }
         }
+        if parsed.state_key.is_none() {
+            self.index_relation(&mut batch, short, count, stored, parsed)?;
+        }
         if let Some(key) = txn_key {
             batch.put(Table::Transactions, key, stored.event_id.as_bytes());
         }
@@ -680,6 +701,93 @@ impl Timeline {
         record.last_depth = u64::from(parsed.depth);
         batch.put_json(Table::Rooms, stored.room_id.as_bytes(), &record)?;
         self.store.write(batch)
+    }
+
+    /// Adds the relation an event declares (if any) to the relation and thread indices.
+    fn index_relation(
+        &self,
+        batch: &mut Batch,
+        short: u64,
+        count: u64,
+        stored: &StoredPdu,
+        parsed: &Pdu,
+    ) -> Result<()> {
+        let content: serde_json::Value =
+            serde_json::from_str(parsed.content.get()).unwrap_or_default();
+        let Some((rel_type, parent)) = super::relations::relation_of(&content) else {
+            return Ok(());
+        };
+        let child = super::relations::Child {
+            event_id: stored.event_id.clone(),
+            kind: parsed.kind.to_string(),
+            sender: parsed.sender.to_string(),
+            key: (rel_type == "m.annotation")
+                .then(|| content["m.relates_to"]["key"].as_str().map(str::to_owned))
+                .flatten(),
+            rel_type: rel_type.clone(),
+        };
+        batch.put_json(
+            Table::Relations,
+            keys::relation(short, parent.as_str(), &rel_type, count),
+            &child,
+        )?;
+        if rel_type == "m.thread" {
+            let root_key = keys::thread_root(short, parent.as_str());
+            if let Some(previous) = self
+                .store
+                .get(Table::ThreadRoots, &root_key)?
+                .and_then(|v| keys::trailing_u64(&v))
+            {
+                batch.delete(Table::ThreadActivity, keys::pdu(short, previous));
+            }
+            batch.put(Table::ThreadRoots, root_key, keys::u64_be(count).to_vec());
+            batch.put(
+                Table::ThreadActivity,
+                keys::pdu(short, count),
+                parent.as_bytes(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The children of a relation parent, oldest first, with their counts.
+    pub fn relation_children(
+        &self,
+        short: u64,
+        parent: &EventId,
+        rel_type: Option<&str>,
+    ) -> Result<Vec<(u64, super::relations::Child)>> {
+        let prefix = keys::relations_of(short, parent.as_str(), rel_type);
+        self.store
+            .scan_prefix(Table::Relations, &prefix)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let count = keys::trailing_u64(&key)
+                    .ok_or_else(|| Error::internal("corrupt relation key"))?;
+                let child = serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt relation: {e}")))?;
+                Ok((count, child))
+            })
+            .collect()
+    }
+
+    /// Thread roots by latest activity, newest first, at or below position `before`.
+    pub fn threads(&self, short: u64, before: Option<u64>) -> Result<Vec<(u64, OwnedEventId)>> {
+        let upper = before.map_or(u64::MAX, |b| b.saturating_add(1));
+        let range = KeyRange::between(&keys::pdu(short, 0), &keys::pdu(short, upper));
+        self.store
+            .scan(Table::ThreadActivity, range, Direction::Backward)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let (_, count) =
+                    keys::parse_pdu(&key).ok_or_else(|| Error::internal("corrupt thread key"))?;
+                let root = String::from_utf8(value)
+                    .ok()
+                    .and_then(|s| OwnedEventId::try_from(s).ok())
+                    .ok_or_else(|| Error::internal("corrupt thread entry"))?;
+                Ok((count, root))
+            })
+            .collect()
     }
 
     /// The room's events with `lower <= count < upper`, walked in `direction`.

@@ -127,6 +127,32 @@ pub fn state_history(short_room: u64, event_type: &str, state_key: &str, count: 
     key
 }
 
+/// `short room ++ parent event ++ SEP ++ rel type ++ SEP ++ count`, in [`super::Table::Relations`].
+pub fn relation(short_room: u64, parent: &str, rel_type: &str, count: u64) -> Vec<u8> {
+    let mut key = relations_of(short_room, parent, Some(rel_type));
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Prefix of the relations to `parent` (of one type, or of all).
+pub fn relations_of(short_room: u64, parent: &str, rel_type: Option<&str>) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(parent.as_bytes());
+    key.push(SEP);
+    if let Some(rel_type) = rel_type {
+        key.extend_from_slice(rel_type.as_bytes());
+        key.push(SEP);
+    }
+    key
+}
+
+/// `short room ++ root event`, in [`super::Table::ThreadRoots`].
+pub fn thread_root(short_room: u64, root: &str) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(root.as_bytes());
+    key
+}
+
 /// Splits a [`room_state`] key into type and state key.
 pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
     let rest = key.get(8..)?;

@@ -58,10 +58,16 @@ pub enum Table {
     PublicRooms,
     /// count → a user's report of an event, for admins.
     Reports,
+    /// short room id, parent event id, relation type, count → the relating event.
+    Relations,
+    /// short room id, thread root event id → count of the thread's latest event.
+    ThreadRoots,
+    /// short room id, count of a thread's latest event → the thread root.
+    ThreadActivity,
 }
 
 impl Table {
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 25] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -84,6 +90,9 @@ impl Table {
         Table::RoomAliases,
         Table::PublicRooms,
         Table::Reports,
+        Table::Relations,
+        Table::ThreadRoots,
+        Table::ThreadActivity,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -111,6 +120,9 @@ impl Table {
             Table::RoomAliases => "room_aliases",
             Table::PublicRooms => "public_rooms",
             Table::Reports => "reports",
+            Table::Relations => "relations",
+            Table::ThreadRoots => "thread_roots",
+            Table::ThreadActivity => "thread_activity",
         }
     }
 }

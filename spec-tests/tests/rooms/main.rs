@@ -1515,3 +1515,223 @@ async fn upgrading_a_room_tombstones_it_and_carries_state_and_aliases() {
         StatusCode::OK
     );
 }
+
+async fn send_content(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    kind: &str,
+    txn: &str,
+    content: Value,
+) -> (StatusCode, Value) {
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}"),
+            user.token(),
+            &content,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn edits_threads_references_and_reactions_aggregate() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, root) = send(&server, &alice, &room, "root", "회의 안건").await;
+    let root_id = root["event_id"].as_str().unwrap().to_owned();
+
+    // Edits: only from the original sender.
+    let edit = |body: &str| {
+        json!({
+            "msgtype": "m.text", "body": format!("* {body}"),
+            "m.new_content": {"msgtype": "m.text", "body": body},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": root_id},
+        })
+    };
+    assert_error(
+        &send_content(&server, &bob, &room, "m.room.message", "e0", edit("hijack")).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        send_content(
+            &server,
+            &alice,
+            &room,
+            "m.room.message",
+            "e1",
+            edit("first fix")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let (_, second_edit) = send_content(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "e2",
+        edit("회의 안건 (수정)"),
+    )
+    .await;
+
+    // A thread of two replies, one by bob.
+    let in_thread = |body: &str| json!({"msgtype": "m.text", "body": body, "m.relates_to": {"rel_type": "m.thread", "event_id": root_id}});
+    send_content(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "t1",
+        in_thread("first reply"),
+    )
+    .await;
+    let (_, last_reply) = send_content(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        "t2",
+        in_thread("second reply"),
+    )
+    .await;
+
+    // A reference and reactions; the same reaction twice is refused.
+    let (_, reference) = send_content(&server, &bob, &room, "m.room.message", "r1", json!({"msgtype": "m.text", "body": "see above", "m.relates_to": {"rel_type": "m.reference", "event_id": root_id}})).await;
+    let reaction =
+        json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": root_id, "key": "👍"}});
+    assert_eq!(
+        send_content(&server, &bob, &room, "m.reaction", "x1", reaction.clone())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_error(
+        &send_content(&server, &bob, &room, "m.reaction", "x2", reaction.clone()).await,
+        StatusCode::BAD_REQUEST,
+        "M_DUPLICATE_ANNOTATION",
+    );
+    assert_eq!(
+        send_content(&server, &alice, &room, "m.reaction", "x3", reaction)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Bundled aggregations on the root, seen by bob.
+    let (_, event) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{root_id}"),
+            bob.token(),
+        )
+        .await;
+    let relations = &event["unsigned"]["m.relations"];
+    assert_eq!(
+        relations["m.replace"]["event_id"], second_edit["event_id"],
+        "{event}"
+    );
+    assert_eq!(
+        relations["m.replace"]["content"]["m.new_content"]["body"],
+        "회의 안건 (수정)"
+    );
+    assert_eq!(relations["m.thread"]["count"], 2);
+    assert_eq!(
+        relations["m.thread"]["latest_event"]["event_id"],
+        last_reply["event_id"]
+    );
+    assert_eq!(relations["m.thread"]["current_user_participated"], true);
+    assert_eq!(
+        relations["m.reference"]["chunk"],
+        json!([{"event_id": reference["event_id"]}])
+    );
+
+    // /relations: all, by type, by type and event type, paged.
+    let rel = |suffix: &str| format!("/_matrix/client/v1/rooms/{room}/relations/{root_id}{suffix}");
+    let (_, all) = server.get(&rel(""), alice.token()).await;
+    assert_eq!(all["chunk"].as_array().unwrap().len(), 7, "{all}");
+    let (_, thread) = server.get(&rel("/m.thread"), alice.token()).await;
+    let bodies_in_thread: Vec<&str> = thread["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies_in_thread,
+        vec!["second reply", "first reply"],
+        "newest first"
+    );
+    let (_, reactions) = server
+        .get(&rel("/m.annotation/m.reaction"), alice.token())
+        .await;
+    assert_eq!(reactions["chunk"].as_array().unwrap().len(), 2);
+    let (_, first_page) = server.get(&rel("?limit=3"), alice.token()).await;
+    assert_eq!(first_page["chunk"].as_array().unwrap().len(), 3);
+    let (_, rest) = server
+        .get(
+            &rel(&format!(
+                "?limit=10&from={}",
+                first_page["next_batch"].as_str().unwrap()
+            )),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(rest["chunk"].as_array().unwrap().len(), 4);
+    assert!(rest["next_batch"].is_null());
+
+    // /threads lists the root with its summary; "participated" includes it for bob.
+    let (status, threads) = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads"),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{threads}");
+    assert_eq!(threads["chunk"][0]["event_id"], root_id.as_str());
+    assert_eq!(
+        threads["chunk"][0]["unsigned"]["m.relations"]["m.thread"]["count"],
+        2
+    );
+    let carol = register(&server, "carol").await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            carol.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, mine) = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads?include=participated"),
+            carol.token(),
+        )
+        .await;
+    assert_eq!(mine["chunk"], json!([]));
+
+    // A redacted reply no longer counts.
+    let reply_id = last_reply["event_id"].as_str().unwrap();
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{reply_id}/red1"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, event) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{root_id}"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(event["unsigned"]["m.relations"]["m.thread"]["count"], 1);
+}

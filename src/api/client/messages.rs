@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::pagination::{self, parse_token};
+use crate::rooms::relations;
 use crate::rooms::timeline::NewEvent;
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
@@ -76,11 +77,15 @@ pub async fn messages(
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
-    response.chunk = page
-        .events
-        .iter()
-        .map(|e| raw(&e.to_client_event()))
-        .collect::<Result<_>>()?;
+    let serve = |e: &crate::rooms::pdu::StoredPdu| {
+        raw(&relations::serve(
+            &services.timeline,
+            room.short,
+            e,
+            user_id,
+        )?)
+    };
+    response.chunk = page.events.iter().map(serve).collect::<Result<_>>()?;
     response.state = state;
     Ok(response)
 }
@@ -213,17 +218,17 @@ pub async fn context(
             .end
             .unwrap_or_else(|| pagination::token(services.store.current_count())),
     );
-    response.event = Some(raw(&event.to_client_event())?);
-    response.events_before = before
-        .events
-        .iter()
-        .map(|e| raw(&e.to_client_event()))
-        .collect::<Result<_>>()?;
-    response.events_after = after
-        .events
-        .iter()
-        .map(|e| raw(&e.to_client_event()))
-        .collect::<Result<_>>()?;
+    let serve = |e: &crate::rooms::pdu::StoredPdu| {
+        raw(&relations::serve(
+            &services.timeline,
+            room.short,
+            e,
+            user_id,
+        )?)
+    };
+    response.event = Some(serve(&event)?);
+    response.events_before = before.events.iter().map(serve).collect::<Result<_>>()?;
+    response.events_after = after.events.iter().map(serve).collect::<Result<_>>()?;
     response.state = state;
     Ok(response)
 }

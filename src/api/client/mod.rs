@@ -14,6 +14,7 @@ pub mod presence;
 pub mod profile;
 pub mod push_rules;
 pub mod register;
+pub mod relations;
 pub mod rooms;
 pub mod session;
 pub mod tags;

@@ -247,9 +247,8 @@ pub async fn get_event(
         .timeline
         .get(&body.event_id)?
         .ok_or_else(not_found)?;
-    Ok(get_room_event::v3::Response::new(to_raw(
-        &stored.to_client_event(),
-    )?))
+    let event = crate::rooms::relations::serve(&services.timeline, room.short, &stored, user_id)?;
+    Ok(get_room_event::v3::Response::new(to_raw(&event)?))
 }
 
 /// `GET /_matrix/client/v3/joined_rooms`
