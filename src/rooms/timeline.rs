@@ -1176,4 +1176,39 @@ mod tests {
             );
         }
     }
+
+    #[tokio::test]
+    async fn stored_pdus_are_valid_signed_pdus_another_server_would_accept() {
+        let f = fixture();
+        let t = &f.timeline;
+        let room = room(t, RoomVersionId::V12).await;
+        t.append(
+            &room,
+            &user("alice"),
+            event("m.room.message", json!({"body": "검증"}), None),
+            None,
+        )
+        .await
+        .unwrap();
+        let record = t.room(&room).unwrap().unwrap();
+        let rules = pdu::rules(&record.version).unwrap();
+        let key_id = t.keys.key_id();
+        let public_keys = std::collections::BTreeMap::from([(
+            "example.org".to_owned(),
+            std::collections::BTreeMap::from([(key_id, t.keys.verify_key())]),
+        )]);
+        for (_, stored) in t.events(record.short, Direction::Forward).unwrap() {
+            ruma::state_res::check_pdu_format(&stored.pdu, &rules.event_format)
+                .unwrap_or_else(|e| panic!("{}: {e}", stored.event_id));
+            let verified =
+                ruma::signatures::verify_event(&public_keys, &stored.pdu, &rules).unwrap();
+            assert_eq!(
+                verified,
+                ruma::signatures::Verified::All,
+                "{}",
+                stored.event_id
+            );
+            assert_eq!(pdu::event_id(&stored.pdu, &rules).unwrap(), stored.event_id);
+        }
+    }
 }

@@ -1,10 +1,8 @@
 //! Accounts: creation with a validated localpart, argon2id password hashes, server roles and
-//! deactivation. Hashing runs on the blocking pool so it never stalls the async workers.
+//! deactivation. Hashing is [`Passwords`]' job (off the async workers, with pooled memory).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::{OwnedServerName, OwnedUserId, UserId};
@@ -12,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::{Store, StoreExt, Table, keys};
+use crate::users::passwords::Passwords;
 
 /// Longest password accepted; argon2 takes any length, but a megabyte "password" is an attack.
 pub const MAX_PASSWORD_BYTES: usize = 512;
@@ -45,33 +44,7 @@ pub struct Accounts {
     /// A hash of a random password: checking an unknown user against it costs what a real
     /// check costs, so timing does not tell unknown users from wrong passwords.
     decoy_hash: OnceLock<String>,
-}
-
-fn argon2() -> Argon2<'static> {
-    // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
-    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-/// Hashes a password (blocking: call from the blocking pool).
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::encode_b64(&crate::random::bytes::<16>())
-        .map_err(|e| Error::internal(format!("salt: {e}")))?;
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(format!("hashing a password: {e}")))
-}
-
-/// Checks a password against a PHC string (blocking).
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    passwords: Passwords,
 }
 
 /// Refuses passwords the server will not store.
@@ -93,12 +66,6 @@ pub fn check_password_shape(password: &str) -> Result<()> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(format!("blocking task: {e}")))
-}
-
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName) -> Self {
         Self {
@@ -106,6 +73,7 @@ impl Accounts {
             server_name,
             create_lock: Mutex::new(()),
             decoy_hash: OnceLock::new(),
+            passwords: Passwords::default(),
         }
     }
 
@@ -191,7 +159,7 @@ impl Accounts {
             check_password_shape(p)?;
         }
         let password_hash = match password {
-            Some(p) => Some(blocking(move || hash_password(&p)).await??),
+            Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
         };
         let record = AccountRecord {
@@ -222,16 +190,16 @@ impl Accounts {
         };
         let password = password.to_owned();
         match hash {
-            Some(h) => blocking(move || verify_password(&password, &h)).await,
+            Some(h) => self.passwords.verify(password, h).await,
             None => {
                 let decoy = match self.decoy_hash.get() {
                     Some(d) => d.clone(),
                     None => {
-                        let d = blocking(|| hash_password(&crate::random::token(""))).await??;
+                        let d = self.passwords.hash(crate::random::token("")).await?;
                         self.decoy_hash.get_or_init(|| d).clone()
                     }
                 };
-                blocking(move || verify_password(&password, &decoy)).await?;
+                self.passwords.verify(password, decoy).await?;
                 Ok(false)
             }
         }
@@ -239,7 +207,7 @@ impl Accounts {
 
     pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
         check_password_shape(&password)?;
-        let hash = blocking(move || hash_password(&password)).await??;
+        let hash = self.passwords.hash(password).await?;
         self.update(user_id, |record| record.password_hash = Some(hash))
     }
 

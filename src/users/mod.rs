@@ -4,6 +4,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod filters;
+pub mod passwords;
 pub mod profiles;
 pub mod sessions;
 pub mod uia;
