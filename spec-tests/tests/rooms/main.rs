@@ -574,6 +574,24 @@ async fn four_clients_sending_at_once_make_one_ordered_timeline() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 200, "every txn mapped to exactly one event");
+
+    // One timeline order: paging forwards returns every message exactly once.
+    let (_, page) = messages(
+        &server,
+        &alice,
+        &room,
+        "dir=f&limit=1000&filter={\"types\":[\"m.room.message\"]}",
+    )
+    .await;
+    let mut in_timeline: Vec<String> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(in_timeline.len(), 200);
+    in_timeline.sort();
+    assert_eq!(in_timeline, all);
 }
 
 async fn messages(
@@ -1734,4 +1752,129 @@ async fn edits_threads_references_and_reactions_aggregate() {
         )
         .await;
     assert_eq!(event["unsigned"]["m.relations"]["m.thread"]["count"], 1);
+}
+
+#[tokio::test]
+async fn power_levels_decide_who_may_do_what() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let carol = register(&server, "carol").await;
+    // v11: alice 100 by preset; bob 50 by override; topic open to everyone; pins at 100.
+    let room = create(
+        &server,
+        &alice,
+        json!({
+            "room_version": "11",
+            "preset": "public_chat",
+            "power_level_content_override": {
+                "users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50},
+                "events": {"m.room.topic": 0, "m.room.pinned_events": 100},
+            },
+        }),
+    )
+    .await;
+    for user in [&bob, &carol] {
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                user.token(),
+                &json!({}),
+            )
+            .await;
+    }
+    let put = async |user: &User, kind: &str, content: Value| {
+        server
+            .put(&state_path(&room, kind, ""), user.token(), &content)
+            .await
+            .0
+    };
+    let action = async |user: &User, what: &str, target: &User| {
+        server
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/{what}"),
+                user.token(),
+                &json!({"user_id": target.user_id}),
+            )
+            .await
+            .0
+    };
+    let (ok, no) = (StatusCode::OK, StatusCode::FORBIDDEN);
+
+    // (who, what, expected)
+    assert_eq!(
+        put(&carol, "m.room.topic", json!({"topic": "anyone may"})).await,
+        ok,
+        "events override to 0"
+    );
+    assert_eq!(
+        put(&carol, "m.room.name", json!({"name": "no"})).await,
+        no,
+        "state_default 50"
+    );
+    assert_eq!(
+        put(&bob, "m.room.name", json!({"name": "bob's"})).await,
+        ok,
+        "users override to 50"
+    );
+    assert_eq!(
+        put(&bob, "m.room.pinned_events", json!({"pinned": []})).await,
+        no,
+        "events override to 100"
+    );
+    assert_eq!(
+        put(&alice, "m.room.pinned_events", json!({"pinned": []})).await,
+        ok
+    );
+    assert_eq!(
+        put(
+            &bob,
+            "m.room.power_levels",
+            json!({"users": {bob.user_id.clone(): 100}})
+        )
+        .await,
+        no,
+        "cannot raise himself"
+    );
+    assert_eq!(action(&carol, "kick", &bob).await, no);
+    assert_eq!(
+        action(&bob, "kick", &alice).await,
+        no,
+        "cannot kick a higher level"
+    );
+    assert_eq!(action(&bob, "kick", &carol).await, ok);
+    assert_eq!(action(&bob, "ban", &carol).await, ok);
+    assert_eq!(action(&carol, "unban", &carol).await, no);
+
+    // The member list as it was before carol was banned.
+    let (_, members) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/members"),
+            alice.token(),
+        )
+        .await;
+    let carol_now = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["state_key"] == carol.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(carol_now["content"]["membership"], "ban");
+    let (_, page) = messages(&server, &alice, &room, "dir=b&limit=3").await;
+    let before_ban = page["end"].as_str().unwrap();
+    let (_, then) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/members?at={before_ban}"),
+            alice.token(),
+        )
+        .await;
+    let carol_then = then["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["state_key"] == carol.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(carol_then["content"]["membership"], "join", "{then}");
 }

@@ -193,18 +193,34 @@ pub async fn unban(
     Ok(unban_user::v3::Response::new())
 }
 
-/// `GET /_matrix/client/v3/rooms/{roomId}/members` (current members; `at` comes with history)
+/// `GET /_matrix/client/v3/rooms/{roomId}/members`, now or `at` a pagination token.
 pub async fn members(
     services: Arc<Services>,
     req: Ruma<get_member_events::v3::Request>,
 ) -> Result<get_member_events::v3::Response> {
     let short = super::rooms::require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let at = req
+        .body
+        .at
+        .as_deref()
+        .map(crate::rooms::pagination::parse_token)
+        .transpose()?;
     let mut chunk = Vec::new();
-    for ((event_type, _), event_id) in services.timeline.current_state(short)? {
+    for ((event_type, state_key), current) in services.timeline.current_state(short)? {
         if event_type != "m.room.member" {
             continue;
         }
-        let Some(stored) = services.timeline.get(&event_id)? else {
+        let event_id = match at {
+            None => Some(current),
+            Some(at) => services
+                .timeline
+                .state_id_at(short, &event_type, &state_key, at)?,
+        };
+        let Some(stored) = event_id
+            .map(|id| services.timeline.get(&id))
+            .transpose()?
+            .flatten()
+        else {
             continue;
         };
         let membership = stored.content()["membership"]
