@@ -7,8 +7,8 @@
 //! - [`error`]: the one [`Error`](error::Error) type; every failure becomes a Matrix errcode.
 //! - [`storage`]: the [`Store`](storage::Store) abstraction (tables, atomic batches, ordered
 //!   scans, a durable counter) and its RocksDB backend; only it knows key encodings.
-//! - [`rooms`]: Matrix's room rules: PDU format, hashes, signatures, event ids, redaction
-//!   (later the timeline, state, and authorization through ruma's state-res).
+//! - [`rooms`]: Matrix's room rules: signed PDUs, the timeline with authorization through
+//!   ruma's state-res, state, history visibility, relations, aliases and the directory.
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
