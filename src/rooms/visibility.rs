@@ -1,10 +1,10 @@
 //! History visibility: which events of a room a user may see, by the `m.room.history_visibility`
 //! and the user's membership at each event (spec: "History visibility").
 
-use ruma::UserId;
+use ruma::{EventId, RoomId, UserId};
 
 use super::timeline::Timeline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What decides visibility for one user in one room, read once per request.
 pub struct Viewer<'a> {
@@ -30,6 +30,35 @@ impl<'a> Viewer<'a> {
             user_id,
             joined_now,
         })
+    }
+
+    /// The viewer for a member or former member of the room; anyone else gets 403, whether or
+    /// not the room exists.
+    pub fn of_member(
+        timeline: &'a Timeline,
+        room_id: &RoomId,
+        user_id: &'a UserId,
+    ) -> Result<Self> {
+        match (
+            timeline.room(room_id)?,
+            timeline.membership(room_id, user_id)?,
+        ) {
+            (Some(room), Some(_)) => Self::new(timeline, room.short, room_id, user_id),
+            _ => Err(Error::forbidden("You are not in this room")),
+        }
+    }
+
+    /// The room's short id.
+    pub fn short(&self) -> u64 {
+        self.short
+    }
+
+    /// The timeline position of an event of this room the user may see; 404 otherwise.
+    pub fn position_of(&self, event_id: &EventId) -> Result<u64> {
+        match self.timeline.position(event_id)? {
+            Some((short, count)) if short == self.short && self.can_see(count)? => Ok(count),
+            _ => Err(Error::not_found("No such event in this room")),
+        }
     }
 
     /// Whether the user may see the event at timeline position `count`.

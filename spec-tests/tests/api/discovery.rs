@@ -54,6 +54,10 @@ async fn capabilities_need_a_token_and_advertise_what_works() {
     assert_ne!(caps["m.change_password"]["enabled"], false);
     assert_eq!(caps["m.3pid_changes"]["enabled"], false);
     assert_eq!(caps["m.profile_fields"]["enabled"], true);
+    assert_eq!(caps["m.room_versions"]["default"], "12");
+    let available = caps["m.room_versions"]["available"].as_object().unwrap();
+    assert_eq!(available.keys().collect::<Vec<_>>(), vec!["10", "11", "12"]);
+    assert!(available.values().all(|s| s == "stable"));
 }
 
 #[tokio::test]

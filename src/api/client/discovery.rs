@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use ruma::RoomVersionId;
 use ruma::api::client::discovery::{get_capabilities, get_supported_versions};
 use serde_json::{Value, json};
 
@@ -81,5 +82,12 @@ pub async fn capabilities(
     caps.thirdparty_id_changes.enabled = false;
     caps.get_login_token.enabled = false;
     caps.profile_fields = Some(get_capabilities::v3::ProfileFieldsCapability::new(true));
+    caps.room_versions = get_capabilities::v3::RoomVersionsCapability::new(
+        crate::rooms::create::DEFAULT_ROOM_VERSION,
+        [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
+            .into_iter()
+            .map(|v| (v, get_capabilities::v3::RoomVersionStability::Stable))
+            .collect(),
+    );
     Ok(get_capabilities::v3::Response::new(caps))
 }

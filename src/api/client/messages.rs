@@ -31,13 +31,8 @@ pub async fn messages(
 ) -> Result<get_message_events::v3::Response> {
     let user_id = req.user_id()?;
     let body = &req.body;
-    let room = services.timeline.room(&body.room_id)?;
     // Members and former members page through what they may see; others get nothing.
-    let membership = services.timeline.membership(&body.room_id, user_id)?;
-    let (Some(room), Some(_)) = (room, membership) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
     let from = body.from.as_deref().map(parse_token).transpose()?;
     let to = body.to.as_deref().map(parse_token).transpose()?;
     let direction = match body.dir {
@@ -48,7 +43,7 @@ pub async fn messages(
     let page = pagination::page(
         &services.timeline,
         &viewer,
-        room.short,
+        viewer.short(),
         from,
         to,
         direction,
@@ -68,7 +63,7 @@ pub async fn messages(
             if let Some(member) =
                 services
                     .timeline
-                    .state_event(room.short, "m.room.member", &sender)?
+                    .state_event(viewer.short(), "m.room.member", &sender)?
             {
                 state.push(raw(&member.to_client_event())?);
             }
@@ -80,7 +75,7 @@ pub async fn messages(
     let serve = |e: &crate::rooms::pdu::StoredPdu| {
         raw(&relations::serve(
             &services.timeline,
-            room.short,
+            viewer.short(),
             e,
             user_id,
         )?)
@@ -146,20 +141,8 @@ pub async fn context(
     let user_id = req.user_id()?;
     let body = &req.body;
     let not_found = || Error::not_found("No such event in this room");
-    let (Some(room), Some(_)) = (
-        services.timeline.room(&body.room_id)?,
-        services.timeline.membership(&body.room_id, user_id)?,
-    ) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
-    let (short, count) = services
-        .timeline
-        .position(&body.event_id)?
-        .ok_or_else(not_found)?;
-    if short != room.short || !viewer.can_see(count)? {
-        return Err(not_found());
-    }
+    let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
+    let count = viewer.position_of(&body.event_id)?;
     let event = services
         .timeline
         .get(&body.event_id)?
@@ -180,7 +163,7 @@ pub async fn context(
         pagination::page(
             &services.timeline,
             &viewer,
-            room.short,
+            viewer.short(),
             Some(from),
             None,
             direction,
@@ -204,9 +187,10 @@ pub async fn context(
     }
     let mut state = Vec::new();
     for sender in senders {
-        if let Some(member) = services
-            .timeline
-            .state_event(room.short, "m.room.member", &sender)?
+        if let Some(member) =
+            services
+                .timeline
+                .state_event(viewer.short(), "m.room.member", &sender)?
         {
             state.push(raw(&member.to_client_event())?);
         }
@@ -221,7 +205,7 @@ pub async fn context(
     let serve = |e: &crate::rooms::pdu::StoredPdu| {
         raw(&relations::serve(
             &services.timeline,
-            room.short,
+            viewer.short(),
             e,
             user_id,
         )?)
@@ -240,20 +224,14 @@ pub async fn timestamp_to_event(
 ) -> Result<ruma::api::client::room::get_event_by_timestamp::v1::Response> {
     let user_id = req.user_id()?;
     let body = &req.body;
-    let (Some(room), Some(_)) = (
-        services.timeline.room(&body.room_id)?,
-        services.timeline.membership(&body.room_id, user_id)?,
-    ) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
+    let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
     let direction = match body.dir {
         ApiDirection::Backward => Direction::Backward,
         ApiDirection::Forward => Direction::Forward,
     };
     let ts = u64::from(body.ts.0);
     let (event_id, sent) =
-        pagination::event_at_timestamp(&services.timeline, &viewer, room.short, ts, direction)?
+        pagination::event_at_timestamp(&services.timeline, &viewer, viewer.short(), ts, direction)?
             .ok_or_else(|| Error::not_found("No event in that direction from that time"))?;
     let sent = ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new(sent).unwrap_or_default());
     Ok(ruma::api::client::room::get_event_by_timestamp::v1::Response::new(event_id, sent))

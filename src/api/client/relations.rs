@@ -46,21 +46,9 @@ fn limit_of(limit: Option<UInt>) -> usize {
 }
 
 fn relations(services: &Services, user: &UserId, q: Query<'_>) -> Result<Answer> {
-    let not_found = || Error::not_found("No such event in this room");
-    let (Some(room), Some(_)) = (
-        services.timeline.room(q.room_id)?,
-        services.timeline.membership(q.room_id, user)?,
-    ) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, q.room_id, user)?;
-    let (short, count) = services
-        .timeline
-        .position(q.event_id)?
-        .ok_or_else(not_found)?;
-    if short != room.short || !viewer.can_see(count)? {
-        return Err(not_found());
-    }
+    let viewer = Viewer::of_member(&services.timeline, q.room_id, user)?;
+    // The parent must be an event of the room the user may see.
+    viewer.position_of(q.event_id)?;
     let direction = match q.dir {
         ApiDirection::Forward => Direction::Forward,
         _ => Direction::Backward,
@@ -73,7 +61,7 @@ fn relations(services: &Services, user: &UserId, q: Query<'_>) -> Result<Answer>
     } = relations::page(
         &services.timeline,
         &viewer,
-        room.short,
+        viewer.short(),
         q.event_id,
         q.rel_type.as_deref(),
         q.event_type.as_deref(),
@@ -85,7 +73,7 @@ fn relations(services: &Services, user: &UserId, q: Query<'_>) -> Result<Answer>
     let chunk = events
         .iter()
         .map(|(_, e)| {
-            let json = relations::serve(&services.timeline, room.short, e, user)?;
+            let json = relations::serve(&services.timeline, viewer.short(), e, user)?;
             serde_json::value::to_raw_value(&json)
                 .map(Raw::from_json)
                 .map_err(|e| Error::internal(e.to_string()))
@@ -174,19 +162,13 @@ pub async fn threads(
 ) -> Result<get_threads::v1::Response> {
     let user = req.user_id()?;
     let b = &req.body;
-    let (Some(room), Some(_)) = (
-        services.timeline.room(&b.room_id)?,
-        services.timeline.membership(&b.room_id, user)?,
-    ) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, &b.room_id, user)?;
+    let viewer = Viewer::of_member(&services.timeline, &b.room_id, user)?;
     let participated_only = b.include == get_threads::v1::IncludeThreads::Participated;
     let limit = limit_of(b.limit).clamp(1, pagination::MAX_LIMIT);
     let before = b.from.as_deref().map(parse_token).transpose()?;
     let mut chunk = Vec::new();
     let mut next_batch = None;
-    for (activity, root) in services.timeline.threads(room.short, before)? {
+    for (activity, root) in services.timeline.threads(viewer.short(), before)? {
         let Some((_, root_count)) = services.timeline.position(&root)? else {
             continue;
         };
@@ -196,7 +178,7 @@ pub async fn threads(
         let Some(stored) = services.timeline.get(&root)? else {
             continue;
         };
-        let json = relations::serve(&services.timeline, room.short, &stored, user)?;
+        let json = relations::serve(&services.timeline, viewer.short(), &stored, user)?;
         if participated_only
             && json["unsigned"]["m.relations"]["m.thread"]["current_user_participated"] != true
         {

@@ -229,25 +229,14 @@ pub async fn get_event(
 ) -> Result<get_room_event::v3::Response> {
     let user_id = req.user_id()?;
     let body = &req.body;
-    let not_found = || Error::not_found("No such event in this room");
-    let (Some(room), Some(_)) = (
-        services.timeline.room(&body.room_id)?,
-        services.timeline.membership(&body.room_id, user_id)?,
-    ) else {
-        return Err(Error::forbidden("You are not in this room"));
-    };
-    let Some((short, count)) = services.timeline.position(&body.event_id)? else {
-        return Err(not_found());
-    };
-    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
-    if short != room.short || !viewer.can_see(count)? {
-        return Err(not_found());
-    }
+    let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
+    viewer.position_of(&body.event_id)?;
     let stored = services
         .timeline
         .get(&body.event_id)?
-        .ok_or_else(not_found)?;
-    let event = crate::rooms::relations::serve(&services.timeline, room.short, &stored, user_id)?;
+        .ok_or_else(|| Error::not_found("No such event in this room"))?;
+    let event =
+        crate::rooms::relations::serve(&services.timeline, viewer.short(), &stored, user_id)?;
     Ok(get_room_event::v3::Response::new(to_raw(&event)?))
 }
 
@@ -262,6 +251,7 @@ pub async fn joined(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`: stored for the server's admins.
+/// Outsiders get the same 404 as for an unknown event, as the spec asks.
 pub async fn report(
     services: Arc<Services>,
     req: Ruma<ruma::api::client::room::report_content::v3::Request>,
@@ -269,25 +259,9 @@ pub async fn report(
     let user_id = req.user_id()?;
     let body = &req.body;
     let not_found = || Error::not_found("No such event in this room");
-    let room = services
-        .timeline
-        .room(&body.room_id)?
-        .ok_or_else(not_found)?;
-    if services
-        .timeline
-        .membership(&body.room_id, user_id)?
-        .is_none()
-    {
-        return Err(not_found());
-    }
-    let (short, count) = services
-        .timeline
-        .position(&body.event_id)?
-        .ok_or_else(not_found)?;
-    let viewer = Viewer::new(&services.timeline, room.short, &body.room_id, user_id)?;
-    if short != room.short || !viewer.can_see(count)? {
-        return Err(not_found());
-    }
+    let viewer =
+        Viewer::of_member(&services.timeline, &body.room_id, user_id).map_err(|_| not_found())?;
+    viewer.position_of(&body.event_id)?;
     services.reports.add(&crate::rooms::reports::Report {
         room_id: body.room_id.clone(),
         event_id: body.event_id.clone(),
