@@ -12,6 +12,7 @@
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
+//! - [`sync`]: `/sync`: what changed for a user since a token, and the long-poll wake-ups.
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
 //! - [`rate_limit`]: per-address token buckets for login and registration.
@@ -34,6 +35,7 @@ pub mod rooms;
 pub mod router;
 pub mod services;
 pub mod storage;
+pub mod sync;
 pub mod users;
 
 use std::future::Future;

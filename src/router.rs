@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, register, relations, rooms, session, tags, thirdparty, voip,
+    profile, push_rules, register, relations, rooms, session, sync, tags, thirdparty, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -146,6 +146,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(push_rules::set_enabled)
         .ruma(push_rules::get_actions)
         .ruma(push_rules::set_actions)
+        // Sync
+        .ruma_raw(sync::sync_events)
         // Rooms
         .ruma(rooms::create_room)
         .ruma(rooms::send_message)

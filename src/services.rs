@@ -13,6 +13,7 @@ use crate::rooms::directory::Directory;
 use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
+use crate::sync::watchers::Watchers;
 use crate::users::account_data::AccountData;
 use crate::users::accounts::Accounts;
 use crate::users::filters::Filters;
@@ -25,6 +26,7 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub server_keys: Arc<ServerKeys>,
     pub timeline: Timeline,
+    pub watchers: Arc<Watchers>,
     pub aliases: Aliases,
     pub directory: Directory,
     pub reports: Reports,
@@ -42,7 +44,8 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self> {
-        let account_data = Arc::new(AccountData::new(store.clone()));
+        let watchers = Arc::new(Watchers::default());
+        let account_data = Arc::new(AccountData::new(store.clone(), watchers.clone()));
         let server_keys = Arc::new(ServerKeys::load_or_generate(
             &store,
             config.server_name.clone(),
@@ -52,7 +55,9 @@ impl Services {
                 store.clone(),
                 server_keys.clone(),
                 config.server_name.clone(),
+                watchers.clone(),
             ),
+            watchers,
             server_keys,
             aliases: Aliases::new(store.clone(), config.server_name.clone()),
             directory: Directory::new(store.clone()),

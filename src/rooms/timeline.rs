@@ -64,6 +64,7 @@ pub struct Timeline {
     store: Arc<dyn Store>,
     keys: Arc<ServerKeys>,
     server_name: OwnedServerName,
+    watchers: Arc<crate::sync::watchers::Watchers>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -105,13 +106,43 @@ fn check_content(kind: &TimelineEventType, content: &RawValue) -> Result<()> {
 }
 
 impl Timeline {
-    pub fn new(store: Arc<dyn Store>, keys: Arc<ServerKeys>, server_name: OwnedServerName) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<ServerKeys>,
+        server_name: OwnedServerName,
+        watchers: Arc<crate::sync::watchers::Watchers>,
+    ) -> Self {
         Self {
             store,
             keys,
             server_name,
+            watchers,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Wakes the sleeping `/sync` of everyone the room's latest event concerns: its joined,
+    /// invited and knocking users, and the target of a membership change.
+    fn wake_room(&self, room_id: &RoomId, target: Option<&str>) -> Result<()> {
+        for entry in self
+            .store
+            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
+        {
+            let (key, value) = entry?;
+            let record: MembershipRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+            if matches!(record.membership.as_str(), "join" | "invite" | "knock")
+                && let Some(user) = std::str::from_utf8(&key[room_id.as_str().len() + 1..])
+                    .ok()
+                    .and_then(|u| <&UserId>::try_from(u).ok())
+            {
+                self.watchers.wake(user);
+            }
+        }
+        if let Some(user) = target.and_then(|u| <&UserId>::try_from(u).ok()) {
+            self.watchers.wake(user);
+        }
+        Ok(())
     }
 
     fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
@@ -280,6 +311,50 @@ impl Timeline {
         let mut batch = Batch::new();
         batch.put_json(Table::UserRooms, key, &record)?;
         self.store.write(batch)
+    }
+
+    /// Every room the user has a (not forgotten) membership in.
+    pub fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
+        let prefix = keys::rooms_of(user_id.as_str());
+        let mut rooms = Vec::new();
+        for entry in self.store.scan_prefix(Table::UserRooms, &prefix)? {
+            let (key, value) = entry?;
+            let record: MembershipRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+            if record.forgotten {
+                continue;
+            }
+            let room = std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|r| OwnedRoomId::try_from(r).ok())
+                .ok_or_else(|| Error::internal("corrupt membership key"))?;
+            rooms.push((room, record));
+        }
+        Ok(rooms)
+    }
+
+    /// The (type, state key) pairs whose state changed after position `after` up to `upto`.
+    pub fn state_changed_between(
+        &self,
+        short: u64,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(String, String)>> {
+        let range = KeyRange::between(
+            &keys::pdu(short, after.saturating_add(1)),
+            &keys::pdu(short, upto.saturating_add(1)),
+        );
+        let mut changed = std::collections::BTreeSet::new();
+        for entry in self
+            .store
+            .scan(Table::StateChanges, range, Direction::Forward)?
+        {
+            let (_, value) = entry?;
+            let change: StateChange = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt state change: {e}")))?;
+            changed.insert((change.event_type, change.state_key));
+        }
+        Ok(changed.into_iter().collect())
     }
 
     /// How many users are joined to the room.
@@ -627,15 +702,36 @@ impl Timeline {
             .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))
     }
 
-    /// Stores a PDU with its indices in one batch.
+    /// Stores a PDU with its indices in one commit; returns its count.
     fn write(
+        &self,
+        record: RoomRecord,
+        stored: &StoredPdu,
+        parsed: &Pdu,
+        txn_key: Option<Vec<u8>>,
+    ) -> Result<u64> {
+        let count = self.store.commit(&mut |count| {
+            self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)
+        })?;
+        self.wake_room(
+            &stored.room_id,
+            parsed
+                .state_key
+                .as_deref()
+                .filter(|_| parsed.kind == TimelineEventType::RoomMember),
+        )?;
+        Ok(count)
+    }
+
+    /// The batch that stores a PDU at `count` with all its indices.
+    fn batch_for(
         &self,
         mut record: RoomRecord,
         stored: &StoredPdu,
         parsed: &Pdu,
-        txn_key: Option<Vec<u8>>,
-    ) -> Result<()> {
-        let count = self.store.next_count()?;
+        txn_key: Option<&[u8]>,
+        count: u64,
+    ) -> Result<Batch> {
         let short = record.short;
         let mut batch = Batch::new();
         batch.put_json(Table::Pdus, keys::pdu(short, count), stored)?;
@@ -674,9 +770,18 @@ impl Timeline {
                 }
                 let membership: Membership = serde_json::from_str(parsed.content.get())
                     .map_err(|e| Error::bad_json(format!("Invalid membership: {e}")))?;
+                // A profile change (join to join) is no new membership: keep its count, so that
+                // `/sync` does not treat the room as newly joined.
+                let previous: Option<MembershipRecord> = self.store.get_json(
+                    Table::UserRooms,
+                    &keys::user_room(state_key, stored.room_id.as_str()),
+                )?;
+                let since = previous
+                    .filter(|p| p.membership == membership.membership && !p.forgotten)
+                    .map_or(count, |p| p.count);
                 let record = MembershipRecord {
                     membership: membership.membership.clone(),
-                    count,
+                    count: since,
                     forgotten: false,
                 };
                 batch.put_json(
@@ -695,12 +800,16 @@ impl Timeline {
             self.index_relation(&mut batch, short, count, stored, parsed)?;
         }
         if let Some(key) = txn_key {
-            batch.put(Table::Transactions, key, stored.event_id.as_bytes());
+            batch.put(
+                Table::Transactions,
+                key.to_vec(),
+                stored.event_id.as_bytes(),
+            );
         }
         record.last_event = Some(stored.event_id.clone());
         record.last_depth = u64::from(parsed.depth);
         batch.put_json(Table::Rooms, stored.room_id.as_bytes(), &record)?;
-        self.store.write(batch)
+        Ok(batch)
     }
 
     /// Adds the relation an event declares (if any) to the relation and thread indices.
@@ -861,7 +970,7 @@ mod tests {
         let keys = Arc::new(ServerKeys::load_or_generate(&store, name.clone()).unwrap());
         Fixture {
             _dir: dir,
-            timeline: Arc::new(Timeline::new(store, keys, name)),
+            timeline: Arc::new(Timeline::new(store, keys, name, Default::default())),
         }
     }
 

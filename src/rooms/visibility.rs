@@ -78,19 +78,23 @@ impl<'a> Viewer<'a> {
         if visibility == "world_readable" {
             return Ok(true);
         }
-        // The user's membership when the event was sent; the user's own join is visible to them.
-        let membership = self.timeline.state_field_at(
-            self.short,
-            "m.room.member",
-            self.user_id.as_str(),
-            count,
-            "membership",
-        )?;
-        Ok(match membership.as_deref() {
-            Some("join") => true,
-            Some("invite") if visibility == "invited" => true,
-            _ => visibility == "shared" && self.joined_now,
-        })
+        // The user's membership around the event: before it, and after it, so that a user's
+        // own membership changes (the join that let them in, the leave that let them out) are
+        // visible to them.
+        let membership_at = |position: u64| {
+            self.timeline.state_field_at(
+                self.short,
+                "m.room.member",
+                self.user_id.as_str(),
+                position,
+                "membership",
+            )
+        };
+        let around = [membership_at(before)?, membership_at(count)?];
+        let was = |m: &str| around.iter().any(|a| a.as_deref() == Some(m));
+        Ok(was("join")
+            || (visibility == "invited" && was("invite"))
+            || (visibility == "shared" && self.joined_now))
     }
 
     /// Whether the user may read the room at all (now).

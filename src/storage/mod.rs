@@ -230,6 +230,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last value handed out by [`Store::next_count`] (0 before the first).
     fn current_count(&self) -> u64;
+
+    /// Allocates the next count and writes the batch `build` makes with it, as one step.
+    /// Commits are serialised, so when [`Store::committed_count`] reads N, everything committed
+    /// with a count up to N is visible: readers that follow the count (`/sync`) never skip a
+    /// change whose write was still under way.
+    fn commit(&self, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64>;
+
+    /// The count of the latest [`Store::commit`].
+    fn committed_count(&self) -> u64;
 }
 
 /// Typed conveniences over any [`Store`].

@@ -18,6 +18,10 @@ pub struct RocksStore {
     count: AtomicU64,
     /// Serialises counter increments so that stored and handed-out values stay in step.
     count_lock: Mutex<()>,
+    /// Serialises commits (count + batch), see [`Store::commit`].
+    commit_lock: Mutex<()>,
+    /// Count of the latest commit.
+    committed: AtomicU64,
 }
 
 fn storage_error(e: rocksdb::Error) -> Error {
@@ -79,6 +83,8 @@ impl RocksStore {
             db,
             count: AtomicU64::new(stored),
             count_lock: Mutex::new(()),
+            commit_lock: Mutex::new(()),
+            committed: AtomicU64::new(stored),
         })
     }
 
@@ -139,6 +145,18 @@ impl Store for RocksStore {
 
     fn current_count(&self) -> u64 {
         self.count.load(Ordering::Acquire)
+    }
+
+    fn commit(&self, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let count = self.next_count()?;
+        self.write(build(count)?)?;
+        self.committed.store(count, Ordering::Release);
+        Ok(count)
+    }
+
+    fn committed_count(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 }
 

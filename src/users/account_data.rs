@@ -24,14 +24,16 @@ struct Change {
 
 pub struct AccountData {
     store: Arc<dyn Store>,
+    watchers: Arc<crate::sync::watchers::Watchers>,
     /// Serialises read-modify-write updates (tags).
     lock: std::sync::Mutex<()>,
 }
 
 impl AccountData {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, watchers: Arc<crate::sync::watchers::Watchers>) -> Self {
         Self {
             store,
+            watchers,
             lock: std::sync::Mutex::new(()),
         }
     }
@@ -85,24 +87,34 @@ impl AccountData {
         }
         let key = keys::account_data(user_id.as_str(), room_id.map(RoomId::as_str), event_type);
         let previous: Option<Stored> = self.store.get_json(Table::AccountData, &key)?;
-        let count = self.store.next_count()?;
-        let mut batch = Batch::new();
-        if let Some(previous) = previous {
-            batch.delete(
+        let change = Change {
+            room_id: room_id.map(ToOwned::to_owned),
+            event_type: event_type.to_owned(),
+        };
+        let count = self.store.commit(&mut |count| {
+            let mut batch = Batch::new();
+            if let Some(previous) = &previous {
+                batch.delete(
+                    Table::AccountDataChanges,
+                    keys::account_data_change(user_id.as_str(), previous.count),
+                );
+            }
+            batch.put_json(
+                Table::AccountData,
+                key.clone(),
+                &Stored {
+                    count,
+                    content: content.clone(),
+                },
+            )?;
+            batch.put_json(
                 Table::AccountDataChanges,
-                keys::account_data_change(user_id.as_str(), previous.count),
-            );
-        }
-        batch.put_json(Table::AccountData, key, &Stored { count, content })?;
-        batch.put_json(
-            Table::AccountDataChanges,
-            keys::account_data_change(user_id.as_str(), count),
-            &Change {
-                room_id: room_id.map(ToOwned::to_owned),
-                event_type: event_type.to_owned(),
-            },
-        )?;
-        self.store.write(batch)?;
+                keys::account_data_change(user_id.as_str(), count),
+                &change,
+            )?;
+            Ok(batch)
+        })?;
+        self.watchers.wake(user_id);
         Ok(count)
     }
 
@@ -142,7 +154,7 @@ mod tests {
     fn changes_are_listed_once_each_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
-        let data = AccountData::new(store);
+        let data = AccountData::new(store, Default::default());
         let alice: &UserId = "@alice:example.org".try_into().unwrap();
         let room: &RoomId = "!room:example.org".try_into().unwrap();
 

@@ -17,6 +17,7 @@ pub mod register;
 pub mod relations;
 pub mod rooms;
 pub mod session;
+pub mod sync;
 pub mod tags;
 pub mod thirdparty;
 pub mod voip;

@@ -1,0 +1,416 @@
+//! `/sync` over HTTP: first and incremental syncs, the long-poll, and the room sections.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use spec_tests::{StatusCode, TestServer, User, assert_error, register};
+
+async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
+    let (status, body) = server
+        .get(&format!("/_matrix/client/v3/sync?{query}"), user.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "sync {query}: {body}");
+    body
+}
+
+async fn create(server: &TestServer, user: &User, body: Value) -> String {
+    let (status, response) = server
+        .post("/_matrix/client/v3/createRoom", user.token(), &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn send(server: &TestServer, user: &User, room: &str, txn: &str, body: &str) -> String {
+    let (status, response) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            user.token(),
+            &json!({"msgtype": "m.text", "body": body}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["event_id"].as_str().unwrap().to_owned()
+}
+
+fn bodies(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_sync_has_the_rooms_state_and_recent_timeline() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let room = create(
+        &server,
+        &alice,
+        json!({"name": "팀", "preset": "private_chat"}),
+    )
+    .await;
+    for i in 0..15 {
+        send(&server, &alice, &room, &format!("t{i}"), &format!("m{i}")).await;
+    }
+    let first = sync(&server, &alice, "").await;
+    assert!(first["next_batch"].is_string());
+    let joined = &first["rooms"]["join"][&room];
+    let timeline = &joined["timeline"];
+    assert_eq!(timeline["limited"], true);
+    assert_eq!(
+        bodies(&timeline["events"]),
+        (5..15).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        timeline["events"][0].get("room_id").is_none(),
+        "sync events carry no room_id"
+    );
+    let state_types: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "m.room.create",
+        "m.room.member",
+        "m.room.power_levels",
+        "m.room.name",
+    ] {
+        assert!(state_types.contains(&t), "{t} missing: {state_types:?}");
+    }
+    assert_eq!(joined["summary"]["m.joined_member_count"], 1);
+    assert!(
+        first["account_data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.push_rules")
+    );
+
+    // prev_batch continues into /messages without overlap.
+    let prev = timeline["prev_batch"].as_str().unwrap();
+    let (_, older) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100&from={prev}&filter={{\"types\":[\"m.room.message\"]}}"), alice.token()).await;
+    assert_eq!(
+        bodies(&older["chunk"]),
+        (0..5).rev().map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn incremental_syncs_are_exact_and_gaps_fill_from_prev_batch() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let mut since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Few messages: all of them, once, in order.
+    for i in 0..3 {
+        send(
+            &server,
+            &alice,
+            &room,
+            &format!("a{i}"),
+            &format!("first {i}"),
+        )
+        .await;
+    }
+    let next = sync(&server, &bob, &format!("since={since}")).await;
+    let timeline = &next["rooms"]["join"][&room]["timeline"];
+    assert_eq!(
+        bodies(&timeline["events"]),
+        vec!["first 0", "first 1", "first 2"]
+    );
+    assert_eq!(timeline["limited"], false);
+    since = next["next_batch"].as_str().unwrap().to_owned();
+
+    // Nothing new: an empty answer after the timeout, with the same position.
+    let idle = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert!(
+        idle["rooms"]["join"].as_object().unwrap().is_empty(),
+        "{idle}"
+    );
+
+    // Away while 25 arrive: the newest 10, limited, and /messages from prev_batch fills the gap.
+    for i in 0..25 {
+        send(
+            &server,
+            &alice,
+            &room,
+            &format!("b{i}"),
+            &format!("away {i}"),
+        )
+        .await;
+    }
+    let back = sync(&server, &bob, &format!("since={since}")).await;
+    let timeline = &back["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], true);
+    let recent = bodies(&timeline["events"]);
+    assert_eq!(
+        recent,
+        (15..25).map(|i| format!("away {i}")).collect::<Vec<_>>()
+    );
+    let (_, gap) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100&from={}&to={since}",
+                timeline["prev_batch"].as_str().unwrap()
+            ),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(
+        bodies(&gap["chunk"]),
+        (0..15)
+            .rev()
+            .map(|i| format!("away {i}"))
+            .collect::<Vec<_>>()
+    );
+
+    // A rename while away shows in the state delta.
+    since = back["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            alice.token(),
+            &json!({"name": "renamed"}),
+        )
+        .await;
+    for i in 0..12 {
+        send(
+            &server,
+            &alice,
+            &room,
+            &format!("c{i}"),
+            &format!("after rename {i}"),
+        )
+        .await;
+    }
+    let delta = sync(&server, &bob, &format!("since={since}")).await;
+    let state = &delta["rooms"]["join"][&room]["state"]["events"];
+    assert_eq!(state.as_array().unwrap().len(), 1, "{state}");
+    assert_eq!(state[0]["content"]["name"], "renamed");
+}
+
+#[tokio::test]
+async fn a_long_poll_wakes_on_a_message_and_on_account_data() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let waiting = {
+        let (server, bob, since) = (server.clone(), bob.clone(), since.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = sync(&server, &bob, &format!("since={since}&timeout=20000")).await;
+            (started.elapsed(), response)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&server, &alice, &room, "wake", "wake up").await;
+    let (elapsed, response) = waiting.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the long-poll was not woken ({elapsed:?})"
+    );
+    assert_eq!(
+        bodies(&response["rooms"]["join"][&room]["timeline"]["events"]),
+        vec!["wake up"]
+    );
+
+    let since = response["next_batch"].as_str().unwrap().to_owned();
+    let waiting = {
+        let (server, bob) = (server.clone(), bob.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (
+                started.elapsed(),
+                sync(&server, &bob, &format!("since={since}&timeout=20000")).await,
+                started,
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/m.direct",
+                bob.user_id
+            ),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let (_, response, started) = waiting.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "account data did not wake the long-poll"
+    );
+    assert_eq!(response["account_data"]["events"][0]["type"], "m.direct");
+}
+
+#[tokio::test]
+async fn invites_joins_and_kicks_land_in_their_sections() {
+    let mut server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(
+        &server,
+        &alice,
+        json!({"preset": "private_chat", "name": "비밀"}),
+    )
+    .await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    let invited = sync(&server, &bob, &format!("since={since}")).await;
+    let state = &invited["rooms"]["invite"][&room]["invite_state"]["events"];
+    let types: Vec<&str> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"m.room.name") && types.contains(&"m.room.member"),
+        "{types:?}"
+    );
+    let since = invited["next_batch"].as_str().unwrap().to_owned();
+
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    send(&server, &alice, &room, "hi", "welcome").await;
+    let joined = sync(&server, &bob, &format!("since={since}")).await;
+    let room_section = &joined["rooms"]["join"][&room];
+    assert!(
+        bodies(&room_section["timeline"]["events"]).contains(&"welcome".to_owned()),
+        "{joined}"
+    );
+    // A newly joined room comes whole: its create event is in the state or the timeline.
+    let all: Vec<&str> = ["state", "timeline"]
+        .iter()
+        .flat_map(|section| room_section[*section]["events"].as_array().unwrap())
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(all.contains(&"m.room.create"), "{all:?}");
+    let since = joined["next_batch"].as_str().unwrap().to_owned();
+
+    // Tokens survive a restart.
+    server.restart().await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/kick"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    let kicked = sync(&server, &bob, &format!("since={since}")).await;
+    let leave = &kicked["rooms"]["leave"][&room];
+    assert!(leave.is_object(), "{kicked}");
+    let last = leave["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            last["type"].as_str(),
+            last["content"]["membership"].as_str()
+        ),
+        (Some("m.room.member"), Some("leave")),
+        "{kicked}"
+    );
+    assert!(kicked["rooms"]["join"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn bad_sync_parameters_are_refused() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    assert_error(
+        &server
+            .get("/_matrix/client/v3/sync?since=garbage", alice.token())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server
+            .get("/_matrix/client/v3/sync?since=s99999999", alice.token())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server
+            .get("/_matrix/client/v3/sync?filter=12345", alice.token())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server
+            .get("/_matrix/client/v3/sync?filter={\"room\":5}", alice.token())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/sync", None).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    // A huge timeout is clamped, a negative one refused as a bad parameter, never a 500.
+    let (status, _) = server
+        .get("/_matrix/client/v3/sync?timeout=0", alice.token())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .get("/_matrix/client/v3/sync?timeout=-5", alice.token())
+        .await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+        "{status}"
+    );
+}

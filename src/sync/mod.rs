@@ -1,0 +1,341 @@
+//! `/sync`: everything that changed for a user between two positions of the server-wide
+//! count, as the spec's sync response; and the [`watchers`] that wake a waiting long-poll.
+//!
+//! A sync reads up to the store's committed count (never past a change still being written)
+//! and answers that count as `next_batch`, so consecutive syncs see every change exactly once.
+
+pub mod watchers;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::api::client::filter::RoomEventFilter;
+use ruma::{OwnedRoomId, UserId};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::rooms::pagination::{passes, token};
+use crate::rooms::pdu::StoredPdu;
+use crate::rooms::relations;
+use crate::rooms::timeline::Timeline;
+use crate::rooms::visibility::Viewer;
+use crate::services::Services;
+use crate::storage::Direction;
+
+/// Default number of timeline events per room.
+pub const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// Most timeline events per room, whatever the filter asks.
+pub const MAX_TIMELINE_LIMIT: usize = 100;
+
+/// What a sync asks for, from its parameters and filter.
+pub struct Options {
+    pub since: Option<u64>,
+    pub full_state: bool,
+    pub timeline_limit: usize,
+    pub timeline_filter: RoomEventFilter,
+    pub lazy_load_members: bool,
+    pub rooms: Option<Vec<OwnedRoomId>>,
+    pub not_rooms: Vec<OwnedRoomId>,
+    pub include_leave: bool,
+}
+
+/// A client event without `room_id`, as sync sections carry them.
+fn sync_event(json: Value) -> Value {
+    let mut json = json;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("room_id");
+    }
+    json
+}
+
+/// The stripped state an invitee or knocker sees of a room.
+fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<Value>> {
+    let mut events = Vec::new();
+    for kind in [
+        "m.room.create",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.avatar",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+        "m.room.topic",
+    ] {
+        if let Some(stored) = timeline.state_event(short, kind, "")? {
+            events.push(stripped(&stored));
+        }
+    }
+    if let Some(member) = timeline.state_event(short, "m.room.member", user.as_str())? {
+        events.push(stripped(&member));
+    }
+    Ok(events)
+}
+
+fn stripped(stored: &StoredPdu) -> Value {
+    let event = stored.to_client_event();
+    json!({
+        "type": event["type"],
+        "state_key": event["state_key"],
+        "content": event["content"],
+        "sender": event["sender"],
+    })
+}
+
+/// The timeline of a room between two positions for a viewer: the newest `limit` visible
+/// events after `after` up to `upto`, oldest first, and whether older ones were left out.
+fn timeline_section(
+    services: &Services,
+    viewer: &Viewer<'_>,
+    short: u64,
+    after: Option<u64>,
+    upto: u64,
+    options: &Options,
+) -> Result<(Vec<(u64, StoredPdu)>, bool)> {
+    let lower = after.map_or(0, |a| a + 1);
+    let mut events = Vec::new();
+    let mut limited = false;
+    for entry in
+        services
+            .timeline
+            .scan_events(short, lower, upto.saturating_add(1), Direction::Backward)?
+    {
+        let (count, stored) = entry?;
+        if !passes(&options.timeline_filter, &stored) || !viewer.can_see(count)? {
+            continue;
+        }
+        if events.len() == options.timeline_limit {
+            limited = true;
+            break;
+        }
+        events.push((count, stored));
+    }
+    events.reverse();
+    Ok((events, limited))
+}
+
+/// The state section: the state at `start - 1` (all of it for a first sync of the room, else
+/// what changed after `since`), left out events the timeline holds.
+fn state_section(
+    services: &Services,
+    short: u64,
+    since: Option<u64>,
+    start: u64,
+    members: Option<&BTreeSet<String>>,
+) -> Result<Vec<Value>> {
+    let at = start.saturating_sub(1);
+    let keys: Vec<(String, String)> = match since {
+        None => services
+            .timeline
+            .current_state(short)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect(),
+        Some(since) if since >= at => Vec::new(),
+        Some(since) => services.timeline.state_changed_between(short, since, at)?,
+    };
+    let mut events = Vec::new();
+    for (event_type, state_key) in keys {
+        if event_type == "m.room.member"
+            && let Some(members) = members
+            && !members.contains(&state_key)
+        {
+            continue;
+        }
+        if let Some(id) = services
+            .timeline
+            .state_id_at(short, &event_type, &state_key, at)?
+            && let Some(stored) = services.timeline.get(&id)?
+        {
+            events.push(sync_event(stored.to_client_event()));
+        }
+    }
+    Ok(events)
+}
+
+fn summary(services: &Services, short: u64, user: &UserId) -> Result<Value> {
+    let mut joined = 0u64;
+    let mut invited = 0u64;
+    let mut heroes = Vec::new();
+    for ((event_type, state_key), id) in services.timeline.current_state(short)? {
+        if event_type != "m.room.member" {
+            continue;
+        }
+        let Some(stored) = services.timeline.get(&id)? else {
+            continue;
+        };
+        match stored.content()["membership"].as_str() {
+            Some("join") => joined += 1,
+            Some("invite") => invited += 1,
+            _ => continue,
+        }
+        if state_key != user.as_str() && heroes.len() < 5 {
+            heroes.push(state_key);
+        }
+    }
+    Ok(
+        json!({"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}),
+    )
+}
+
+/// Builds the sync response for changes after `options.since` up to `upto`; the flag tells
+/// whether it holds anything (an incremental sync with nothing new keeps waiting).
+pub fn build(
+    services: &Services,
+    user: &UserId,
+    options: &Options,
+    upto: u64,
+) -> Result<(Value, bool)> {
+    let since = options.since.map(|s| s.min(upto));
+    let full = options.full_state;
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut leave = Map::new();
+    let mut knock = Map::new();
+
+    // Account data changes, global and per room.
+    let mut global_data = Vec::new();
+    let mut room_data: BTreeMap<OwnedRoomId, Vec<Value>> = BTreeMap::new();
+    for (room, event_type) in services
+        .account_data
+        .changed_since(user, since.unwrap_or(0))?
+    {
+        let Some(content) = services
+            .account_data
+            .get(user, room.as_deref(), &event_type)?
+        else {
+            continue;
+        };
+        let content: Value = serde_json::from_str(content.get()).unwrap_or_default();
+        let event = json!({"type": event_type, "content": content});
+        match room {
+            None => global_data.push(event),
+            Some(room) => room_data.entry(room).or_default().push(event),
+        }
+    }
+    if since.is_none() && !global_data.iter().any(|e| e["type"] == "m.push_rules") {
+        let rules = services.push_rules.get(user)?;
+        global_data.push(json!({"type": "m.push_rules", "content": {"global": rules}}));
+    }
+
+    for (room_id, record) in services.timeline.memberships_of(user)? {
+        if options
+            .rooms
+            .as_ref()
+            .is_some_and(|r| !r.contains(&room_id))
+            || options.not_rooms.contains(&room_id)
+        {
+            continue;
+        }
+        if record.count > upto {
+            continue;
+        }
+        let Some(room) = services.timeline.room(&room_id)? else {
+            continue;
+        };
+        let changed = since.is_none_or(|s| record.count > s);
+        match record.membership.as_str() {
+            "join" => {
+                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
+                // A room joined after `since` is new to the client: send it whole.
+                let room_since = match since {
+                    Some(s) if !full && record.count <= s => Some(s),
+                    _ => None,
+                };
+                let (events, limited) =
+                    timeline_section(services, &viewer, room.short, room_since, upto, options)?;
+                let start = events.first().map_or(upto + 1, |(c, _)| *c);
+                let members = options.lazy_load_members.then(|| {
+                    let mut senders: BTreeSet<String> = events
+                        .iter()
+                        .filter_map(|(_, e)| {
+                            e.to_client_event()["sender"].as_str().map(str::to_owned)
+                        })
+                        .collect();
+                    senders.insert(user.to_string());
+                    senders
+                });
+                let state =
+                    state_section(services, room.short, room_since, start, members.as_ref())?;
+                let data = room_data.remove(&room_id).unwrap_or_default();
+                if room_since.is_some() && events.is_empty() && state.is_empty() && data.is_empty()
+                {
+                    continue;
+                }
+                let timeline: Vec<Value> = events
+                    .iter()
+                    .map(|(_, e)| {
+                        relations::serve(&services.timeline, room.short, e, user).map(sync_event)
+                    })
+                    .collect::<Result<_>>()?;
+                join.insert(
+                    room_id.to_string(),
+                    json!({
+                        "timeline": {"events": timeline, "limited": limited, "prev_batch": token(start.saturating_sub(1))},
+                        "state": {"events": state},
+                        "ephemeral": {"events": []},
+                        "account_data": {"events": data},
+                        "summary": summary(services, room.short, user)?,
+                        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
+                        "unread_thread_notifications": {},
+                    }),
+                );
+            }
+            "invite" | "knock" if changed || full => {
+                let state = stripped_state(&services.timeline, room.short, user)?;
+                let (section, key) = if record.membership == "invite" {
+                    (&mut invite, "invite_state")
+                } else {
+                    (&mut knock, "knock_state")
+                };
+                section.insert(room_id.to_string(), json!({key: {"events": state}}));
+            }
+            "leave" | "ban"
+                if (changed && since.is_some()) || (since.is_none() && options.include_leave) =>
+            {
+                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
+                let (events, limited) =
+                    timeline_section(services, &viewer, room.short, since, record.count, options)?;
+                let start = events.first().map_or(record.count + 1, |(c, _)| *c);
+                let state = state_section(services, room.short, since, start, None)?;
+                let timeline: Vec<Value> = events
+                    .iter()
+                    .map(|(_, e)| sync_event(e.to_client_event()))
+                    .collect();
+                leave.insert(
+                    room_id.to_string(),
+                    json!({
+                        "timeline": {"events": timeline, "limited": limited, "prev_batch": token(start.saturating_sub(1))},
+                        "state": {"events": state},
+                        "account_data": {"events": room_data.remove(&room_id).unwrap_or_default()},
+                    }),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    let has_changes = !(join.is_empty()
+        && invite.is_empty()
+        && leave.is_empty()
+        && knock.is_empty()
+        && global_data.is_empty());
+    let response = json!({
+        "next_batch": token(upto),
+        "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
+        "account_data": {"events": global_data},
+        "presence": {"events": []},
+        "to_device": {"events": []},
+        "device_lists": {"changed": [], "left": []},
+        "device_one_time_keys_count": {},
+    });
+    Ok((response, has_changes))
+}
+
+/// Reads a `since` token; a token from the future (another server's, or garbage) is refused.
+pub fn parse_since(token: &str, committed: u64) -> Result<u64> {
+    let since = crate::rooms::pagination::parse_token(token)?;
+    if since > committed {
+        return Err(Error::invalid_param(
+            "The since token is not from this server",
+        ));
+    }
+    Ok(since)
+}

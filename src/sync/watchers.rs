@@ -1,0 +1,39 @@
+//! Wake-ups for sleeping `/sync` requests: one `Notify` per user with a request waiting. A
+//! request registers (enables its `Notified`) before it reads, so a change committed between
+//! its read and its wait still wakes it; a request that goes away drops its handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use ruma::{OwnedUserId, UserId};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct Watchers {
+    users: Mutex<HashMap<OwnedUserId, Weak<Notify>>>,
+}
+
+impl Watchers {
+    /// The user's wake-up handle (shared by all of the user's waiting requests).
+    pub fn watch(&self, user_id: &UserId) -> Arc<Notify> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = users.get(user_id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        // Drop the handles of requests that ended, now and then.
+        if users.len() > 1024 {
+            users.retain(|_, w| w.strong_count() > 0);
+        }
+        let notify = Arc::new(Notify::new());
+        users.insert(user_id.to_owned(), Arc::downgrade(&notify));
+        notify
+    }
+
+    /// Wakes every waiting request of the user.
+    pub fn wake(&self, user_id: &UserId) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = users.get(user_id).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+}
