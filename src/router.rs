@@ -19,7 +19,8 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, register, relations, rooms, session, sync, tags, thirdparty, voip,
+    profile, push_rules, receipts, register, relations, rooms, session, sync, tags, thirdparty,
+    voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -146,8 +147,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(push_rules::set_enabled)
         .ruma(push_rules::get_actions)
         .ruma(push_rules::set_actions)
-        // Sync
+        // Sync, receipts
         .ruma_raw(sync::sync_events)
+        .ruma(receipts::receipt)
+        .ruma(receipts::read_markers)
         // Rooms
         .ruma(rooms::create_room)
         .ruma(rooms::send_message)

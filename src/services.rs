@@ -10,6 +10,7 @@ use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
 use crate::rooms::alias::Aliases;
 use crate::rooms::directory::Directory;
+use crate::rooms::receipts::Receipts;
 use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
@@ -30,6 +31,7 @@ pub struct Services {
     pub aliases: Aliases,
     pub directory: Directory,
     pub reports: Reports,
+    pub receipts: Receipts,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub profiles: Profiles,
@@ -62,6 +64,7 @@ impl Services {
             aliases: Aliases::new(store.clone(), config.server_name.clone()),
             directory: Directory::new(store.clone()),
             reports: Reports::new(store.clone()),
+            receipts: Receipts::new(store.clone()),
             accounts: Accounts::new(store.clone(), config.server_name.clone()),
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),

@@ -18,6 +18,7 @@ pub mod directory;
 pub mod membership;
 pub mod pagination;
 pub mod pdu;
+pub mod receipts;
 pub mod relations;
 pub mod reports;
 pub mod timeline;

@@ -123,7 +123,7 @@ impl Timeline {
 
     /// Wakes the sleeping `/sync` of everyone the room's latest event concerns: its joined,
     /// invited and knocking users, and the target of a membership change.
-    fn wake_room(&self, room_id: &RoomId, target: Option<&str>) -> Result<()> {
+    pub fn wake_room(&self, room_id: &RoomId, target: Option<&str>) -> Result<()> {
         for entry in self
             .store
             .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?

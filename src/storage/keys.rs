@@ -153,6 +153,17 @@ pub fn thread_root(short_room: u64, root: &str) -> Vec<u8> {
     key
 }
 
+/// `short room ++ receipt type ++ SEP ++ thread ++ SEP ++ user`, in [`super::Table::Receipts`].
+pub fn receipt(short_room: u64, receipt_type: &str, thread: &str, user_id: &str) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(&join(&[
+        receipt_type.as_bytes(),
+        thread.as_bytes(),
+        user_id.as_bytes(),
+    ]));
+    key
+}
+
 /// Splits a [`room_state`] key into type and state key.
 pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
     let rest = key.get(8..)?;

@@ -64,10 +64,14 @@ pub enum Table {
     ThreadRoots,
     /// short room id, count of a thread's latest event → the thread root.
     ThreadActivity,
+    /// short room id, receipt type, thread, user → the receipt (event, ts, count).
+    Receipts,
+    /// short room id, count → which receipt changed, for `/sync`.
+    ReceiptChanges,
 }
 
 impl Table {
-    pub const ALL: [Table; 25] = [
+    pub const ALL: [Table; 27] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -93,6 +97,8 @@ impl Table {
         Table::Relations,
         Table::ThreadRoots,
         Table::ThreadActivity,
+        Table::Receipts,
+        Table::ReceiptChanges,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -123,6 +129,8 @@ impl Table {
             Table::Relations => "relations",
             Table::ThreadRoots => "thread_roots",
             Table::ThreadActivity => "thread_activity",
+            Table::Receipts => "receipts",
+            Table::ReceiptChanges => "receipt_changes",
         }
     }
 }

@@ -255,7 +255,15 @@ pub fn build(
                 let state =
                     state_section(services, room.short, room_since, start, members.as_ref())?;
                 let data = room_data.remove(&room_id).unwrap_or_default();
-                if room_since.is_some() && events.is_empty() && state.is_empty() && data.is_empty()
+                let receipts = services.receipts.changed(room.short, room_since, upto)?;
+                let ephemeral: Vec<Value> = crate::rooms::receipts::receipt_event(&receipts, user)
+                    .into_iter()
+                    .collect();
+                if room_since.is_some()
+                    && events.is_empty()
+                    && state.is_empty()
+                    && data.is_empty()
+                    && ephemeral.is_empty()
                 {
                     continue;
                 }
@@ -270,7 +278,7 @@ pub fn build(
                     json!({
                         "timeline": {"events": timeline, "limited": limited, "prev_batch": token(start.saturating_sub(1))},
                         "state": {"events": state},
-                        "ephemeral": {"events": []},
+                        "ephemeral": {"events": ephemeral},
                         "account_data": {"events": data},
                         "summary": summary(services, room.short, user)?,
                         "unread_notifications": {"highlight_count": 0, "notification_count": 0},

@@ -414,3 +414,120 @@ async fn bad_sync_parameters_are_refused() {
         "{status}"
     );
 }
+
+#[tokio::test]
+async fn receipts_and_read_markers_reach_the_right_syncs() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let first = send(&server, &alice, &room, "m1", "read me").await;
+    let second = send(&server, &alice, &room, "m2", "and me").await;
+    let alice_since = sync(&server, &alice, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A long-poll wakes on a receipt.
+    let waiting = {
+        let (server, alice, since) = (server.clone(), alice.clone(), alice_since.clone());
+        tokio::spawn(
+            async move { sync(&server, &alice, &format!("since={since}&timeout=20000")).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let receipt =
+        |kind: &str, event: &str| format!("/_matrix/client/v3/rooms/{room}/receipt/{kind}/{event}");
+    assert_eq!(
+        server
+            .post(&receipt("m.read", &first), bob.token(), &json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let woken = waiting.await.unwrap();
+    let ephemeral = &woken["rooms"]["join"][&room]["ephemeral"]["events"];
+    assert_eq!(ephemeral[0]["type"], "m.receipt", "{woken}");
+    assert!(
+        ephemeral[0]["content"][&first]["m.read"][&bob.user_id]["ts"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // A private receipt is only for its owner.
+    let since = woken["next_batch"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .post(&receipt("m.read.private", &second), bob.token(), &json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    send(&server, &alice, &room, "m3", "nudge").await;
+    let alice_view = sync(&server, &alice, &format!("since={since}")).await;
+    assert!(
+        alice_view["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{alice_view}"
+    );
+    let bob_view = sync(&server, &bob, "").await;
+    let bob_receipts = &bob_view["rooms"]["join"][&room]["ephemeral"]["events"][0]["content"];
+    assert!(
+        bob_receipts[&second]["m.read.private"][&bob.user_id].is_object(),
+        "{bob_receipts}"
+    );
+
+    // Read markers: the fully-read marker is room account data.
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/read_markers"),
+            bob.token(),
+            &json!({"m.fully_read": second, "m.read": second}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, marker) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/user/{}/rooms/{room}/account_data/m.fully_read",
+                bob.user_id
+            ),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(marker["event_id"], second.as_str());
+
+    // Refusals.
+    assert_error(
+        &server
+            .post(&receipt("m.read", "$unknown"), bob.token(), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    let eve = register(&server, "eve").await;
+    assert_error(
+        &server
+            .post(&receipt("m.read", &first), eve.token(), &json!({}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let other = create(&server, &alice, json!({})).await;
+    let wrong_room = format!("/_matrix/client/v3/rooms/{other}/receipt/m.read/{first}");
+    assert_error(
+        &server.post(&wrong_room, alice.token(), &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}

@@ -1,0 +1,133 @@
+//! Read receipts (`m.read`, private `m.read.private`, per thread) kept per (room, type, thread,
+//! user), with a change log under the server count so `/sync` can send what changed.
+
+use std::sync::Arc;
+
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::timeline::Timeline;
+use crate::error::{Error, Result};
+use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
+
+/// The thread of an unthreaded receipt.
+pub const UNTHREADED: &str = "";
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Receipt {
+    pub user_id: OwnedUserId,
+    pub receipt_type: String,
+    pub thread: String,
+    pub event_id: OwnedEventId,
+    pub ts: u64,
+}
+
+pub struct Receipts {
+    store: Arc<dyn Store>,
+}
+
+impl Receipts {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Records a receipt and wakes the room's syncs.
+    pub fn set(
+        &self,
+        timeline: &Timeline,
+        room_id: &RoomId,
+        short: u64,
+        user_id: &UserId,
+        receipt_type: &str,
+        thread: &str,
+        event_id: &EventId,
+    ) -> Result<()> {
+        let receipt = Receipt {
+            user_id: user_id.to_owned(),
+            receipt_type: receipt_type.to_owned(),
+            thread: thread.to_owned(),
+            event_id: event_id.to_owned(),
+            ts: crate::now_ms(),
+        };
+        self.store.commit(&mut |count| {
+            let mut batch = Batch::new();
+            batch.put_json(
+                Table::Receipts,
+                keys::receipt(short, receipt_type, thread, user_id.as_str()),
+                &receipt,
+            )?;
+            batch.put_json(Table::ReceiptChanges, keys::pdu(short, count), &receipt)?;
+            Ok(batch)
+        })?;
+        timeline.wake_room(room_id, None)
+    }
+
+    /// Receipts of a room changed after `after` up to `upto` (all current ones when `after` is
+    /// `None`), latest per (user, type, thread).
+    pub fn changed(&self, short: u64, after: Option<u64>, upto: u64) -> Result<Vec<Receipt>> {
+        let parse = |value: &[u8]| -> Result<Receipt> {
+            serde_json::from_slice(value)
+                .map_err(|e| Error::internal(format!("corrupt receipt: {e}")))
+        };
+        let mut latest: std::collections::BTreeMap<(String, String, String), Receipt> =
+            Default::default();
+        let entries: Vec<Receipt> = match after {
+            None => self
+                .store
+                .scan_prefix(Table::Receipts, &keys::pdus_of(short))?
+                .map(|entry| parse(&entry?.1))
+                .collect::<Result<_>>()?,
+            Some(after) => {
+                let range = KeyRange::between(
+                    &keys::pdu(short, after.saturating_add(1)),
+                    &keys::pdu(short, upto.saturating_add(1)),
+                );
+                self.store
+                    .scan(Table::ReceiptChanges, range, Direction::Forward)?
+                    .map(|entry| parse(&entry?.1))
+                    .collect::<Result<_>>()?
+            }
+        };
+        for receipt in entries {
+            latest.insert(
+                (
+                    receipt.user_id.to_string(),
+                    receipt.receipt_type.clone(),
+                    receipt.thread.clone(),
+                ),
+                receipt,
+            );
+        }
+        Ok(latest.into_values().collect())
+    }
+}
+
+/// The `m.receipt` ephemeral event for `viewer`: private receipts only when they are the viewer's.
+pub fn receipt_event(receipts: &[Receipt], viewer: &UserId) -> Option<Value> {
+    let mut content: Map<String, Value> = Map::new();
+    for receipt in receipts {
+        if receipt.receipt_type == "m.read.private" && receipt.user_id != viewer {
+            continue;
+        }
+        let mut entry = json!({"ts": receipt.ts});
+        if receipt.thread != UNTHREADED {
+            entry["thread_id"] = receipt.thread.clone().into();
+        }
+        let by_event = content
+            .entry(receipt.event_id.to_string())
+            .or_insert_with(|| json!({}));
+        by_event[&receipt.receipt_type][receipt.user_id.as_str()] = entry;
+    }
+    (!content.is_empty()).then(|| json!({"type": "m.receipt", "content": content}))
+}
+
+impl Receipts {
+    /// The user's own receipt of a type in a room's main timeline, if any.
+    pub fn get(&self, short: u64, receipt_type: &str, user_id: &UserId) -> Result<Option<Receipt>> {
+        self.store.get_json(
+            Table::Receipts,
+            &keys::receipt(short, receipt_type, UNTHREADED, user_id.as_str()),
+        )
+    }
+}
