@@ -13,6 +13,7 @@
 //!   user-interactive authentication.
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`sync`]: `/sync`: what changed for a user since a token, and the long-poll wake-ups.
+//! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
 //! - [`rate_limit`]: per-address token buckets for login and registration.
@@ -36,6 +37,7 @@ pub mod router;
 pub mod services;
 pub mod storage;
 pub mod sync;
+pub mod typing;
 pub mod users;
 
 use std::future::Future;

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
     profile, push_rules, receipts, register, relations, rooms, session, sync, tags, thirdparty,
-    voip,
+    typing, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -151,6 +151,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma_raw(sync::sync_events)
         .ruma(receipts::receipt)
         .ruma(receipts::read_markers)
+        .ruma(typing::typing)
         // Rooms
         .ruma(rooms::create_room)
         .ruma(rooms::send_message)

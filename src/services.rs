@@ -15,6 +15,7 @@ use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
 use crate::sync::watchers::Watchers;
+use crate::typing::Typing;
 use crate::users::account_data::AccountData;
 use crate::users::accounts::Accounts;
 use crate::users::filters::Filters;
@@ -32,6 +33,7 @@ pub struct Services {
     pub directory: Directory,
     pub reports: Reports,
     pub receipts: Receipts,
+    pub typing: Typing,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub profiles: Profiles,
@@ -65,6 +67,7 @@ impl Services {
             directory: Directory::new(store.clone()),
             reports: Reports::new(store.clone()),
             receipts: Receipts::new(store.clone()),
+            typing: Typing::default(),
             accounts: Accounts::new(store.clone(), config.server_name.clone()),
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),

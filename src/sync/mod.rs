@@ -29,6 +29,8 @@ pub const MAX_TIMELINE_LIMIT: usize = 100;
 /// What a sync asks for, from its parameters and filter.
 pub struct Options {
     pub since: Option<u64>,
+    /// The typing serial of the `since` token.
+    pub typing_since: Option<u64>,
     pub full_state: bool,
     pub timeline_limit: usize,
     pub timeline_filter: RoomEventFilter,
@@ -183,6 +185,8 @@ pub fn build(
     options: &Options,
     upto: u64,
 ) -> Result<(Value, bool)> {
+    // Read the typing serial first: a change after it is sent again next time, never lost.
+    let typing_serial = services.typing.serial();
     let since = options.since.map(|s| s.min(upto));
     let full = options.full_state;
     let mut join = Map::new();
@@ -256,9 +260,18 @@ pub fn build(
                     state_section(services, room.short, room_since, start, members.as_ref())?;
                 let data = room_data.remove(&room_id).unwrap_or_default();
                 let receipts = services.receipts.changed(room.short, room_since, upto)?;
-                let ephemeral: Vec<Value> = crate::rooms::receipts::receipt_event(&receipts, user)
-                    .into_iter()
-                    .collect();
+                let mut ephemeral: Vec<Value> =
+                    crate::rooms::receipts::receipt_event(&receipts, user)
+                        .into_iter()
+                        .collect();
+                let typing_since = if room_since.is_some() {
+                    options.typing_since
+                } else {
+                    None
+                };
+                if let Some(users) = services.typing.changed(&room_id, typing_since) {
+                    ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
+                }
                 if room_since.is_some()
                     && events.is_empty()
                     && state.is_empty()
@@ -326,7 +339,7 @@ pub fn build(
         && knock.is_empty()
         && global_data.is_empty());
     let response = json!({
-        "next_batch": token(upto),
+        "next_batch": format!("{}_t{typing_serial}", token(upto)),
         "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
         "account_data": {"events": global_data},
         "presence": {"events": []},
@@ -337,13 +350,22 @@ pub fn build(
     Ok((response, has_changes))
 }
 
-/// Reads a `since` token; a token from the future (another server's, or garbage) is refused.
-pub fn parse_since(token: &str, committed: u64) -> Result<u64> {
+/// Reads a `since` token (`s<count>_t<typing serial>`): the count, and the typing serial if
+/// present. A count from the future (another server's token, or garbage) is refused.
+pub fn parse_since(token: &str, committed: u64) -> Result<(u64, Option<u64>)> {
     let since = crate::rooms::pagination::parse_token(token)?;
     if since > committed {
         return Err(Error::invalid_param(
             "The since token is not from this server",
         ));
     }
-    Ok(since)
+    let typing = match token.split('_').nth(1) {
+        None => None,
+        Some(part) => Some(
+            part.strip_prefix('t')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| Error::invalid_param("Invalid since token"))?,
+        ),
+    };
+    Ok((since, typing))
 }

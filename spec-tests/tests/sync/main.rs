@@ -531,3 +531,119 @@ async fn receipts_and_read_markers_reach_the_right_syncs() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn typing_wakes_syncs_and_ends_with_a_message_or_its_timeout() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let typing = format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id);
+    let typing_events = |response: &Value| -> Vec<Value> {
+        response["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e["type"] == "m.typing")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let waiting = {
+        let (server, bob, since) = (server.clone(), bob.clone(), since.clone());
+        tokio::spawn(
+            async move { sync(&server, &bob, &format!("since={since}&timeout=20000")).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server
+            .put(
+                &typing,
+                alice.token(),
+                &json!({"typing": true, "timeout": 30000})
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let woken = waiting.await.unwrap();
+    assert_eq!(
+        typing_events(&woken)[0]["content"]["user_ids"],
+        json!([alice.user_id]),
+        "{woken}"
+    );
+
+    // Sending a message ends typing.
+    let since = woken["next_batch"].as_str().unwrap().to_owned();
+    send(&server, &alice, &room, "done", "done typing").await;
+    let after = sync(&server, &bob, &format!("since={since}")).await;
+    assert_eq!(
+        typing_events(&after)[0]["content"]["user_ids"],
+        json!([]),
+        "{after}"
+    );
+
+    // A short timeout runs out by itself, and the sync hears it.
+    let since = after["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(
+            &typing,
+            alice.token(),
+            &json!({"typing": true, "timeout": 200}),
+        )
+        .await;
+    let started = sync(&server, &bob, &format!("since={since}")).await;
+    assert_eq!(
+        typing_events(&started)[0]["content"]["user_ids"],
+        json!([alice.user_id])
+    );
+    let since = started["next_batch"].as_str().unwrap().to_owned();
+    let expired = sync(&server, &bob, &format!("since={since}&timeout=10000")).await;
+    assert_eq!(
+        typing_events(&expired)[0]["content"]["user_ids"],
+        json!([]),
+        "{expired}"
+    );
+
+    // Only for yourself, only where you are.
+    let for_bob = format!("/_matrix/client/v3/rooms/{room}/typing/{}", bob.user_id);
+    assert_error(
+        &server
+            .put(
+                &for_bob,
+                alice.token(),
+                &json!({"typing": true, "timeout": 1000}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let eve = register(&server, "eve").await;
+    let for_eve = format!("/_matrix/client/v3/rooms/{room}/typing/{}", eve.user_id);
+    assert_error(
+        &server
+            .put(
+                &for_eve,
+                eve.token(),
+                &json!({"typing": true, "timeout": 1000}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}

@@ -21,6 +21,7 @@ pub mod session;
 pub mod sync;
 pub mod tags;
 pub mod thirdparty;
+pub mod typing;
 pub mod voip;
 
 use ruma::UserId;

@@ -156,6 +156,8 @@ pub async fn send_message(
             Some((&session.device_id, req.body.txn_id.as_str())),
         )
         .await?;
+    // Sending ends typing (the append already woke the room's syncs).
+    services.typing.stop(&req.body.room_id, &session.user_id);
     Ok(send_message_event::v3::Response::new(event_id))
 }
 

@@ -35,7 +35,7 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         Some(_) => FilterDefinition::default(),
     };
     let committed = services.store.committed_count();
-    let since = body
+    let parsed = body
         .since
         .as_deref()
         .map(|t| sync::parse_since(t, committed))
@@ -48,7 +48,8 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
             usize::try_from(u64::from(l)).unwrap_or(MAX_TIMELINE_LIMIT)
         });
     let options = Options {
-        since,
+        since: parsed.map(|(since, _)| since),
+        typing_since: parsed.and_then(|(_, typing)| typing),
         full_state: body.full_state,
         timeline_limit: limit.clamp(1, MAX_TIMELINE_LIMIT),
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
