@@ -365,3 +365,46 @@ pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, errcode: &
     assert_eq!(body["errcode"], errcode, "expected {errcode}, got {body}");
     assert!(body["error"].is_string(), "errors carry a message: {body}");
 }
+
+/// Creates a room with `POST /createRoom` and returns its id.
+pub async fn create_room(server: &TestServer, user: &User, body: Value) -> String {
+    let (status, response) = server
+        .post("/_matrix/client/v3/createRoom", user.token(), &body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "createRoom: {response}");
+    response["room_id"].as_str().unwrap().to_owned()
+}
+
+/// Sends an `m.text` message with transaction id `txn`; returns status and body.
+pub async fn send_text(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    txn: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            user.token(),
+            &json!({"msgtype": "m.text", "body": body}),
+        )
+        .await
+}
+
+/// The message bodies of a list of events, or of a page's `chunk`.
+pub fn bodies(events: &Value) -> Vec<String> {
+    let list = if events.is_array() {
+        events
+    } else {
+        &events["chunk"]
+    };
+    list.as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,31 +1,9 @@
 //! Rooms over HTTP: creation, sending, state, membership and their refusals.
 
 use serde_json::{Value, json};
-use spec_tests::{StatusCode, TestServer, User, assert_error, register};
-
-async fn create(server: &TestServer, user: &User, body: Value) -> String {
-    let (status, response) = server
-        .post("/_matrix/client/v3/createRoom", user.token(), &body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "createRoom: {response}");
-    response["room_id"].as_str().unwrap().to_owned()
-}
-
-async fn send(
-    server: &TestServer,
-    user: &User,
-    room: &str,
-    txn: &str,
-    body: &str,
-) -> (StatusCode, Value) {
-    server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            user.token(),
-            &json!({"msgtype": "m.text", "body": body}),
-        )
-        .await
-}
+use spec_tests::{
+    StatusCode, TestServer, User, assert_error, bodies, create_room, register, send_text,
+};
 
 fn state_path(room: &str, kind: &str, key: &str) -> String {
     format!("/_matrix/client/v3/rooms/{room}/state/{kind}/{key}")
@@ -35,7 +13,7 @@ fn state_path(room: &str, kind: &str, key: &str) -> String {
 async fn a_created_room_has_the_preset_state_and_takes_messages() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({"name": "개발팀", "topic": "daily", "preset": "private_chat"}),
@@ -96,7 +74,7 @@ async fn a_created_room_has_the_preset_state_and_takes_messages() {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
 
-    let (status, sent) = send(&server, &alice, &room, "t1", "안녕하세요").await;
+    let (status, sent) = send_text(&server, &alice, &room, "t1", "안녕하세요").await;
     assert_eq!(status, StatusCode::OK, "{sent}");
     let event_id = sent["event_id"].as_str().unwrap();
     let (status, event) = server
@@ -124,15 +102,15 @@ async fn a_created_room_has_the_preset_state_and_takes_messages() {
 async fn the_same_transaction_gives_the_same_event_even_after_a_restart() {
     let mut server = TestServer::start().await;
     let alice = register(&server, "alice").await;
-    let room = create(&server, &alice, json!({})).await;
-    let (_, first) = send(&server, &alice, &room, "txn-1", "once").await;
-    let (_, again) = send(&server, &alice, &room, "txn-1", "once").await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let (_, first) = send_text(&server, &alice, &room, "txn-1", "once").await;
+    let (_, again) = send_text(&server, &alice, &room, "txn-1", "once").await;
     assert_eq!(first["event_id"], again["event_id"]);
     server.restart().await;
-    let (status, after) = send(&server, &alice, &room, "txn-1", "once").await;
+    let (status, after) = send_text(&server, &alice, &room, "txn-1", "once").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["event_id"], after["event_id"]);
-    let (_, other) = send(&server, &alice, &room, "txn-2", "twice").await;
+    let (_, other) = send_text(&server, &alice, &room, "txn-2", "twice").await;
     assert_ne!(first["event_id"], other["event_id"]);
 }
 
@@ -141,14 +119,14 @@ async fn outsiders_see_nothing_and_cannot_write() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let eve = register(&server, "eve").await;
-    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
-    let (_, sent) = send(&server, &alice, &room, "t", "private").await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let (_, sent) = send_text(&server, &alice, &room, "t", "private").await;
     let event_id = sent["event_id"].as_str().unwrap();
 
     let unknown = "!doesnotexist:localhost";
     for target in [room.as_str(), unknown] {
         assert_error(
-            &send(&server, &eve, target, "e1", "hi").await,
+            &send_text(&server, &eve, target, "e1", "hi").await,
             StatusCode::FORBIDDEN,
             "M_FORBIDDEN",
         );
@@ -185,7 +163,7 @@ async fn outsiders_see_nothing_and_cannot_write() {
         );
     }
     assert_error(
-        &send(&server, &eve, "not-a-room-id", "e", "x").await,
+        &send_text(&server, &eve, "not-a-room-id", "e", "x").await,
         StatusCode::BAD_REQUEST,
         "M_INVALID_PARAM",
     );
@@ -197,7 +175,7 @@ async fn membership_moves_through_invite_join_kick_ban_and_unban() {
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
     let carol = register(&server, "carol").await;
-    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
     let path = |action: &str| format!("/_matrix/client/v3/rooms/{room}/{action}");
     let membership = async |user: &User| {
         let (_, content) = server
@@ -380,7 +358,7 @@ async fn public_rooms_can_be_joined_and_invitees_of_trusted_chats_get_power() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let public = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let public = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     assert_eq!(
         server
             .post(
@@ -393,11 +371,11 @@ async fn public_rooms_can_be_joined_and_invitees_of_trusted_chats_get_power() {
         StatusCode::OK
     );
     assert_eq!(
-        send(&server, &bob, &public, "b1", "hello").await.0,
+        send_text(&server, &bob, &public, "b1", "hello").await.0,
         StatusCode::OK
     );
 
-    let dm = create(
+    let dm = create_room(
         &server,
         &alice,
         json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id]}),
@@ -462,7 +440,7 @@ async fn bad_room_requests_are_refused_without_changing_the_room() {
         StatusCode::BAD_REQUEST,
         "M_BAD_JSON",
     );
-    let room = create(&server, &alice, json!({"room_version": "11"})).await;
+    let room = create_room(&server, &alice, json!({"room_version": "11"})).await;
     let (_, before) = server
         .get(
             &format!("/_matrix/client/v3/rooms/{room}/state"),
@@ -494,7 +472,7 @@ async fn bad_room_requests_are_refused_without_changing_the_room() {
     );
     let big = "x".repeat(70_000);
     assert_error(
-        &send(&server, &alice, &room, "big", &big).await,
+        &send_text(&server, &alice, &room, "big", &big).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "M_TOO_LARGE",
     );
@@ -531,7 +509,7 @@ async fn bad_room_requests_are_refused_without_changing_the_room() {
 async fn four_clients_sending_at_once_make_one_ordered_timeline() {
     let server = std::sync::Arc::new(TestServer::start().await);
     let alice = register(&server, "alice").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     let mut users = vec![alice.clone()];
     for name in ["bob", "carol", "dave"] {
         let user = register(&server, name).await;
@@ -552,7 +530,7 @@ async fn four_clients_sending_at_once_make_one_ordered_timeline() {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..50 {
-                    let (status, body) = send(
+                    let (status, body) = send_text(
                         &server,
                         &user,
                         &room,
@@ -608,21 +586,12 @@ async fn messages(
         .await
 }
 
-fn bodies(page: &Value) -> Vec<String> {
-    page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_hundred_messages_page_back_and_forth_with_filters() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -633,7 +602,7 @@ async fn a_hundred_messages_page_back_and_forth_with_filters() {
     for i in 0..100 {
         let user = if i % 2 == 0 { &alice } else { &bob };
         assert_eq!(
-            send(&server, user, &room, &format!("m{i}"), &format!("msg {i}"))
+            send_text(&server, user, &room, &format!("m{i}"), &format!("msg {i}"))
                 .await
                 .0,
             StatusCode::OK
@@ -740,7 +709,7 @@ async fn history_visibility_decides_what_newcomers_and_leavers_see() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .put(
             &state_path(&room, "m.room.history_visibility", ""),
@@ -748,7 +717,7 @@ async fn history_visibility_decides_what_newcomers_and_leavers_see() {
             &json!({"history_visibility": "joined"}),
         )
         .await;
-    let (_, before) = send(&server, &alice, &room, "a1", "before bob").await;
+    let (_, before) = send_text(&server, &alice, &room, "a1", "before bob").await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -756,7 +725,7 @@ async fn history_visibility_decides_what_newcomers_and_leavers_see() {
             &json!({}),
         )
         .await;
-    send(&server, &alice, &room, "a2", "with bob").await;
+    send_text(&server, &alice, &room, "a2", "with bob").await;
     let (_, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
     assert_eq!(
         bodies(&page),
@@ -783,14 +752,14 @@ async fn history_visibility_decides_what_newcomers_and_leavers_see() {
             &json!({}),
         )
         .await;
-    send(&server, &alice, &room, "a3", "after bob").await;
+    send_text(&server, &alice, &room, "a3", "after bob").await;
     let (status, page) = messages(&server, &bob, &room, "dir=b&limit=50").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bodies(&page), vec!["with bob"]);
 
     // With shared visibility a newcomer sees the history.
-    let shared = create(&server, &alice, json!({"preset": "public_chat"})).await;
-    send(&server, &alice, &shared, "s1", "old news").await;
+    let shared = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    send_text(&server, &alice, &shared, "s1", "old news").await;
     let carol = register(&server, "carol").await;
     server
         .post(
@@ -808,7 +777,7 @@ async fn redaction_needs_power_over_others_and_strips_what_is_stored() {
     let mut server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({"preset": "public_chat", "topic": "secret plans"}),
@@ -821,8 +790,8 @@ async fn redaction_needs_power_over_others_and_strips_what_is_stored() {
             &json!({}),
         )
         .await;
-    let (_, by_alice) = send(&server, &alice, &room, "a", "alice's words").await;
-    let (_, by_bob) = send(&server, &bob, &room, "b", "bob's words").await;
+    let (_, by_alice) = send_text(&server, &alice, &room, "a", "alice's words").await;
+    let (_, by_bob) = send_text(&server, &bob, &room, "b", "bob's words").await;
     let redact = |event: &Value, txn: &str| {
         format!(
             "/_matrix/client/v3/rooms/{room}/redact/{}/{txn}",
@@ -924,7 +893,7 @@ async fn aliases_resolve_join_and_are_guarded() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({"preset": "public_chat", "room_alias_name": "general"}),
@@ -1052,7 +1021,7 @@ async fn aliases_resolve_join_and_are_guarded() {
     );
 
     // The canonical alias must point at the room.
-    let other = create(&server, &alice, json!({"room_alias_name": "other"})).await;
+    let other = create_room(&server, &alice, json!({"room_alias_name": "other"})).await;
     assert_error(
         &server
             .put(
@@ -1083,14 +1052,14 @@ async fn the_public_room_directory_lists_filters_and_pages() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let general = create(&server, &alice, json!({"visibility": "public", "preset": "public_chat", "name": "General", "topic": "전사 공지"})).await;
-    let dev = create(
+    let general = create_room(&server, &alice, json!({"visibility": "public", "preset": "public_chat", "name": "General", "topic": "전사 공지"})).await;
+    let dev = create_room(
         &server,
         &alice,
         json!({"visibility": "public", "preset": "public_chat", "name": "개발팀"}),
     )
     .await;
-    let secret = create(&server, &alice, json!({"name": "Secret"})).await;
+    let secret = create_room(&server, &alice, json!({"name": "Secret"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{general}/join"),
@@ -1207,7 +1176,7 @@ async fn tags_forget_and_knock() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
 
     let tags = format!(
         "/_matrix/client/v3/user/{}/rooms/{room}/tags",
@@ -1338,10 +1307,10 @@ async fn context_timestamps_and_reports() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let eve = register(&server, "eve").await;
-    let room = create(&server, &alice, json!({})).await;
+    let room = create_room(&server, &alice, json!({})).await;
     let mut ids = Vec::new();
     for i in 0..9 {
-        let (_, sent) = send(
+        let (_, sent) = send_text(
             &server,
             &alice,
             &room,
@@ -1454,7 +1423,7 @@ async fn upgrading_a_room_tombstones_it_and_carries_state_and_aliases() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let old = create(&server, &alice, json!({"room_version": "11", "preset": "public_chat", "name": "Ops", "room_alias_name": "ops"})).await;
+    let old = create_room(&server, &alice, json!({"room_version": "11", "preset": "public_chat", "name": "Ops", "room_alias_name": "ops"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{old}/join"),
@@ -1516,7 +1485,7 @@ async fn upgrading_a_room_tombstones_it_and_carries_state_and_aliases() {
     );
     // The old room is read-only for ordinary members now.
     assert_error(
-        &send(&server, &bob, &old, "late", "hello?").await,
+        &send_text(&server, &bob, &old, "late", "hello?").await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -1556,7 +1525,7 @@ async fn edits_threads_references_and_reactions_aggregate() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -1564,7 +1533,7 @@ async fn edits_threads_references_and_reactions_aggregate() {
             &json!({}),
         )
         .await;
-    let (_, root) = send(&server, &alice, &room, "root", "회의 안건").await;
+    let (_, root) = send_text(&server, &alice, &room, "root", "회의 안건").await;
     let root_id = root["event_id"].as_str().unwrap().to_owned();
 
     // Edits: only from the original sender.
@@ -1761,7 +1730,7 @@ async fn power_levels_decide_who_may_do_what() {
     let bob = register(&server, "bob").await;
     let carol = register(&server, "carol").await;
     // v11: alice 100 by preset; bob 50 by override; topic open to everyone; pins at 100.
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spec_tests::{StatusCode, TestServer, User, assert_error, register};
+use spec_tests::{
+    StatusCode, TestServer, User, assert_error, bodies, create_room, register, send_text,
+};
 
 async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
     let (status, body) = server
@@ -13,40 +15,18 @@ async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
     body
 }
 
-async fn create(server: &TestServer, user: &User, body: Value) -> String {
-    let (status, response) = server
-        .post("/_matrix/client/v3/createRoom", user.token(), &body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().unwrap().to_owned()
-}
-
+/// Sends a message and returns its event id.
 async fn send(server: &TestServer, user: &User, room: &str, txn: &str, body: &str) -> String {
-    let (status, response) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            user.token(),
-            &json!({"msgtype": "m.text", "body": body}),
-        )
-        .await;
+    let (status, response) = send_text(server, user, room, txn, body).await;
     assert_eq!(status, StatusCode::OK, "{response}");
     response["event_id"].as_str().unwrap().to_owned()
-}
-
-fn bodies(events: &Value) -> Vec<String> {
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[tokio::test]
 async fn a_first_sync_has_the_rooms_state_and_recent_timeline() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({"name": "팀", "preset": "private_chat"}),
@@ -105,7 +85,7 @@ async fn incremental_syncs_are_exact_and_gaps_fill_from_prev_batch() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -211,7 +191,7 @@ async fn a_long_poll_wakes_on_a_message_and_on_account_data() {
     let server = std::sync::Arc::new(TestServer::start().await);
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -280,7 +260,7 @@ async fn invites_joins_and_kicks_land_in_their_sections() {
     let mut server = TestServer::start().await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(
+    let room = create_room(
         &server,
         &alice,
         json!({"preset": "private_chat", "name": "비밀"}),
@@ -420,7 +400,7 @@ async fn receipts_and_read_markers_reach_the_right_syncs() {
     let server = std::sync::Arc::new(TestServer::start().await);
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -523,7 +503,7 @@ async fn receipts_and_read_markers_reach_the_right_syncs() {
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
-    let other = create(&server, &alice, json!({})).await;
+    let other = create_room(&server, &alice, json!({})).await;
     let wrong_room = format!("/_matrix/client/v3/rooms/{other}/receipt/m.read/{first}");
     assert_error(
         &server.post(&wrong_room, alice.token(), &json!({})).await,
@@ -537,7 +517,7 @@ async fn typing_wakes_syncs_and_ends_with_a_message_or_its_timeout() {
     let server = std::sync::Arc::new(TestServer::start().await);
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
-    let room = create(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     server
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
