@@ -36,8 +36,29 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Send-to-delivery latency: every user waits in a `/sync` long-poll while messages are
+    /// sent at a fixed rate; reports when each receiver saw each message.
+    Deliver {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Rooms; user i is in room i mod rooms.
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Messages per second, over all rooms.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The server's process id, to report its resident memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     url: String,
@@ -45,6 +66,23 @@ struct Client {
 }
 
 impl Client {
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let value: Value = response.json().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("{path}: {status} {value}"))
+        }
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -204,6 +242,160 @@ async fn run_send(
     Ok(())
 }
 
+/// Resident memory of a process, from /proc (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One receiver: long-polls and records, for every message with a send stamp, how long after
+/// sending it arrived.
+async fn receive(client: Client, epoch: Instant, stop: Instant) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::new();
+    let first = client.get("/_matrix/client/v3/sync?timeout=0").await?;
+    let mut since = first["next_batch"]
+        .as_str()
+        .ok_or("no next_batch")?
+        .to_owned();
+    while Instant::now() < stop {
+        let response = client
+            .get(&format!(
+                "/_matrix/client/v3/sync?since={since}&timeout=5000"
+            ))
+            .await?;
+        let arrived = epoch.elapsed();
+        for room in response["rooms"]["join"]
+            .as_object()
+            .into_iter()
+            .flat_map(|rooms| rooms.values())
+        {
+            for event in room["timeline"]["events"].as_array().into_iter().flatten() {
+                if let Some(sent) = event["content"]["sent_us"].as_u64() {
+                    latencies.push(arrived.saturating_sub(Duration::from_micros(sent)));
+                }
+            }
+        }
+        since = response["next_batch"]
+            .as_str()
+            .ok_or("no next_batch")?
+            .to_owned();
+    }
+    Ok(latencies)
+}
+
+async fn run_deliver(
+    url: String,
+    users: usize,
+    room_count: usize,
+    rate: f64,
+    seconds: u64,
+    pid: Option<u32>,
+) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let run = std::process::id();
+    let users = users.max(1);
+    let room_count = room_count.clamp(1, users);
+    let mut clients = Vec::new();
+    for n in 0..users {
+        clients.push(register(&http, &url, &format!("deliver{run}u{n}")).await?);
+    }
+    let mut rooms = Vec::new();
+    for client in clients.iter().take(room_count) {
+        let room = client
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                &json!({"preset": "public_chat"}),
+            )
+            .await?;
+        rooms.push(
+            room["room_id"]
+                .as_str()
+                .ok_or("createRoom: no room_id")?
+                .to_owned(),
+        );
+    }
+    for (n, client) in clients.iter().enumerate().skip(room_count) {
+        let room = &rooms[n % room_count];
+        client
+            .call(
+                reqwest::Method::POST,
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                &json!({}),
+            )
+            .await?;
+    }
+    if let Some(rss) = pid.and_then(rss_mib) {
+        println!("server RSS before load: {rss:.1} MiB");
+    }
+    println!("{users} users in {room_count} rooms, {rate} msg/s for {seconds} s");
+
+    let epoch = Instant::now();
+    let stop = epoch + Duration::from_secs(seconds + 3);
+    let mut receivers = tokio::task::JoinSet::new();
+    for client in &clients {
+        receivers.spawn(receive(client.clone(), epoch, stop));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let total = (rate * seconds as f64) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    let clients = std::sync::Arc::new(clients);
+    let mut senders = tokio::task::JoinSet::new();
+    let mut peak_rss: f64 = 0.0;
+    let started = Instant::now();
+    for i in 0..total {
+        ticker.tick().await;
+        let (clients, rooms) = (clients.clone(), rooms.clone());
+        senders.spawn(async move {
+            let n = i % clients.len();
+            let room = &rooms[n % rooms.len()];
+            let body = json!({"msgtype": "m.text", "body": format!("load {i}"), "sent_us": epoch.elapsed().as_micros() as u64});
+            clients[n].call(reqwest::Method::PUT, &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/d{i}"), &body).await
+        });
+        if i % 50 == 0 {
+            peak_rss = peak_rss.max(pid.and_then(rss_mib).unwrap_or(0.0));
+        }
+    }
+    let sending = started.elapsed();
+    while let Some(result) = senders.join_next().await {
+        result.map_err(|e| e.to_string())??;
+    }
+    let mut latencies = Vec::new();
+    while let Some(result) = receivers.join_next().await {
+        latencies.extend(result.map_err(|e| e.to_string())??);
+    }
+    latencies.sort();
+    println!(
+        "sent {total} in {:.1} s ({:.1} msg/s); {} deliveries (expected {:.0})",
+        sending.as_secs_f64(),
+        total as f64 / sending.as_secs_f64(),
+        latencies.len(),
+        total as f64 * users as f64 / room_count as f64,
+    );
+    println!(
+        "send->sync delivery   p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
+    if let Some(rss) = pid.and_then(rss_mib) {
+        println!("server RSS: peak under load {peak_rss:.1} MiB, after {rss:.1} MiB");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
@@ -213,6 +405,14 @@ async fn main() -> std::process::ExitCode {
             messages,
             concurrency,
         } => run_send(url, rooms, messages, concurrency).await,
+        Command::Deliver {
+            url,
+            users,
+            rooms,
+            rate,
+            seconds,
+            pid,
+        } => run_deliver(url, users, rooms, rate, seconds, pid).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
