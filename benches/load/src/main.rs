@@ -66,14 +66,22 @@ struct Client {
 }
 
 impl Client {
-    async fn get(&self, path: &str) -> Result<Value, String> {
-        let response = self
+    /// Sends a request (with a JSON body unless `body` is `None`) and returns the JSON answer,
+    /// or the status and body as an error.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut request = self
             .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
         let status = response.status();
         let value: Value = response.json().await.map_err(|e| e.to_string())?;
         if status.is_success() {
@@ -83,27 +91,17 @@ impl Client {
         }
     }
 
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: &Value,
     ) -> Result<Value, String> {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let value: Value = response.json().await.map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(format!("{path}: {status} {value}"))
-        }
+        self.send(method, path, Some(body)).await
     }
 }
 
