@@ -18,21 +18,26 @@ use std::time::{Duration, Instant};
 pub use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Where the `sori` binary is: `SPEC_SORI_BIN`, else beside this test's own target directory
-/// (`target/<profile>/deps/this-test` → `target/<profile>/sori`).
+/// Where the `sori` binary is: `SPEC_SORI_BIN`, else the workspace's own build.
 fn sori_binary() -> PathBuf {
     if let Ok(path) = std::env::var("SPEC_SORI_BIN") {
         return PathBuf::from(path);
     }
+    workspace_binary("sori")
+}
+
+/// A binary of this workspace, beside the test's own target directory
+/// (`target/<profile>/deps/this-test` → `target/<profile>/NAME`).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile> directory");
-    let bin = profile_dir.join("sori");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it first (`cargo build --bin sori`), or set SPEC_SORI_BIN",
+        "{} not found: build it first (`cargo build --workspace --bins`)",
         bin.display()
     );
     bin

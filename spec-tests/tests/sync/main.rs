@@ -627,3 +627,35 @@ async fn typing_wakes_syncs_and_ends_with_a_message_or_its_timeout() {
         "M_FORBIDDEN",
     );
 }
+
+/// The load generator runs at a tiny size, so it cannot rot: every message reaches every
+/// member's long-poll.
+#[tokio::test]
+async fn the_load_generator_delivers_every_message() {
+    let server = TestServer::start().await;
+    let output = tokio::process::Command::new(spec_tests::workspace_binary("sori-load"))
+        .args([
+            "deliver",
+            "--url",
+            &server.base_url,
+            "--users",
+            "4",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .await
+        .expect("run sori-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // 20 messages, each to the 2 members of its room.
+    assert!(stdout.contains("40 deliveries (expected 40)"), "{stdout}");
+}
