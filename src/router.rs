@@ -19,8 +19,8 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, receipts, register, relations, rooms, session, sync, tags, thirdparty,
-    typing, voip,
+    profile, push_rules, read_by, receipts, register, relations, rooms, session, sync, tags,
+    thirdparty, typing, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -152,6 +152,11 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(receipts::receipt)
         .ruma(receipts::read_markers)
         .ruma(typing::typing)
+        // Extensions (docs/extensions.md)
+        .route(
+            "/_matrix/client/unstable/io.sori/rooms/{room_id}/read_by/{event_id}",
+            get(read_by::read_by),
+        )
         // Rooms
         .ruma(rooms::create_room)
         .ruma(rooms::send_message)

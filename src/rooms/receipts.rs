@@ -131,3 +131,69 @@ impl Receipts {
         )
     }
 }
+
+/// Who has and has not read an event ("who hasn't read this yet", a Sori extension): over the
+/// users joined when it was sent, a public `m.read` receipt at that event or a later one (in
+/// the main timeline or unthreaded) counts as read.
+pub struct ReadBy {
+    pub read: Vec<(OwnedUserId, u64)>,
+    pub unread: Vec<OwnedUserId>,
+}
+
+impl Receipts {
+    pub fn read_by(&self, timeline: &Timeline, short: u64, event_count: u64) -> Result<ReadBy> {
+        // Members joined when the event was sent.
+        let mut joined = Vec::new();
+        for ((event_type, state_key), _) in timeline.current_state(short)? {
+            if event_type != "m.room.member" {
+                continue;
+            }
+            let membership = timeline.state_field_at(
+                short,
+                &event_type,
+                &state_key,
+                event_count,
+                "membership",
+            )?;
+            if membership.as_deref() == Some("join")
+                && let Ok(user) = OwnedUserId::try_from(state_key)
+            {
+                joined.push(user);
+            }
+        }
+        // Each member's furthest public read receipt, as a timeline position.
+        let mut furthest: std::collections::HashMap<OwnedUserId, (u64, u64)> = Default::default();
+        let prefix = keys::receipt_prefix(short, "m.read");
+        for entry in self.store.scan(
+            Table::Receipts,
+            KeyRange::prefix(&prefix),
+            Direction::Forward,
+        )? {
+            let (_, value) = entry?;
+            let receipt: Receipt = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt receipt: {e}")))?;
+            if !(receipt.thread == UNTHREADED || receipt.thread == "main") {
+                continue;
+            }
+            if let Some((s, position)) = timeline.position(&receipt.event_id)?
+                && s == short
+            {
+                let best = furthest
+                    .entry(receipt.user_id.clone())
+                    .or_insert((position, receipt.ts));
+                if position > best.0 {
+                    *best = (position, receipt.ts);
+                }
+            }
+        }
+        let mut read = Vec::new();
+        let mut unread = Vec::new();
+        for user in joined {
+            match furthest.get(&user) {
+                Some((position, ts)) if *position >= event_count => read.push((user, *ts)),
+                _ => unread.push(user),
+            }
+        }
+        Ok(ReadBy { read, unread })
+    }
+}

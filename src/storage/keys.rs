@@ -164,6 +164,13 @@ pub fn receipt(short_room: u64, receipt_type: &str, thread: &str, user_id: &str)
     key
 }
 
+/// Prefix of a room's receipts of one type.
+pub fn receipt_prefix(short_room: u64, receipt_type: &str) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(&prefix(&[receipt_type.as_bytes()]));
+    key
+}
+
 /// Splits a [`room_state`] key into type and state key.
 pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
     let rest = key.get(8..)?;

@@ -56,6 +56,17 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// "Who hasn't read" (`io.sori.read_by`) in one big room: `members` join, half of them send
+    /// a read receipt, then the endpoint is timed.
+    ReadBy {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Timed calls.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+    },
 }
 
 #[derive(Clone)]
@@ -394,6 +405,82 @@ async fn run_deliver(
     Ok(())
 }
 
+async fn run_read_by(url: String, members: usize, calls: usize) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let run = std::process::id();
+    let mut clients = Vec::new();
+    let mut registering = tokio::task::JoinSet::new();
+    for n in 0..members.max(2) {
+        let (http, url) = (http.clone(), url.clone());
+        registering.spawn(async move { register(&http, &url, &format!("readby{run}u{n}")).await });
+    }
+    while let Some(client) = registering.join_next().await {
+        clients.push(client.map_err(|e| e.to_string())??);
+    }
+    let room = clients[0]
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat"}),
+        )
+        .await?;
+    let room = room["room_id"]
+        .as_str()
+        .ok_or("createRoom: no room_id")?
+        .to_owned();
+    for client in &clients[1..] {
+        client
+            .call(
+                reqwest::Method::POST,
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                &json!({}),
+            )
+            .await?;
+    }
+    let sent = clients[0]
+        .call(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/rb"),
+            &json!({"msgtype": "m.text", "body": "notice"}),
+        )
+        .await?;
+    let event = sent["event_id"]
+        .as_str()
+        .ok_or("send: no event_id")?
+        .to_owned();
+    for client in clients.iter().step_by(2) {
+        client
+            .call(
+                reqwest::Method::POST,
+                &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+                &json!({}),
+            )
+            .await?;
+    }
+    let path = format!("/_matrix/client/unstable/io.sori/rooms/{room}/read_by/{event}");
+    let mut latencies = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..calls.max(1) {
+        let started = Instant::now();
+        last = clients[1].get(&path).await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "read_by in a room of {} members: {} read, {} unread; p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms",
+        clients.len(),
+        last["read"].as_array().map_or(0, Vec::len),
+        last["unread"].as_array().map_or(0, Vec::len),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
@@ -411,6 +498,11 @@ async fn main() -> std::process::ExitCode {
             seconds,
             pid,
         } => run_deliver(url, users, rooms, rate, seconds, pid).await,
+        Command::ReadBy {
+            url,
+            members,
+            calls,
+        } => run_read_by(url, members, calls).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,6 +34,8 @@ pub async fn versions(
         // Custom profile fields (MSC4133), stable since v1.16.
         ("uk.tcpip.msc4133".to_owned(), true),
         ("uk.tcpip.msc4133.stable".to_owned(), true),
+        // Sori's own extensions (docs/extensions.md).
+        ("io.sori.read_by".to_owned(), true),
     ]);
     Ok(response)
 }

@@ -13,6 +13,7 @@ pub mod messages;
 pub mod presence;
 pub mod profile;
 pub mod push_rules;
+pub mod read_by;
 pub mod receipts;
 pub mod register;
 pub mod relations;
