@@ -224,6 +224,8 @@ impl Config {
             ("login", self.rate_limits.login),
             ("registration", self.rate_limits.registration),
         ] {
+            // Written negated on purpose: NaN must be refused too.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(limit.per_second > 0.0) || limit.burst == 0 {
                 return Err(Error::internal(format!(
                     "rate_limits.{name}: per_second and burst must be positive"

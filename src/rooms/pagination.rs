@@ -136,6 +136,31 @@ pub fn page(
     })
 }
 
+/// The event visible to the viewer closest to `ts`: the first at or after it (forwards) or the
+/// last at or before it (backwards). A linear walk of the timeline.
+pub fn event_at_timestamp(
+    timeline: &Timeline,
+    viewer: &Viewer<'_>,
+    short: u64,
+    ts: u64,
+    direction: Direction,
+) -> Result<Option<(ruma::OwnedEventId, u64)>> {
+    for entry in timeline.scan_events(short, 0, u64::MAX, direction)? {
+        let (count, stored) = entry?;
+        let sent = super::pdu::int_field(&stored.pdu, "origin_server_ts")
+            .unwrap_or(0)
+            .max(0) as u64;
+        let hit = match direction {
+            Direction::Forward => sent >= ts,
+            Direction::Backward => sent <= ts,
+        };
+        if hit && viewer.can_see(count)? {
+            return Ok(Some((stored.event_id, sent)));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,29 +186,4 @@ mod tests {
         assert!(!matches_pattern("m.room.message", "m.room.member"));
         assert!(!matches_pattern("m.room.*", "io.sori.x"));
     }
-}
-
-/// The event visible to the viewer closest to `ts`: the first at or after it (forwards) or the
-/// last at or before it (backwards). A linear walk of the timeline.
-pub fn event_at_timestamp(
-    timeline: &Timeline,
-    viewer: &Viewer<'_>,
-    short: u64,
-    ts: u64,
-    direction: Direction,
-) -> Result<Option<(ruma::OwnedEventId, u64)>> {
-    for entry in timeline.scan_events(short, 0, u64::MAX, direction)? {
-        let (count, stored) = entry?;
-        let sent = super::pdu::int_field(&stored.pdu, "origin_server_ts")
-            .unwrap_or(0)
-            .max(0) as u64;
-        let hit = match direction {
-            Direction::Forward => sent >= ts,
-            Direction::Backward => sent <= ts,
-        };
-        if hit && viewer.can_see(count)? {
-            return Ok(Some((stored.event_id, sent)));
-        }
-    }
-    Ok(None)
 }

@@ -123,8 +123,7 @@ pub fn serve(timeline: &Timeline, short: u64, event: &StoredPdu, user: &UserId) 
     let sender = json["sender"].as_str().unwrap_or_default().to_owned();
     let latest_edit = all
         .iter()
-        .filter(|(_, c)| c.kind_is_edit(&sender))
-        .next_back()
+        .rfind(|(_, c)| c.kind_is_edit(&sender))
         .map(|(_, c)| c.event_id.clone());
     if let Some(edit) = latest_edit.and_then(|id| timeline.get(&id).ok().flatten()) {
         relations.insert("m.replace".into(), edit.to_client_event());

@@ -51,10 +51,10 @@ pub async fn upgrade(
 
     let mut creation = serde_json::Map::new();
     creation.insert("predecessor".into(), json!({"room_id": room_id}));
-    if let Some(create) = timeline.state_event(old.short, "m.room.create", "")? {
-        if let Some(kind) = create.content().get("type") {
-            creation.insert("type".into(), kind.clone());
-        }
+    if let Some(create) = timeline.state_event(old.short, "m.room.create", "")?
+        && let Some(kind) = create.content().get("type")
+    {
+        creation.insert("type".into(), kind.clone());
     }
     if new_rules.authorization.additional_room_creators && !additional_creators.is_empty() {
         creation.insert(

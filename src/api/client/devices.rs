@@ -19,7 +19,7 @@ fn to_device(record: DeviceRecord) -> Device {
     device.last_seen_ip = record.last_seen_ip;
     device.last_seen_ts = record
         .last_seen_ts
-        .and_then(|ts| ruma::UInt::new(ts))
+        .and_then(ruma::UInt::new)
         .map(MilliSecondsSinceUnixEpoch);
     device
 }
