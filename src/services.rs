@@ -39,7 +39,7 @@ pub struct Services {
     pub profiles: Profiles,
     pub account_data: Arc<AccountData>,
     pub filters: Filters,
-    pub push_rules: PushRules,
+    pub push_rules: Arc<PushRules>,
     pub presence: Presence,
     pub uia: Uia,
     pub login_limiter: RateLimiter,
@@ -54,12 +54,14 @@ impl Services {
             &store,
             config.server_name.clone(),
         )?);
+        let push_rules = Arc::new(PushRules::new(account_data.clone()));
         Ok(Self {
             timeline: Timeline::new(
                 store.clone(),
                 server_keys.clone(),
                 config.server_name.clone(),
                 watchers.clone(),
+                push_rules.clone(),
             ),
             watchers,
             server_keys,
@@ -72,7 +74,7 @@ impl Services {
             sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
             profiles: Profiles::new(store.clone()),
             filters: Filters::new(store.clone()),
-            push_rules: PushRules::new(account_data.clone()),
+            push_rules: push_rules.clone(),
             account_data,
             presence: Presence::default(),
             uia: Uia::default(),

@@ -23,6 +23,8 @@ pub struct PushRules {
     account_data: Arc<AccountData>,
     /// Serialises read-modify-write of a ruleset.
     lock: Mutex<()>,
+    /// Parsed rulesets, read for every member on every event; replaced on update.
+    cache: Mutex<std::collections::HashMap<ruma::OwnedUserId, Arc<Ruleset>>>,
 }
 
 impl PushRules {
@@ -30,7 +32,26 @@ impl PushRules {
         Self {
             account_data,
             lock: Mutex::new(()),
+            cache: Mutex::new(Default::default()),
         }
+    }
+
+    /// The user's ruleset, shared from the cache.
+    pub fn cached(&self, user_id: &UserId) -> Result<Arc<Ruleset>> {
+        if let Some(ruleset) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+        {
+            return Ok(ruleset.clone());
+        }
+        let ruleset = Arc::new(self.get(user_id)?);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user_id.to_owned(), ruleset.clone());
+        Ok(ruleset)
     }
 
     /// The user's ruleset: the stored one, or the server default for a user who changed nothing.
@@ -61,6 +82,10 @@ impl PushRules {
         let content = serde_json::value::to_raw_value(&Content { global: ruleset })
             .map_err(|e| Error::internal(format!("serialising push rules: {e}")))?;
         self.account_data.set(user_id, None, EVENT_TYPE, content)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user_id);
         Ok(())
     }
 }

@@ -197,3 +197,23 @@ impl Receipts {
         Ok(ReadBy { read, unread })
     }
 }
+
+impl Receipts {
+    /// How far the user has read the room's main timeline: the position of their furthest
+    /// `m.read` or `m.read.private` receipt (unthreaded or main thread), 0 without one.
+    pub fn read_position(&self, timeline: &Timeline, short: u64, user_id: &UserId) -> Result<u64> {
+        let mut furthest = 0;
+        for receipt_type in ["m.read", "m.read.private"] {
+            for thread in [UNTHREADED, "main"] {
+                let key = keys::receipt(short, receipt_type, thread, user_id.as_str());
+                if let Some(receipt) = self.store.get_json::<Receipt>(Table::Receipts, &key)?
+                    && let Some((s, position)) = timeline.position(&receipt.event_id)?
+                    && s == short
+                {
+                    furthest = furthest.max(position);
+                }
+            }
+        }
+        Ok(furthest)
+    }
+}

@@ -65,6 +65,7 @@ pub struct Timeline {
     keys: Arc<ServerKeys>,
     server_name: OwnedServerName,
     watchers: Arc<crate::sync::watchers::Watchers>,
+    push_rules: Arc<crate::push::rules::PushRules>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -111,12 +112,14 @@ impl Timeline {
         keys: Arc<ServerKeys>,
         server_name: OwnedServerName,
         watchers: Arc<crate::sync::watchers::Watchers>,
+        push_rules: Arc<crate::push::rules::PushRules>,
     ) -> Self {
         Self {
             store,
             keys,
             server_name,
             watchers,
+            push_rules,
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -468,7 +471,7 @@ impl Timeline {
             last_event: None,
             last_depth: 0,
         };
-        self.write(record, &stored, &parsed, None)?;
+        self.write(record, &stored, &parsed, None, &[])?;
         Ok(room_id)
     }
 
@@ -559,6 +562,103 @@ impl Timeline {
         batch.put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
         self.store.write(batch)?;
         Ok(redaction_id)
+    }
+
+    /// Who the event notifies, and whether it highlights them, by each one's push rules: the
+    /// room's joined members (and an invitee) other than the sender.
+    async fn notified_members(
+        &self,
+        record: &RoomRecord,
+        stored: &StoredPdu,
+        parsed: &Pdu,
+    ) -> Result<Vec<(ruma::OwnedUserId, bool)>> {
+        use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx};
+        let room_id = &stored.room_id;
+        let mut candidates = Vec::new();
+        let mut joined = 0u64;
+        for entry in self
+            .store
+            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
+        {
+            let (key, value) = entry?;
+            let membership: MembershipRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+            if membership.membership != "join" {
+                continue;
+            }
+            joined += 1;
+            if let Some(user) = std::str::from_utf8(&key[room_id.as_str().len() + 1..])
+                .ok()
+                .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
+                .filter(|u| *u != parsed.sender)
+            {
+                candidates.push(user);
+            }
+        }
+        if parsed.kind == TimelineEventType::RoomMember
+            && let Some(target) = parsed
+                .state_key
+                .as_deref()
+                .and_then(|k| ruma::OwnedUserId::try_from(k).ok())
+            && target != parsed.sender
+            && !candidates.contains(&target)
+        {
+            candidates.push(target);
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let power: PushConditionPowerLevelsCtx = self.power_levels(record)?.into();
+        let raw = serde_json::value::to_raw_value(&stored.to_client_event())
+            .map(ruma::serde::Raw::<ruma::events::AnySyncTimelineEvent>::from_json)
+            .map_err(|e| Error::internal(format!("event for push rules: {e}")))?;
+        let mut notified = Vec::new();
+        for user in candidates {
+            let display_name = self
+                .state_event(record.short, "m.room.member", user.as_str())?
+                .and_then(|m| m.content()["displayname"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| user.localpart().to_owned());
+            let mut context = PushConditionRoomCtx::new(
+                room_id.clone(),
+                ruma::UInt::new(joined).unwrap_or_default(),
+                user.clone(),
+                display_name,
+            );
+            context.power_levels = Some(power.clone());
+            let ruleset = self.push_rules.cached(&user)?;
+            let actions = ruleset.get_actions(&raw, &context).await;
+            if actions.iter().any(|a| a.should_notify()) {
+                notified.push((user, actions.iter().any(|a| a.is_highlight())));
+            }
+        }
+        Ok(notified)
+    }
+
+    /// The user's unread notification and highlight counts in a room: notifying events after
+    /// the position `read_up_to`.
+    pub fn unread_counts(
+        &self,
+        user_id: &UserId,
+        short: u64,
+        read_up_to: u64,
+    ) -> Result<(u64, u64)> {
+        let prefix = keys::notifications_of(user_id.as_str(), short);
+        let lower = keys::notification(user_id.as_str(), short, read_up_to.saturating_add(1));
+        let range = KeyRange {
+            lower,
+            upper: keys::prefix_successor(&prefix),
+        };
+        let (mut notifications, mut highlights) = (0, 0);
+        for entry in self
+            .store
+            .scan(Table::Notifications, range, Direction::Forward)?
+        {
+            let (_, value) = entry?;
+            notifications += 1;
+            let highlight: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
+            highlights += u64::from(highlight["highlight"] == true);
+        }
+        Ok((notifications, highlights))
     }
 
     /// Builds, authorises and stores an event from a local user; returns its event id. With a
@@ -666,7 +766,8 @@ impl Timeline {
         )
         .map_err(Error::forbidden)?;
 
-        self.write(record, &stored, &parsed, txn_key)?;
+        let notified = self.notified_members(&record, &stored, &parsed).await?;
+        self.write(record, &stored, &parsed, txn_key, &notified)?;
         Ok(event_id)
     }
 
@@ -709,9 +810,19 @@ impl Timeline {
         stored: &StoredPdu,
         parsed: &Pdu,
         txn_key: Option<Vec<u8>>,
+        notified: &[(ruma::OwnedUserId, bool)],
     ) -> Result<u64> {
         let count = self.store.commit(&mut |count| {
-            self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)
+            let mut batch =
+                self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)?;
+            for (user, highlight) in notified {
+                batch.put_json(
+                    Table::Notifications,
+                    keys::notification(user.as_str(), record.short, count),
+                    &serde_json::json!({"highlight": highlight}),
+                )?;
+            }
+            Ok(batch)
         })?;
         self.wake_room(
             &stored.room_id,
@@ -970,7 +1081,15 @@ mod tests {
         let keys = Arc::new(ServerKeys::load_or_generate(&store, name.clone()).unwrap());
         Fixture {
             _dir: dir,
-            timeline: Arc::new(Timeline::new(store, keys, name, Default::default())),
+            timeline: Arc::new(Timeline::new(
+                store.clone(),
+                keys,
+                name,
+                Default::default(),
+                Arc::new(crate::push::rules::PushRules::new(Arc::new(
+                    crate::users::account_data::AccountData::new(store, Default::default()),
+                ))),
+            )),
         }
     }
 

@@ -164,6 +164,20 @@ pub fn receipt(short_room: u64, receipt_type: &str, thread: &str, user_id: &str)
     key
 }
 
+/// `user ++ SEP ++ short room ++ count`, in [`super::Table::Notifications`].
+pub fn notification(user_id: &str, short_room: u64, count: u64) -> Vec<u8> {
+    let mut key = notifications_of(user_id, short_room);
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Prefix of a user's notifications in one room.
+pub fn notifications_of(user_id: &str, short_room: u64) -> Vec<u8> {
+    let mut key = prefix(&[user_id.as_bytes()]);
+    key.extend_from_slice(&u64_be(short_room));
+    key
+}
+
 /// Prefix of a room's receipts of one type.
 pub fn receipt_prefix(short_room: u64, receipt_type: &str) -> Vec<u8> {
     let mut key = u64_be(short_room).to_vec();

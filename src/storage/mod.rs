@@ -68,10 +68,13 @@ pub enum Table {
     Receipts,
     /// short room id, count → which receipt changed, for `/sync`.
     ReceiptChanges,
+    /// user id, short room id, count → an event that notifies the user (and whether it
+    /// highlights), by the user's push rules.
+    Notifications,
 }
 
 impl Table {
-    pub const ALL: [Table; 27] = [
+    pub const ALL: [Table; 28] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -99,6 +102,7 @@ impl Table {
         Table::ThreadActivity,
         Table::Receipts,
         Table::ReceiptChanges,
+        Table::Notifications,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -131,6 +135,7 @@ impl Table {
             Table::ThreadActivity => "thread_activity",
             Table::Receipts => "receipts",
             Table::ReceiptChanges => "receipt_changes",
+            Table::Notifications => "notifications",
         }
     }
 }

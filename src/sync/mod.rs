@@ -280,6 +280,13 @@ pub fn build(
                 {
                     continue;
                 }
+                let read_up_to =
+                    services
+                        .receipts
+                        .read_position(&services.timeline, room.short, user)?;
+                let (notifications, highlights) = services
+                    .timeline
+                    .unread_counts(user, room.short, read_up_to)?;
                 let timeline: Vec<Value> = events
                     .iter()
                     .map(|(_, e)| {
@@ -294,7 +301,7 @@ pub fn build(
                         "ephemeral": {"events": ephemeral},
                         "account_data": {"events": data},
                         "summary": summary(services, room.short, user)?,
-                        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
+                        "unread_notifications": {"highlight_count": highlights, "notification_count": notifications},
                         "unread_thread_notifications": {},
                     }),
                 );

@@ -765,3 +765,82 @@ async fn read_by_tells_who_has_not_read_yet() {
     let (_, versions) = server.get("/_matrix/client/versions", None).await;
     assert_eq!(versions["unstable_features"]["io.sori.read_by"], true);
 }
+
+#[tokio::test]
+async fn notification_counts_follow_push_rules_and_reset_on_read() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let counts = async |user: &User| {
+        let response = sync(&server, user, "").await;
+        let unread = response["rooms"]["join"][&room]["unread_notifications"].clone();
+        (
+            unread["notification_count"].as_u64().unwrap(),
+            unread["highlight_count"].as_u64().unwrap(),
+        )
+    };
+
+    // Two messages in a two-member room notify bob; a mention also highlights.
+    send(&server, &alice, &room, "n1", "hello").await;
+    send(&server, &alice, &room, "n2", "again").await;
+    let (status, mention) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/n3"),
+            alice.token(),
+            &json!({"msgtype": "m.text", "body": "bob?", "m.mentions": {"user_ids": [bob.user_id]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(counts(&bob).await, (3, 1));
+    assert_eq!(
+        counts(&alice).await,
+        (0, 0),
+        "her own messages do not notify her"
+    );
+
+    // Reading up to the second message leaves the mention unread; reading it clears all.
+    let (_, page) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=2"),
+            bob.token(),
+        )
+        .await;
+    let second = page["chunk"][1]["event_id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{second}"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(counts(&bob).await, (1, 1));
+    let mention_id = mention["event_id"].as_str().unwrap();
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read.private/{mention_id}"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(counts(&bob).await, (0, 0));
+
+    // Muting: a room rule without actions stops the count.
+    let rule = format!("/_matrix/client/v3/pushrules/global/room/{room}");
+    assert_eq!(
+        server
+            .put(&rule, bob.token(), &json!({"actions": []}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    send(&server, &alice, &room, "n4", "muted").await;
+    assert_eq!(counts(&bob).await, (0, 0));
+}
