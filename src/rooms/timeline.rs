@@ -360,6 +360,25 @@ impl Timeline {
         Ok(changed.into_iter().collect())
     }
 
+    /// The users joined to the room.
+    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
+        let prefix = keys::of_room(room_id.as_str());
+        let mut members = Vec::new();
+        for entry in self.store.scan_prefix(Table::RoomUsers, &prefix)? {
+            let (key, value) = entry?;
+            let record: MembershipRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+            if record.membership == "join"
+                && let Some(user) = std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
+            {
+                members.push(user);
+            }
+        }
+        Ok(members)
+    }
+
     /// How many users are joined to the room.
     pub fn joined_member_count(&self, room_id: &RoomId) -> Result<u64> {
         let mut count = 0;

@@ -6,6 +6,14 @@
 
 pub mod watchers;
 
+/// Wakes the syncs of everyone who shares a joined room with `user` (their presence changed).
+pub fn wake_sharers(services: &Services, user: &UserId) -> Result<()> {
+    for room_id in services.timeline.joined_rooms(user)? {
+        services.timeline.wake_room(&room_id, None)?;
+    }
+    Ok(())
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::api::client::filter::RoomEventFilter;
@@ -31,6 +39,8 @@ pub struct Options {
     pub since: Option<u64>,
     /// The typing serial of the `since` token.
     pub typing_since: Option<u64>,
+    /// The presence serial of the `since` token.
+    pub presence_since: Option<u64>,
     pub full_state: bool,
     pub timeline_limit: usize,
     pub timeline_filter: RoomEventFilter,
@@ -187,6 +197,9 @@ pub fn build(
 ) -> Result<(Value, bool)> {
     // Read the typing serial first: a change after it is sent again next time, never lost.
     let typing_serial = services.typing.serial();
+    let presence_serial = services.presence.serial();
+    // Users who share a joined room with this one (for presence).
+    let mut sharers: BTreeSet<ruma::OwnedUserId> = BTreeSet::from([user.to_owned()]);
     let since = options.since.map(|s| s.min(upto));
     let full = options.full_state;
     let mut join = Map::new();
@@ -237,6 +250,7 @@ pub fn build(
         let changed = since.is_none_or(|s| record.count > s);
         match record.membership.as_str() {
             "join" => {
+                sharers.extend(services.timeline.joined_members(&room_id)?);
                 let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
                 // A room joined after `since` is new to the client: send it whole.
                 let room_since = match since {
@@ -340,16 +354,23 @@ pub fn build(
         }
     }
 
-    let has_changes = !(join.is_empty()
-        && invite.is_empty()
-        && leave.is_empty()
-        && knock.is_empty()
-        && global_data.is_empty());
+    let presence: Vec<Value> = services
+        .presence
+        .changed(&sharers, since.and(options.presence_since))
+        .into_iter()
+        .map(|(sender, status)| json!({"type": "m.presence", "sender": sender, "content": status.content()}))
+        .collect();
+    let has_changes = !presence.is_empty()
+        || !(join.is_empty()
+            && invite.is_empty()
+            && leave.is_empty()
+            && knock.is_empty()
+            && global_data.is_empty());
     let response = json!({
-        "next_batch": format!("{}_t{typing_serial}", token(upto)),
+        "next_batch": format!("{}_t{typing_serial}_p{presence_serial}", token(upto)),
         "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
         "account_data": {"events": global_data},
-        "presence": {"events": []},
+        "presence": {"events": presence},
         "to_device": {"events": []},
         "device_lists": {"changed": [], "left": []},
         "device_one_time_keys_count": {},
@@ -357,22 +378,24 @@ pub fn build(
     Ok((response, has_changes))
 }
 
-/// Reads a `since` token (`s<count>_t<typing serial>`): the count, and the typing serial if
-/// present. A count from the future (another server's token, or garbage) is refused.
-pub fn parse_since(token: &str, committed: u64) -> Result<(u64, Option<u64>)> {
+/// Reads a `since` token (`s<count>_t<typing serial>_p<presence serial>`): the count and the
+/// serials present. A count from the future (another server's token, or garbage) is refused.
+pub fn parse_since(token: &str, committed: u64) -> Result<(u64, Option<u64>, Option<u64>)> {
     let since = crate::rooms::pagination::parse_token(token)?;
     if since > committed {
         return Err(Error::invalid_param(
             "The since token is not from this server",
         ));
     }
-    let typing = match token.split('_').nth(1) {
-        None => None,
-        Some(part) => Some(
-            part.strip_prefix('t')
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| Error::invalid_param("Invalid since token"))?,
-        ),
-    };
-    Ok((since, typing))
+    let (mut typing, mut presence) = (None, None);
+    for part in token.split('_').skip(1) {
+        let invalid = || Error::invalid_param("Invalid since token");
+        let (slot, number) = match part.split_at_checked(1) {
+            Some(("t", n)) => (&mut typing, n),
+            Some(("p", n)) => (&mut presence, n),
+            _ => return Err(invalid()),
+        };
+        *slot = Some(number.parse().map_err(|_| invalid())?);
+    }
+    Ok((since, typing, presence))
 }

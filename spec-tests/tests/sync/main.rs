@@ -844,3 +844,72 @@ async fn notification_counts_follow_push_rules_and_reset_on_read() {
     send(&server, &alice, &room, "n4", "muted").await;
     assert_eq!(counts(&bob).await, (0, 0));
 }
+
+#[tokio::test]
+async fn presence_reaches_those_who_share_a_room() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let eve = register(&server, "eve").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    let presence_of = |response: &Value, user: &User| -> Option<Value> {
+        response["presence"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["sender"] == user.user_id.as_str())
+            .map(|e| e["content"].clone())
+    };
+
+    // Bob syncs (online), then waits; alice sets a status: bob's long-poll wakes with it.
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let since = sync(&server, &bob, &format!("since={since}&timeout=0")).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = {
+        let (server, bob, since) = (server.clone(), bob.clone(), since.clone());
+        tokio::spawn(
+            async move { sync(&server, &bob, &format!("since={since}&timeout=20000")).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = format!("/_matrix/client/v3/presence/{}/status", alice.user_id);
+    server
+        .put(
+            &status,
+            alice.token(),
+            &json!({"presence": "online", "status_msg": "외근"}),
+        )
+        .await;
+    let woken = waiting.await.unwrap();
+    let seen = presence_of(&woken, &alice).unwrap_or_else(|| panic!("{woken}"));
+    assert_eq!(
+        (seen["presence"].as_str(), seen["status_msg"].as_str()),
+        (Some("online"), Some("외근"))
+    );
+
+    // Syncing does not wipe the status message, and nothing changes: no presence event.
+    let since = woken["next_batch"].as_str().unwrap().to_owned();
+    sync(&server, &alice, "").await;
+    assert_eq!(
+        server.get(&status, bob.token()).await.1["status_msg"],
+        "외근"
+    );
+    let quiet = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert!(presence_of(&quiet, &alice).is_none(), "{quiet}");
+
+    // Eve shares no room: she does not see alice's presence.
+    let eves = sync(&server, &eve, "").await;
+    assert!(presence_of(&eves, &alice).is_none(), "{eves}");
+}

@@ -42,10 +42,12 @@ pub async fn set(
     {
         return Err(Error::invalid_param("status_msg is longer than 1024 bytes"));
     }
-    services.presence.set(
+    if services.presence.set(
         &req.body.user_id,
         req.body.presence.clone(),
         req.body.status_msg.clone(),
-    );
+    ) {
+        crate::sync::wake_sharers(&services, &req.body.user_id)?;
+    }
     Ok(set_presence::v3::Response::new())
 }

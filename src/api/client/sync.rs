@@ -48,8 +48,9 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
             usize::try_from(u64::from(l)).unwrap_or(MAX_TIMELINE_LIMIT)
         });
     let options = Options {
-        since: parsed.map(|(since, _)| since),
-        typing_since: parsed.and_then(|(_, typing)| typing),
+        since: parsed.map(|(since, _, _)| since),
+        typing_since: parsed.and_then(|(_, typing, _)| typing),
+        presence_since: parsed.and_then(|(_, _, presence)| presence),
         full_state: body.full_state,
         timeline_limit: limit.clamp(1, MAX_TIMELINE_LIMIT),
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
@@ -58,10 +59,10 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         not_rooms: filter.room.not_rooms.clone(),
         include_leave: filter.room.include_leave,
     };
-    if body.set_presence != PresenceState::Offline {
-        services
-            .presence
-            .set(&user, body.set_presence.clone(), None);
+    if body.set_presence != PresenceState::Offline
+        && services.presence.touch(&user, body.set_presence.clone())
+    {
+        sync::wake_sharers(&services, &user)?;
     }
 
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
