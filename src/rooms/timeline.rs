@@ -127,25 +127,36 @@ impl Timeline {
     /// Wakes the sleeping `/sync` of everyone the room's latest event concerns: its joined,
     /// invited and knocking users, and the target of a membership change.
     pub fn wake_room(&self, room_id: &RoomId, target: Option<&str>) -> Result<()> {
-        for entry in self
-            .store
-            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
-        {
-            let (key, value) = entry?;
-            let record: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            if matches!(record.membership.as_str(), "join" | "invite" | "knock")
-                && let Some(user) = std::str::from_utf8(&key[room_id.as_str().len() + 1..])
-                    .ok()
-                    .and_then(|u| <&UserId>::try_from(u).ok())
-            {
-                self.watchers.wake(user);
+        for (user, record) in self.room_memberships(room_id)? {
+            if matches!(record.membership.as_str(), "join" | "invite" | "knock") {
+                self.watchers.wake(&user);
             }
         }
         if let Some(user) = target.and_then(|u| <&UserId>::try_from(u).ok()) {
             self.watchers.wake(user);
         }
         Ok(())
+    }
+
+    /// Every user with a membership in the room, with that membership.
+    pub fn room_memberships(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<(ruma::OwnedUserId, MembershipRecord)>> {
+        let prefix = keys::of_room(room_id.as_str());
+        self.store
+            .scan_prefix(Table::RoomUsers, &prefix)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let record: MembershipRecord = serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+                let user = std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
+                    .ok_or_else(|| Error::internal("corrupt membership key"))?;
+                Ok((user, record))
+            })
+            .collect()
     }
 
     fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
@@ -362,55 +373,27 @@ impl Timeline {
 
     /// The users joined to the room.
     pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
-        let prefix = keys::of_room(room_id.as_str());
-        let mut members = Vec::new();
-        for entry in self.store.scan_prefix(Table::RoomUsers, &prefix)? {
-            let (key, value) = entry?;
-            let record: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            if record.membership == "join"
-                && let Some(user) = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
-            {
-                members.push(user);
-            }
-        }
-        Ok(members)
+        Ok(self
+            .room_memberships(room_id)?
+            .into_iter()
+            .filter(|(_, record)| record.membership == "join")
+            .map(|(user, _)| user)
+            .collect())
     }
 
     /// How many users are joined to the room.
     pub fn joined_member_count(&self, room_id: &RoomId) -> Result<u64> {
-        let mut count = 0;
-        for entry in self
-            .store
-            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
-        {
-            let (_, value) = entry?;
-            let record: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            count += u64::from(record.membership == "join");
-        }
-        Ok(count)
+        Ok(self.joined_members(room_id)?.len() as u64)
     }
 
     /// The rooms the user is joined to.
     pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
-        let prefix = keys::rooms_of(user_id.as_str());
-        let mut rooms = Vec::new();
-        for entry in self.store.scan_prefix(Table::UserRooms, &prefix)? {
-            let (key, value) = entry?;
-            let record: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            if record.membership == "join" {
-                let room = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|r| OwnedRoomId::try_from(r).ok())
-                    .ok_or_else(|| Error::internal("corrupt membership key"))?;
-                rooms.push(room);
-            }
-        }
-        Ok(rooms)
+        Ok(self
+            .memberships_of(user_id)?
+            .into_iter()
+            .filter(|(_, record)| record.membership == "join")
+            .map(|(room, _)| room)
+            .collect())
     }
 
     /// Creates a room with its `m.room.create` event and returns its id. In room version 12
@@ -593,27 +576,10 @@ impl Timeline {
     ) -> Result<Vec<(ruma::OwnedUserId, bool)>> {
         use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx};
         let room_id = &stored.room_id;
-        let mut candidates = Vec::new();
-        let mut joined = 0u64;
-        for entry in self
-            .store
-            .scan_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?
-        {
-            let (key, value) = entry?;
-            let membership: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            if membership.membership != "join" {
-                continue;
-            }
-            joined += 1;
-            if let Some(user) = std::str::from_utf8(&key[room_id.as_str().len() + 1..])
-                .ok()
-                .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
-                .filter(|u| *u != parsed.sender)
-            {
-                candidates.push(user);
-            }
-        }
+        let joined = self.joined_members(room_id)?;
+        let member_count = joined.len() as u64;
+        let mut candidates: Vec<ruma::OwnedUserId> =
+            joined.into_iter().filter(|u| *u != parsed.sender).collect();
         if parsed.kind == TimelineEventType::RoomMember
             && let Some(target) = parsed
                 .state_key
@@ -639,7 +605,7 @@ impl Timeline {
                 .unwrap_or_else(|| user.localpart().to_owned());
             let mut context = PushConditionRoomCtx::new(
                 room_id.clone(),
-                ruma::UInt::new(joined).unwrap_or_default(),
+                ruma::UInt::new(member_count).unwrap_or_default(),
                 user.clone(),
                 display_name,
             );

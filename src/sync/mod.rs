@@ -162,24 +162,18 @@ fn state_section(
     Ok(events)
 }
 
-fn summary(services: &Services, short: u64, user: &UserId) -> Result<Value> {
+fn summary(services: &Services, room_id: &ruma::RoomId, user: &UserId) -> Result<Value> {
     let mut joined = 0u64;
     let mut invited = 0u64;
     let mut heroes = Vec::new();
-    for ((event_type, state_key), id) in services.timeline.current_state(short)? {
-        if event_type != "m.room.member" {
-            continue;
-        }
-        let Some(stored) = services.timeline.get(&id)? else {
-            continue;
-        };
-        match stored.content()["membership"].as_str() {
-            Some("join") => joined += 1,
-            Some("invite") => invited += 1,
+    for (member, record) in services.timeline.room_memberships(room_id)? {
+        match record.membership.as_str() {
+            "join" => joined += 1,
+            "invite" => invited += 1,
             _ => continue,
         }
-        if state_key != user.as_str() && heroes.len() < 5 {
-            heroes.push(state_key);
+        if member != user && heroes.len() < 5 {
+            heroes.push(member);
         }
     }
     Ok(
@@ -314,7 +308,7 @@ pub fn build(
                         "state": {"events": state},
                         "ephemeral": {"events": ephemeral},
                         "account_data": {"events": data},
-                        "summary": summary(services, room.short, user)?,
+                        "summary": summary(services, &room_id, user)?,
                         "unread_notifications": {"highlight_count": highlights, "notification_count": notifications},
                         "unread_thread_notifications": {},
                     }),

@@ -102,6 +102,31 @@ impl Client {
         }
     }
 
+    /// Creates a public room and returns its id.
+    async fn create_room(&self) -> Result<String, String> {
+        let room = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                &json!({"preset": "public_chat"}),
+            )
+            .await?;
+        Ok(room["room_id"]
+            .as_str()
+            .ok_or("createRoom: no room_id")?
+            .to_owned())
+    }
+
+    async fn join(&self, room_id: &str) -> Result<(), String> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room_id}/join"),
+            &json!({}),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn get(&self, path: &str) -> Result<Value, String> {
         self.send(reqwest::Method::GET, path, None).await
     }
@@ -198,25 +223,9 @@ async fn run_send(
     }
     let mut rooms = Vec::new();
     for _ in 0..room_count.max(1) {
-        let room = clients[0]
-            .call(
-                reqwest::Method::POST,
-                "/_matrix/client/v3/createRoom",
-                &json!({"preset": "public_chat"}),
-            )
-            .await?;
-        let room_id = room["room_id"]
-            .as_str()
-            .ok_or("createRoom: no room_id")?
-            .to_owned();
+        let room_id = clients[0].create_room().await?;
         for client in &clients[1..] {
-            client
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/_matrix/client/v3/rooms/{room_id}/join"),
-                    &json!({}),
-                )
-                .await?;
+            client.join(&room_id).await?;
         }
         rooms.push(room_id);
     }
@@ -320,29 +329,10 @@ async fn run_deliver(
     }
     let mut rooms = Vec::new();
     for client in clients.iter().take(room_count) {
-        let room = client
-            .call(
-                reqwest::Method::POST,
-                "/_matrix/client/v3/createRoom",
-                &json!({"preset": "public_chat"}),
-            )
-            .await?;
-        rooms.push(
-            room["room_id"]
-                .as_str()
-                .ok_or("createRoom: no room_id")?
-                .to_owned(),
-        );
+        rooms.push(client.create_room().await?);
     }
     for (n, client) in clients.iter().enumerate().skip(room_count) {
-        let room = &rooms[n % room_count];
-        client
-            .call(
-                reqwest::Method::POST,
-                &format!("/_matrix/client/v3/rooms/{room}/join"),
-                &json!({}),
-            )
-            .await?;
+        client.join(&rooms[n % room_count]).await?;
     }
     if let Some(rss) = pid.and_then(rss_mib) {
         println!("server RSS before load: {rss:.1} MiB");
@@ -420,25 +410,9 @@ async fn run_read_by(url: String, members: usize, calls: usize) -> Result<(), St
     while let Some(client) = registering.join_next().await {
         clients.push(client.map_err(|e| e.to_string())??);
     }
-    let room = clients[0]
-        .call(
-            reqwest::Method::POST,
-            "/_matrix/client/v3/createRoom",
-            &json!({"preset": "public_chat"}),
-        )
-        .await?;
-    let room = room["room_id"]
-        .as_str()
-        .ok_or("createRoom: no room_id")?
-        .to_owned();
+    let room = clients[0].create_room().await?;
     for client in &clients[1..] {
-        client
-            .call(
-                reqwest::Method::POST,
-                &format!("/_matrix/client/v3/rooms/{room}/join"),
-                &json!({}),
-            )
-            .await?;
+        client.join(&room).await?;
     }
     let sent = clients[0]
         .call(

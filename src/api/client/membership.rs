@@ -54,6 +54,17 @@ async fn apply(
     change(&services.timeline, change_request).await.map(drop)
 }
 
+/// A room id as given, or the room an alias of this server names.
+fn resolve(services: &Services, room_id_or_alias: &ruma::RoomOrAliasId) -> Result<OwnedRoomId> {
+    match OwnedRoomId::try_from(room_id_or_alias.to_owned()) {
+        Ok(room_id) => Ok(room_id),
+        Err(alias) => services
+            .aliases
+            .resolve(&alias)?
+            .ok_or_else(|| Error::not_found("No room has this alias")),
+    }
+}
+
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub async fn join_by_id(
     services: Arc<Services>,
@@ -78,14 +89,7 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = req.user_id()?;
-    let room_id: OwnedRoomId = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone())
-    {
-        Ok(room_id) => room_id,
-        Err(alias) => services
-            .aliases
-            .resolve(&alias)?
-            .ok_or_else(|| Error::not_found("No room has this alias"))?,
-    };
+    let room_id = resolve(&services, &req.body.room_id_or_alias)?;
     apply(
         &services,
         &room_id,
@@ -295,14 +299,7 @@ pub async fn knock(
     req: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<ruma::api::client::knock::knock_room::v3::Response> {
     let user = req.user_id()?;
-    let room_id: OwnedRoomId = match ruma::OwnedRoomId::try_from(req.body.room_id_or_alias.clone())
-    {
-        Ok(room_id) => room_id,
-        Err(alias) => services
-            .aliases
-            .resolve(&alias)?
-            .ok_or_else(|| Error::not_found("No room has this alias"))?,
-    };
+    let room_id = resolve(&services, &req.body.room_id_or_alias)?;
     apply(
         &services,
         &room_id,

@@ -92,17 +92,10 @@ pub async fn redact(
 ) -> Result<redact_event::v3::Response> {
     let session = req.session()?.clone();
     let body = &req.body;
+    super::rooms::require_joined(&services, &body.room_id, &session.user_id)?;
     let room = services
         .timeline
         .room(&body.room_id)?
-        .filter(|_| {
-            services
-                .timeline
-                .membership(&body.room_id, &session.user_id)
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.membership == "join")
-        })
         .ok_or_else(|| Error::forbidden("You are not in this room"))?;
     let target = services
         .timeline
