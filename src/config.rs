@@ -25,6 +25,7 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub login: LoginConfig,
     pub limits: LimitsConfig,
+    pub presence: PresenceConfig,
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
     pub log: LogConfig,
@@ -40,6 +41,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             login: LoginConfig::default(),
             limits: LimitsConfig::default(),
+            presence: PresenceConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             log: LogConfig::default(),
@@ -106,6 +108,26 @@ impl Default for LoginConfig {
     fn default() -> Self {
         Self {
             refreshable_token_lifetime_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Seconds without activity (sending, setting presence) after which an online user shows
+    /// as unavailable.
+    pub idle_after_secs: u64,
+    /// Seconds after a user's last `/sync` ended (with none running) after which they show as
+    /// offline.
+    pub offline_after_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            idle_after_secs: 5 * 60,
+            offline_after_secs: 30,
         }
     }
 }

@@ -73,6 +73,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, server_name = %app.services.config.server_name, "listening");
+    tokio::spawn(expire_presence(app.services.clone()));
     axum::serve(
         listener,
         app.router
@@ -81,6 +82,20 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(|e| Error::internal(format!("server: {e}")))
+}
+
+/// Announces presence that changed by time alone (idle users, users who stopped syncing).
+async fn expire_presence(services: Arc<Services>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for user in services.presence.expire() {
+            if let Err(error) = sync::wake_sharers(&services, &user) {
+                tracing::warn!(%error, "cannot announce a presence change");
+            }
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, as Matrix timestamps are.

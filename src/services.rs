@@ -76,7 +76,7 @@ impl Services {
             filters: Filters::new(store.clone()),
             push_rules: push_rules.clone(),
             account_data,
-            presence: Presence::default(),
+            presence: Presence::new(&config.presence),
             uia: Uia::default(),
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),

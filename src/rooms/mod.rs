@@ -12,6 +12,7 @@
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
 //!   event reports for admins.
 
+pub mod activity;
 pub mod alias;
 pub mod create;
 pub mod directory;

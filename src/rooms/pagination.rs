@@ -42,25 +42,34 @@ fn matches_pattern(pattern: &str, value: &str) -> bool {
     }
 }
 
+/// Whether an event of type `kind` from `sender` passes a filter's type and sender lists.
+pub fn type_and_sender_pass(
+    types: Option<&[String]>,
+    not_types: &[String],
+    senders: Option<&[ruma::OwnedUserId]>,
+    not_senders: &[ruma::OwnedUserId],
+    kind: &str,
+    sender: &str,
+) -> bool {
+    types.is_none_or(|types| types.iter().any(|t| matches_pattern(t, kind)))
+        && !not_types.iter().any(|t| matches_pattern(t, kind))
+        && senders.is_none_or(|senders| senders.iter().any(|s| s == sender))
+        && !not_senders.iter().any(|s| s == sender)
+}
+
 /// Whether an event passes a room event filter.
 pub fn passes(filter: &RoomEventFilter, event: &StoredPdu) -> bool {
     let json = event.to_client_event();
     let kind = json["type"].as_str().unwrap_or_default();
     let sender = json["sender"].as_str().unwrap_or_default();
-    if let Some(types) = &filter.types
-        && !types.iter().any(|t| matches_pattern(t, kind))
-    {
-        return false;
-    }
-    if filter.not_types.iter().any(|t| matches_pattern(t, kind)) {
-        return false;
-    }
-    if let Some(senders) = &filter.senders
-        && !senders.iter().any(|s| s == sender)
-    {
-        return false;
-    }
-    if filter.not_senders.iter().any(|s| s == sender) {
+    if !type_and_sender_pass(
+        filter.types.as_deref(),
+        &filter.not_types,
+        filter.senders.as_deref(),
+        &filter.not_senders,
+        kind,
+        sender,
+    ) {
         return false;
     }
     let has_url = json["content"]["url"].is_string();

@@ -50,8 +50,19 @@ impl Receipts {
             event_id: event_id.to_owned(),
             ts: crate::now_ms(),
         };
+        let position = timeline
+            .position(event_id)?
+            .filter(|(s, _)| *s == short)
+            .map(|(_, position)| position)
+            .ok_or_else(|| Error::not_found("No such event in this room"))?;
         self.store.commit(&mut |count| {
+            timeline.activity.record(short, count);
             let mut batch = Batch::new();
+            batch.put(
+                Table::UserReceipts,
+                keys::user_receipt(user_id.as_str(), short, receipt_type, thread),
+                keys::u64_be(position).to_vec(),
+            );
             batch.put_json(
                 Table::Receipts,
                 keys::receipt(short, receipt_type, thread, user_id.as_str()),
@@ -198,22 +209,53 @@ impl Receipts {
     }
 }
 
+/// How far a user has read a room: by unthreaded receipts (everything), main-timeline receipts
+/// and each thread's receipts; `m.read` and `m.read.private` alike.
+#[derive(Default)]
+pub struct ReadPositions {
+    unthreaded: u64,
+    main: u64,
+    threads: std::collections::HashMap<String, u64>,
+}
+
+impl ReadPositions {
+    /// The furthest position read in the main timeline, or in a thread (by its root).
+    pub fn of(&self, thread: Option<&str>) -> u64 {
+        let threaded = match thread {
+            None => self.main,
+            Some(root) => self.threads.get(root).copied().unwrap_or(0),
+        };
+        threaded.max(self.unthreaded)
+    }
+
+    /// Below this position everything is read, in every thread.
+    pub fn everywhere(&self) -> u64 {
+        self.unthreaded
+    }
+}
+
 impl Receipts {
-    /// How far the user has read the room's main timeline: the position of their furthest
-    /// `m.read` or `m.read.private` receipt (unthreaded or main thread), 0 without one.
-    pub fn read_position(&self, timeline: &Timeline, short: u64, user_id: &UserId) -> Result<u64> {
-        let mut furthest = 0;
-        for receipt_type in ["m.read", "m.read.private"] {
-            for thread in [UNTHREADED, "main"] {
-                let key = keys::receipt(short, receipt_type, thread, user_id.as_str());
-                if let Some(receipt) = self.store.get_json::<Receipt>(Table::Receipts, &key)?
-                    && let Some((s, position)) = timeline.position(&receipt.event_id)?
-                    && s == short
-                {
-                    furthest = furthest.max(position);
-                }
-            }
+    pub fn read_positions(&self, short: u64, user_id: &UserId) -> Result<ReadPositions> {
+        let prefix = keys::user_receipts_of(user_id.as_str(), short);
+        let mut positions = ReadPositions::default();
+        for entry in self.store.scan_prefix(Table::UserReceipts, &prefix)? {
+            let (key, value) = entry?;
+            let (Some(position), Some(thread)) = (
+                keys::trailing_u64(&value),
+                key[prefix.len()..]
+                    .split(|b| *b == keys::SEP)
+                    .nth(1)
+                    .and_then(|t| std::str::from_utf8(t).ok()),
+            ) else {
+                continue;
+            };
+            let slot = match thread {
+                UNTHREADED => &mut positions.unthreaded,
+                "main" => &mut positions.main,
+                root => positions.threads.entry(root.to_owned()).or_default(),
+            };
+            *slot = (*slot).max(position);
         }
-        Ok(furthest)
+        Ok(positions)
     }
 }

@@ -34,6 +34,20 @@ pub struct RoomRecord {
 }
 
 /// An event a local user asks to send.
+/// Unread notifying events and highlights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
+/// A user's unread counts in a room: the main timeline, and each thread by its root.
+#[derive(Debug, Default)]
+pub struct UnreadCounts {
+    pub main: Unread,
+    pub threads: std::collections::BTreeMap<String, Unread>,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub kind: TimelineEventType,
@@ -67,6 +81,7 @@ pub struct Timeline {
     watchers: Arc<crate::sync::watchers::Watchers>,
     push_rules: Arc<crate::push::rules::PushRules>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    pub activity: super::activity::Activity,
 }
 
 fn bad_content(event_type: &str, error: impl std::fmt::Display) -> Error {
@@ -115,6 +130,7 @@ impl Timeline {
         push_rules: Arc<crate::push::rules::PushRules>,
     ) -> Self {
         Self {
+            activity: super::activity::Activity::new(store.committed_count()),
             store,
             keys,
             server_name,
@@ -619,31 +635,41 @@ impl Timeline {
         Ok(notified)
     }
 
-    /// The user's unread notification and highlight counts in a room: notifying events after
-    /// the position `read_up_to`.
+    /// The user's unread notifications in a room: notifying events after what the user has
+    /// read, in the main timeline and per thread.
     pub fn unread_counts(
         &self,
         user_id: &UserId,
         short: u64,
-        read_up_to: u64,
-    ) -> Result<(u64, u64)> {
+        read: &super::receipts::ReadPositions,
+    ) -> Result<UnreadCounts> {
         let prefix = keys::notifications_of(user_id.as_str(), short);
-        let lower = keys::notification(user_id.as_str(), short, read_up_to.saturating_add(1));
+        let lower = keys::notification(user_id.as_str(), short, read.everywhere() + 1);
         let range = KeyRange {
             lower,
             upper: keys::prefix_successor(&prefix),
         };
-        let (mut notifications, mut highlights) = (0, 0);
+        let mut counts = UnreadCounts::default();
         for entry in self
             .store
             .scan(Table::Notifications, range, Direction::Forward)?
         {
-            let (_, value) = entry?;
-            notifications += 1;
-            let highlight: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
-            highlights += u64::from(highlight["highlight"] == true);
+            let (key, value) = entry?;
+            let count = keys::trailing_u64(&key).unwrap_or_default();
+            let notification: serde_json::Value =
+                serde_json::from_slice(&value).unwrap_or_default();
+            let thread = notification["thread"].as_str();
+            if count <= read.of(thread) {
+                continue;
+            }
+            let slot = match thread {
+                None => &mut counts.main,
+                Some(root) => counts.threads.entry(root.to_owned()).or_default(),
+            };
+            slot.notifications += 1;
+            slot.highlights += u64::from(notification["highlight"] == true);
         }
-        Ok((notifications, highlights))
+        Ok(counts)
     }
 
     /// Builds, authorises and stores an event from a local user; returns its event id. With a
@@ -798,13 +824,23 @@ impl Timeline {
         notified: &[(ruma::OwnedUserId, bool)],
     ) -> Result<u64> {
         let count = self.store.commit(&mut |count| {
+            self.activity.record(record.short, count);
             let mut batch =
                 self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)?;
+            let content: serde_json::Value =
+                serde_json::from_str(parsed.content.get()).unwrap_or_default();
+            let thread = super::relations::relation_of(&content)
+                .filter(|(rel_type, _)| rel_type == "m.thread")
+                .map(|(_, root)| root);
             for (user, highlight) in notified {
+                let mut notification = serde_json::json!({"highlight": highlight});
+                if let Some(root) = &thread {
+                    notification["thread"] = root.as_str().into();
+                }
                 batch.put_json(
                     Table::Notifications,
                     keys::notification(user.as_str(), record.short, count),
-                    &serde_json::json!({"highlight": highlight}),
+                    &notification,
                 )?;
             }
             Ok(batch)

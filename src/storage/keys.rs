@@ -164,6 +164,19 @@ pub fn receipt(short_room: u64, receipt_type: &str, thread: &str, user_id: &str)
     key
 }
 
+/// `user ++ SEP ++ short room ++ receipt type ++ SEP ++ thread`, in
+/// [`super::Table::UserReceipts`].
+pub fn user_receipt(user_id: &str, short_room: u64, receipt_type: &str, thread: &str) -> Vec<u8> {
+    let mut key = user_receipts_of(user_id, short_room);
+    key.extend_from_slice(&join(&[receipt_type.as_bytes(), thread.as_bytes()]));
+    key
+}
+
+/// Prefix of a user's receipts in one room.
+pub fn user_receipts_of(user_id: &str, short_room: u64) -> Vec<u8> {
+    notifications_of(user_id, short_room)
+}
+
 /// `user ++ SEP ++ short room ++ count`, in [`super::Table::Notifications`].
 pub fn notification(user_id: &str, short_room: u64, count: u64) -> Vec<u8> {
     let mut key = notifications_of(user_id, short_room);

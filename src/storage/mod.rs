@@ -71,10 +71,13 @@ pub enum Table {
     /// user id, short room id, count → an event that notifies the user (and whether it
     /// highlights), by the user's push rules.
     Notifications,
+    /// user id, short room id, receipt type, thread → the position of the receipt's event:
+    /// how far each user has read each thread of a room.
+    UserReceipts,
 }
 
 impl Table {
-    pub const ALL: [Table; 28] = [
+    pub const ALL: [Table; 29] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -103,6 +106,7 @@ impl Table {
         Table::Receipts,
         Table::ReceiptChanges,
         Table::Notifications,
+        Table::UserReceipts,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -136,6 +140,7 @@ impl Table {
             Table::Receipts => "receipts",
             Table::ReceiptChanges => "receipt_changes",
             Table::Notifications => "notifications",
+            Table::UserReceipts => "user_receipts",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! A sync reads up to the store's committed count (never past a change still being written)
 //! and answers that count as `next_batch`, so consecutive syncs see every change exactly once.
 
+pub mod filter;
 pub mod watchers;
 
 /// Wakes the syncs of everyone who shares a joined room with `user` (their presence changed).
@@ -20,11 +21,12 @@ use ruma::api::client::filter::RoomEventFilter;
 use ruma::{OwnedRoomId, UserId};
 use serde_json::{Map, Value, json};
 
+use self::filter::{Fields, Selector};
 use crate::error::{Error, Result};
 use crate::rooms::pagination::{passes, token};
 use crate::rooms::pdu::StoredPdu;
 use crate::rooms::relations;
-use crate::rooms::timeline::Timeline;
+use crate::rooms::timeline::{Timeline, Unread};
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 use crate::storage::Direction;
@@ -48,6 +50,47 @@ pub struct Options {
     pub rooms: Option<Vec<OwnedRoomId>>,
     pub not_rooms: Vec<OwnedRoomId>,
     pub include_leave: bool,
+    /// Unread counts per thread (`unread_thread_notifications`) instead of one per room.
+    pub thread_notifications: bool,
+    pub state: Selector,
+    pub ephemeral: Selector,
+    pub room_account_data: Selector,
+    pub account_data: Selector,
+    pub presence: Selector,
+    pub fields: Fields,
+}
+
+impl Options {
+    /// The options of a sync from its filter and `since` token parts.
+    pub fn new(
+        filter: &ruma::api::client::filter::FilterDefinition,
+        since: Option<(u64, Option<u64>, Option<u64>)>,
+        full_state: bool,
+    ) -> Self {
+        let room = &filter.room;
+        let limit = room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| {
+            usize::try_from(u64::from(l)).unwrap_or(MAX_TIMELINE_LIMIT)
+        });
+        Self {
+            since: since.map(|(since, _, _)| since),
+            typing_since: since.and_then(|(_, typing, _)| typing),
+            presence_since: since.and_then(|(_, _, presence)| presence),
+            full_state,
+            timeline_limit: limit.clamp(1, MAX_TIMELINE_LIMIT),
+            lazy_load_members: !room.state.lazy_load_options.is_disabled(),
+            timeline_filter: room.timeline.clone(),
+            rooms: room.rooms.clone(),
+            not_rooms: room.not_rooms.clone(),
+            include_leave: room.include_leave,
+            thread_notifications: room.timeline.unread_thread_notifications,
+            state: Selector::from(&room.state),
+            ephemeral: Selector::from(&room.ephemeral),
+            room_account_data: Selector::from(&room.account_data),
+            account_data: Selector::from(&filter.account_data),
+            presence: Selector::from(&filter.presence),
+            fields: Fields::new(filter.event_fields.as_deref()),
+        }
+    }
 }
 
 /// A client event without `room_id`, as sync sections carry them.
@@ -181,6 +224,34 @@ fn summary(services: &Services, room_id: &ruma::RoomId, user: &UserId) -> Result
     )
 }
 
+/// The unread counts of a joined room: one count for the whole room, or the main timeline's
+/// and each thread's when the client asked for threads apart.
+fn unread(
+    services: &Services,
+    short: u64,
+    user: &UserId,
+    options: &Options,
+) -> Result<(Value, Value)> {
+    let read = services.receipts.read_positions(short, user)?;
+    let counts = services.timeline.unread_counts(user, short, &read)?;
+    let as_json =
+        |u: Unread| json!({"highlight_count": u.highlights, "notification_count": u.notifications});
+    if options.thread_notifications {
+        let threads: Map<String, Value> = counts
+            .threads
+            .into_iter()
+            .map(|(root, u)| (root, as_json(u)))
+            .collect();
+        Ok((as_json(counts.main), Value::Object(threads)))
+    } else {
+        let total = counts.threads.values().fold(counts.main, |sum, u| Unread {
+            notifications: sum.notifications + u.notifications,
+            highlights: sum.highlights + u.highlights,
+        });
+        Ok((as_json(total), json!({})))
+    }
+}
+
 /// Builds the sync response for changes after `options.since` up to `upto`; the flag tells
 /// whether it holds anything (an incremental sync with nothing new keeps waiting).
 pub fn build(
@@ -192,10 +263,9 @@ pub fn build(
     // Read the typing serial first: a change after it is sent again next time, never lost.
     let typing_serial = services.typing.serial();
     let presence_serial = services.presence.serial();
-    // Users who share a joined room with this one (for presence).
-    let mut sharers: BTreeSet<ruma::OwnedUserId> = BTreeSet::from([user.to_owned()]);
     let since = options.since.map(|s| s.min(upto));
     let full = options.full_state;
+    let mut joined_rooms: BTreeSet<OwnedRoomId> = BTreeSet::new();
     let mut join = Map::new();
     let mut invite = Map::new();
     let mut leave = Map::new();
@@ -225,8 +295,18 @@ pub fn build(
         let rules = services.push_rules.get(user)?;
         global_data.push(json!({"type": "m.push_rules", "content": {"global": rules}}));
     }
+    let global_data = options.account_data.select(global_data);
+    let project = |events: Vec<Value>| -> Vec<Value> {
+        events
+            .into_iter()
+            .map(|e| options.fields.project(e))
+            .collect()
+    };
 
     for (room_id, record) in services.timeline.memberships_of(user)? {
+        if record.membership == "join" {
+            joined_rooms.insert(room_id.clone());
+        }
         if options
             .rooms
             .as_ref()
@@ -244,13 +324,25 @@ pub fn build(
         let changed = since.is_none_or(|s| record.count > s);
         match record.membership.as_str() {
             "join" => {
-                sharers.extend(services.timeline.joined_members(&room_id)?);
-                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
                 // A room joined after `since` is new to the client: send it whole.
                 let room_since = match since {
                     Some(s) if !full && record.count <= s => Some(s),
                     _ => None,
                 };
+                let data = options
+                    .room_account_data
+                    .select_in(&room_id, room_data.remove(&room_id).unwrap_or_default());
+                let typing_since = room_since.and(options.typing_since);
+                let typing = services.typing.changed(&room_id, typing_since);
+                // Nothing happened in the room: pass over it without reading it.
+                if let Some(s) = room_since
+                    && !services.timeline.activity.changed_after(room.short, s)
+                    && data.is_empty()
+                    && typing.is_none()
+                {
+                    continue;
+                }
+                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
                 let (events, limited) =
                     timeline_section(services, &viewer, room.short, room_since, upto, options)?;
                 let start = events.first().map_or(upto + 1, |(c, _)| *c);
@@ -264,22 +356,19 @@ pub fn build(
                     senders.insert(user.to_string());
                     senders
                 });
-                let state =
-                    state_section(services, room.short, room_since, start, members.as_ref())?;
-                let data = room_data.remove(&room_id).unwrap_or_default();
+                let state = options.state.select_in(
+                    &room_id,
+                    state_section(services, room.short, room_since, start, members.as_ref())?,
+                );
                 let receipts = services.receipts.changed(room.short, room_since, upto)?;
                 let mut ephemeral: Vec<Value> =
                     crate::rooms::receipts::receipt_event(&receipts, user)
                         .into_iter()
                         .collect();
-                let typing_since = if room_since.is_some() {
-                    options.typing_since
-                } else {
-                    None
-                };
-                if let Some(users) = services.typing.changed(&room_id, typing_since) {
+                if let Some(users) = typing {
                     ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
                 }
+                let ephemeral = options.ephemeral.select_in(&room_id, ephemeral);
                 if room_since.is_some()
                     && events.is_empty()
                     && state.is_empty()
@@ -288,13 +377,8 @@ pub fn build(
                 {
                     continue;
                 }
-                let read_up_to =
-                    services
-                        .receipts
-                        .read_position(&services.timeline, room.short, user)?;
-                let (notifications, highlights) = services
-                    .timeline
-                    .unread_counts(user, room.short, read_up_to)?;
+                let (notifications, thread_notifications) =
+                    unread(services, room.short, user, options)?;
                 let timeline: Vec<Value> = events
                     .iter()
                     .map(|(_, e)| {
@@ -304,13 +388,13 @@ pub fn build(
                 join.insert(
                     room_id.to_string(),
                     json!({
-                        "timeline": {"events": timeline, "limited": limited, "prev_batch": token(start.saturating_sub(1))},
-                        "state": {"events": state},
+                        "timeline": {"events": project(timeline), "limited": limited, "prev_batch": token(start.saturating_sub(1))},
+                        "state": {"events": project(state)},
                         "ephemeral": {"events": ephemeral},
                         "account_data": {"events": data},
                         "summary": summary(services, &room_id, user)?,
-                        "unread_notifications": {"highlight_count": highlights, "notification_count": notifications},
-                        "unread_thread_notifications": {},
+                        "unread_notifications": notifications,
+                        "unread_thread_notifications": thread_notifications,
                     }),
                 );
             }
@@ -330,17 +414,23 @@ pub fn build(
                 let (events, limited) =
                     timeline_section(services, &viewer, room.short, since, record.count, options)?;
                 let start = events.first().map_or(record.count + 1, |(c, _)| *c);
-                let state = state_section(services, room.short, since, start, None)?;
+                let state = options.state.select_in(
+                    &room_id,
+                    state_section(services, room.short, since, start, None)?,
+                );
                 let timeline: Vec<Value> = events
                     .iter()
                     .map(|(_, e)| sync_event(e.to_client_event()))
                     .collect();
+                let data = options
+                    .room_account_data
+                    .select_in(&room_id, room_data.remove(&room_id).unwrap_or_default());
                 leave.insert(
                     room_id.to_string(),
                     json!({
-                        "timeline": {"events": timeline, "limited": limited, "prev_batch": token(start.saturating_sub(1))},
-                        "state": {"events": state},
-                        "account_data": {"events": room_data.remove(&room_id).unwrap_or_default()},
+                        "timeline": {"events": project(timeline), "limited": limited, "prev_batch": token(start.saturating_sub(1))},
+                        "state": {"events": project(state)},
+                        "account_data": {"events": data},
                     }),
                 );
             }
@@ -348,18 +438,18 @@ pub fn build(
         }
     }
 
-    let presence: Vec<Value> = services
-        .presence
-        .changed(&sharers, since.and(options.presence_since))
-        .into_iter()
-        .map(|(sender, status)| json!({"type": "m.presence", "sender": sender, "content": status.content()}))
-        .collect();
+    let presence = options.presence.select(presence_events(
+        services,
+        user,
+        &joined_rooms,
+        since.and(options.presence_since),
+    )?);
     let has_changes = !presence.is_empty()
-        || !(join.is_empty()
-            && invite.is_empty()
-            && leave.is_empty()
-            && knock.is_empty()
-            && global_data.is_empty());
+        || !join.is_empty()
+        || !invite.is_empty()
+        || !leave.is_empty()
+        || !knock.is_empty()
+        || !global_data.is_empty();
     let response = json!({
         "next_batch": format!("{}_t{typing_serial}_p{presence_serial}", token(upto)),
         "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
@@ -370,6 +460,31 @@ pub fn build(
         "device_one_time_keys_count": {},
     });
     Ok((response, has_changes))
+}
+
+/// `m.presence` events of the user and of those who share a joined room with them, changed
+/// after presence serial `since`.
+fn presence_events(
+    services: &Services,
+    user: &UserId,
+    joined_rooms: &BTreeSet<OwnedRoomId>,
+    since: Option<u64>,
+) -> Result<Vec<Value>> {
+    let mut events = Vec::new();
+    for other in services.presence.changed_since(since) {
+        let shares = other == user
+            || services
+                .timeline
+                .joined_rooms(&other)?
+                .iter()
+                .any(|room| joined_rooms.contains(room));
+        if shares {
+            let status = services.presence.get(&other);
+            events
+                .push(json!({"type": "m.presence", "sender": other, "content": status.content()}));
+        }
+    }
+    Ok(events)
 }
 
 /// Reads a `since` token (`s<count>_t<typing serial>_p<presence serial>`): the count and the

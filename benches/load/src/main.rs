@@ -67,6 +67,17 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         calls: usize,
     },
+    /// Sync cost for a user in many rooms: times the first sync, then incremental syncs that
+    /// each follow one new message in one of the rooms (the others stay idle).
+    Rooms {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value_t = 500)]
+        rooms: usize,
+        /// Timed incremental syncs.
+        #[arg(long, default_value_t = 200)]
+        syncs: usize,
+    },
 }
 
 #[derive(Clone)]
@@ -455,6 +466,58 @@ async fn run_read_by(url: String, members: usize, calls: usize) -> Result<(), St
     Ok(())
 }
 
+async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = register(&http, &url, &format!("rooms{}", std::process::id())).await?;
+    let mut room_ids = Vec::new();
+    for _ in 0..rooms.max(1) {
+        room_ids.push(client.create_room().await?);
+    }
+    let started = Instant::now();
+    let first = client.get("/_matrix/client/v3/sync").await?;
+    let initial = started.elapsed();
+    let joined = first["rooms"]["join"].as_object().map_or(0, |r| r.len());
+    let mut since = first["next_batch"]
+        .as_str()
+        .ok_or("sync: no next_batch")?
+        .to_owned();
+    let mut latencies = Vec::new();
+    for i in 0..syncs.max(1) {
+        let room = &room_ids[i % room_ids.len()];
+        client
+            .call(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r{i}"),
+                &json!({"msgtype": "m.text", "body": "tick"}),
+            )
+            .await?;
+        let started = Instant::now();
+        let response = client
+            .get(&format!("/_matrix/client/v3/sync?since={since}&timeout=0"))
+            .await?;
+        latencies.push(started.elapsed());
+        if response["rooms"]["join"].as_object().map_or(0, |r| r.len()) != 1 {
+            return Err(format!("sync {i}: expected one changed room: {response}"));
+        }
+        since = response["next_batch"]
+            .as_str()
+            .ok_or("sync: no next_batch")?
+            .to_owned();
+    }
+    latencies.sort();
+    println!(
+        "user in {joined} rooms: first sync {:.1} ms; incremental sync after one message: p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms",
+        initial.as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
@@ -477,6 +540,7 @@ async fn main() -> std::process::ExitCode {
             members,
             calls,
         } => run_read_by(url, members, calls).await,
+        Command::Rooms { url, rooms, syncs } => run_rooms(url, rooms, syncs).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! `/sync` over HTTP: first and incremental syncs, the long-poll, and the room sections.
 
+mod filters;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};

@@ -156,8 +156,11 @@ pub async fn send_message(
             Some((&session.device_id, req.body.txn_id.as_str())),
         )
         .await?;
-    // Sending ends typing (the append already woke the room's syncs).
+    // Sending ends typing (the append already woke the room's syncs), and is activity.
     services.typing.stop(&req.body.room_id, &session.user_id);
+    if services.presence.active(&session.user_id) {
+        crate::sync::wake_sharers(&services, &session.user_id)?;
+    }
     Ok(send_message_event::v3::Response::new(event_id))
 }
 

@@ -13,7 +13,7 @@ use ruma::presence::PresenceState;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::services::Services;
-use crate::sync::{self, DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT, Options};
+use crate::sync::{self, Options};
 
 /// Longest a sync waits, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,30 +40,15 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         .as_deref()
         .map(|t| sync::parse_since(t, committed))
         .transpose()?;
-    let limit = filter
-        .room
-        .timeline
-        .limit
-        .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
-            usize::try_from(u64::from(l)).unwrap_or(MAX_TIMELINE_LIMIT)
-        });
-    let options = Options {
-        since: parsed.map(|(since, _, _)| since),
-        typing_since: parsed.and_then(|(_, typing, _)| typing),
-        presence_since: parsed.and_then(|(_, _, presence)| presence),
-        full_state: body.full_state,
-        timeline_limit: limit.clamp(1, MAX_TIMELINE_LIMIT),
-        lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
-        timeline_filter: filter.room.timeline.clone(),
-        rooms: filter.room.rooms.clone(),
-        not_rooms: filter.room.not_rooms.clone(),
-        include_leave: filter.room.include_leave,
-    };
+    let options = Options::new(&filter, parsed, body.full_state);
     if body.set_presence != PresenceState::Offline
         && services.presence.touch(&user, body.set_presence.clone())
     {
         sync::wake_sharers(&services, &user)?;
     }
+    // While this request runs, the user is not gone (presence does not time out to offline).
+    let _syncing =
+        (body.set_presence != PresenceState::Offline).then(|| services.presence.syncing(&user));
 
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;

@@ -1,0 +1,54 @@
+//! The position of each room's latest change (event or receipt), in memory, so that a sync
+//! passes over rooms where nothing happened without reading them.
+//!
+//! A change is recorded while its commit is being built, before its count becomes readable:
+//! a sync that can read the change also sees it recorded. Rooms not seen since the server
+//! started count as changed at the start position.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub struct Activity {
+    latest: Mutex<HashMap<u64, u64>>,
+    /// The committed count when the server started.
+    started_at: u64,
+}
+
+impl Activity {
+    pub fn new(started_at: u64) -> Self {
+        Self {
+            latest: Mutex::default(),
+            started_at,
+        }
+    }
+
+    /// Records a change of the room (by short id) at `count`.
+    pub fn record(&self, short: u64, count: u64) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = latest.entry(short).or_insert(count);
+        *slot = (*slot).max(count);
+    }
+
+    /// Whether the room may have changed after `since`.
+    pub fn changed_after(&self, short: u64, since: u64) -> bool {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.get(&short).copied().unwrap_or(self.started_at) > since
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_unseen_since_start_count_as_changed_at_start() {
+        let activity = Activity::new(100);
+        assert!(activity.changed_after(1, 99));
+        assert!(!activity.changed_after(1, 100));
+        activity.record(1, 150);
+        activity.record(1, 120);
+        assert!(activity.changed_after(1, 149));
+        assert!(!activity.changed_after(1, 150));
+        assert!(!activity.changed_after(2, 150));
+    }
+}
