@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use ruma::{OwnedRoomId, RoomId};
+
 pub struct Activity {
-    latest: Mutex<HashMap<u64, u64>>,
+    latest: Mutex<HashMap<OwnedRoomId, u64>>,
     /// The committed count when the server started.
     started_at: u64,
 }
@@ -22,17 +24,17 @@ impl Activity {
         }
     }
 
-    /// Records a change of the room (by short id) at `count`.
-    pub fn record(&self, short: u64, count: u64) {
+    /// Records a change of the room at `count`.
+    pub fn record(&self, room_id: &RoomId, count: u64) {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = latest.entry(short).or_insert(count);
+        let slot = latest.entry(room_id.to_owned()).or_insert(count);
         *slot = (*slot).max(count);
     }
 
     /// Whether the room may have changed after `since`.
-    pub fn changed_after(&self, short: u64, since: u64) -> bool {
+    pub fn changed_after(&self, room_id: &RoomId, since: u64) -> bool {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        latest.get(&short).copied().unwrap_or(self.started_at) > since
+        latest.get(room_id).copied().unwrap_or(self.started_at) > since
     }
 }
 
@@ -43,12 +45,14 @@ mod tests {
     #[test]
     fn rooms_unseen_since_start_count_as_changed_at_start() {
         let activity = Activity::new(100);
-        assert!(activity.changed_after(1, 99));
-        assert!(!activity.changed_after(1, 100));
-        activity.record(1, 150);
-        activity.record(1, 120);
-        assert!(activity.changed_after(1, 149));
-        assert!(!activity.changed_after(1, 150));
-        assert!(!activity.changed_after(2, 150));
+        let (one, two): (&RoomId, &RoomId) =
+            ("!one:x".try_into().unwrap(), "!two:x".try_into().unwrap());
+        assert!(activity.changed_after(one, 99));
+        assert!(!activity.changed_after(one, 100));
+        activity.record(one, 150);
+        activity.record(one, 120);
+        assert!(activity.changed_after(one, 149));
+        assert!(!activity.changed_after(one, 150));
+        assert!(!activity.changed_after(two, 150));
     }
 }

@@ -56,7 +56,7 @@ impl Receipts {
             .map(|(_, position)| position)
             .ok_or_else(|| Error::not_found("No such event in this room"))?;
         self.store.commit(&mut |count| {
-            timeline.activity.record(short, count);
+            timeline.activity.record(room_id, count);
             let mut batch = Batch::new();
             batch.put(
                 Table::UserReceipts,

@@ -824,7 +824,7 @@ impl Timeline {
         notified: &[(ruma::OwnedUserId, bool)],
     ) -> Result<u64> {
         let count = self.store.commit(&mut |count| {
-            self.activity.record(record.short, count);
+            self.activity.record(&stored.room_id, count);
             let mut batch =
                 self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)?;
             let content: serde_json::Value =

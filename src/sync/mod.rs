@@ -318,30 +318,34 @@ pub fn build(
         if record.count > upto {
             continue;
         }
+        let changed = since.is_none_or(|s| record.count > s);
+        // A room joined after `since` is new to the client: send it whole.
+        let room_since = since.filter(|_| !full && !changed);
+        let typing = if record.membership == "join" {
+            services
+                .typing
+                .changed(&room_id, room_since.and(options.typing_since))
+        } else {
+            None
+        };
+        // A joined room where nothing happened, with no room account data or typing change:
+        // pass over it without reading it.
+        if let Some(s) = room_since
+            && record.membership == "join"
+            && typing.is_none()
+            && !room_data.contains_key(&room_id)
+            && !services.timeline.activity.changed_after(&room_id, s)
+        {
+            continue;
+        }
         let Some(room) = services.timeline.room(&room_id)? else {
             continue;
         };
-        let changed = since.is_none_or(|s| record.count > s);
         match record.membership.as_str() {
             "join" => {
-                // A room joined after `since` is new to the client: send it whole.
-                let room_since = match since {
-                    Some(s) if !full && record.count <= s => Some(s),
-                    _ => None,
-                };
                 let data = options
                     .room_account_data
                     .select_in(&room_id, room_data.remove(&room_id).unwrap_or_default());
-                let typing_since = room_since.and(options.typing_since);
-                let typing = services.typing.changed(&room_id, typing_since);
-                // Nothing happened in the room: pass over it without reading it.
-                if let Some(s) = room_since
-                    && !services.timeline.activity.changed_after(room.short, s)
-                    && data.is_empty()
-                    && typing.is_none()
-                {
-                    continue;
-                }
                 let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
                 let (events, limited) =
                     timeline_section(services, &viewer, room.short, room_since, upto, options)?;
