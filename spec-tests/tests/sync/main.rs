@@ -915,3 +915,38 @@ async fn presence_reaches_those_who_share_a_room() {
     let eves = sync(&server, &eve, "").await;
     assert!(presence_of(&eves, &alice).is_none(), "{eves}");
 }
+
+#[tokio::test]
+async fn a_long_poll_wakes_on_an_invite() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let since = sync(&server, &bob, "").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = {
+        let (server, bob) = (server.clone(), bob.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = sync(&server, &bob, &format!("since={since}&timeout=20000")).await;
+            (response, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (woken, waited) = waiting.await.unwrap();
+    assert!(
+        woken["rooms"]["invite"].get(&room).is_some(),
+        "the invite wakes the poll: {woken}"
+    );
+    assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+}
