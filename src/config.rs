@@ -277,7 +277,10 @@ mod tests {
     use figment::Jail;
 
     fn example_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml")
+        // Read at run time: a test binary built in another checkout sharing the target
+        // directory would carry that checkout's path.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+        Path::new(&dir).join("config.example.toml")
     }
 
     #[test]

@@ -185,6 +185,11 @@ impl IntoResponse for Error {
                 response
             }
             Error::Uiaa(info) => {
+                let mut info = *info;
+                // `params` is optional in the spec, but clients (matrix-nio) read it always.
+                if info.params.is_none() {
+                    info.params = serde_json::value::RawValue::from_string("{}".to_owned()).ok();
+                }
                 let body = serde_json::to_vec(&info).unwrap_or_else(|_| b"{}".to_vec());
                 json_response(StatusCode::UNAUTHORIZED, body)
             }

@@ -52,3 +52,43 @@ pub async fn change(timeline: &Timeline, change: Change<'_>) -> Result<OwnedEven
         .append(change.room_id, change.sender, event, None)
         .await
 }
+
+/// Announces a changed display name or avatar in every room the user is joined to, with a
+/// new `m.room.member` join event carrying the profile (clients show names from these).
+pub async fn announce_profile(
+    timeline: &Timeline,
+    user: &UserId,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+) -> Result<()> {
+    for room_id in timeline.joined_rooms(user)? {
+        let Some(room) = timeline.room(&room_id)? else {
+            continue;
+        };
+        let mut content = match timeline.state_event(room.short, "m.room.member", user.as_str())? {
+            Some(member) => member.content(),
+            None => continue,
+        };
+        let Some(object) = content.as_object_mut() else {
+            continue;
+        };
+        for (key, value) in [("displayname", &displayname), ("avatar_url", &avatar_url)] {
+            match value {
+                Some(value) => object.insert(key.to_owned(), Value::String(value.clone())),
+                None => object.remove(key),
+            };
+        }
+        object.remove("reason");
+        let event = NewEvent {
+            kind: TimelineEventType::RoomMember,
+            content: serde_json::value::to_raw_value(&content)
+                .map_err(|e| Error::internal(format!("member content: {e}")))?,
+            state_key: Some(user.to_string()),
+        };
+        // One room refusing (say, a power level rule) must not stop the others.
+        if let Err(error) = timeline.append(&room_id, user, event, None).await {
+            tracing::warn!(%room_id, %error, "profile change not announced in a room");
+        }
+    }
+    Ok(())
+}

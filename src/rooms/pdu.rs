@@ -43,6 +43,14 @@ impl StoredPdu {
                 );
             }
         }
+        // Room versions 11+ keep `redacts` in the content only; clients (matrix-js-sdk among
+        // them) still read it at the top, so it is given in both places, as Synapse does.
+        if event.get("type").and_then(|t| t.as_str()) == Some("m.room.redaction")
+            && !event.contains_key("redacts")
+            && let Some(redacts) = event.get("content").and_then(|c| c.get("redacts")).cloned()
+        {
+            event.insert("redacts".into(), redacts);
+        }
         event.insert("event_id".into(), self.event_id.as_str().into());
         event.insert("room_id".into(), self.room_id.as_str().into());
         let sent = int_field(&self.pdu, "origin_server_ts").unwrap_or(0).max(0) as u64;

@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "sori-load", about = "Load generator for Sori")]
 struct Cli {
+    /// After the report, print its figures as one JSON line (for scripts such as
+    /// `benches/compare/run`).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,24 +156,34 @@ impl Client {
     }
 }
 
+/// Registers a user through user-interactive auth the way clients do: the first request
+/// learns the session, the second completes the `m.login.dummy` stage (Synapse needs the
+/// session; a server that registers at once answers the first).
 async fn register(http: &reqwest::Client, url: &str, name: &str) -> Result<Client, String> {
-    let body = json!({"username": name, "password": format!("{name}-load-pw"), "auth": {"type": "m.login.dummy"}});
-    let response = http
-        .post(format!("{url}/_matrix/client/v3/register"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let value: Value = response.json().await.map_err(|e| e.to_string())?;
-    let token = value["access_token"]
-        .as_str()
-        .ok_or(format!("register {name}: {status} {value}"))?;
-    Ok(Client {
-        http: http.clone(),
-        url: url.to_owned(),
-        token: token.to_owned(),
-    })
+    let mut body = json!({"username": name, "password": format!("{name}-load-pw")});
+    let mut value = Value::Null;
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{url}/_matrix/client/v3/register"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        value = response.json().await.map_err(|e| e.to_string())?;
+        if let Some(token) = value["access_token"].as_str() {
+            return Ok(Client {
+                http: http.clone(),
+                url: url.to_owned(),
+                token: token.to_owned(),
+            });
+        }
+        if status != reqwest::StatusCode::UNAUTHORIZED {
+            break;
+        }
+        body["auth"] = json!({"type": "m.login.dummy", "session": value["session"]});
+    }
+    Err(format!("register {name}: {value}"))
 }
 
 /// p-th percentile of sorted durations, in milliseconds.
@@ -285,18 +299,34 @@ fn rss_mib(pid: u32) -> Option<f64> {
 }
 
 /// One receiver: long-polls and records, for every message with a send stamp, how long after
-/// sending it arrived.
-async fn receive(client: Client, epoch: Instant, stop: Instant) -> Result<Vec<Duration>, String> {
+/// sending it arrived; stops once `expected` have arrived, or at `stop` for a server that
+/// loses or delays messages.
+async fn receive(
+    client: Client,
+    epoch: Instant,
+    expected: usize,
+    stop: Instant,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> Result<Vec<Duration>, String> {
     let mut latencies = Vec::new();
-    let first = client.get("/_matrix/client/v3/sync?timeout=0").await?;
+    // A timeline limit high enough that a server running behind sends every message late
+    // rather than skipping some in a gap (`limited`).
+    const FILTER: &str = "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A100%7D%7D%7D";
+    let first = client
+        .get(&format!(
+            "/_matrix/client/v3/sync?timeout=0&filter={FILTER}"
+        ))
+        .await?;
     let mut since = first["next_batch"]
         .as_str()
         .ok_or("no next_batch")?
         .to_owned();
-    while Instant::now() < stop {
+    // The sender stops listening only if it gave up waiting; then there is no one to tell.
+    let _ = ready.send(()).await;
+    while latencies.len() < expected && Instant::now() < stop {
         let response = client
             .get(&format!(
-                "/_matrix/client/v3/sync?since={since}&timeout=5000"
+                "/_matrix/client/v3/sync?since={since}&timeout=5000&filter={FILTER}"
             ))
             .await?;
         let arrived = epoch.elapsed();
@@ -326,7 +356,7 @@ async fn run_deliver(
     rate: f64,
     seconds: u64,
     pid: Option<u32>,
-) -> Result<(), String> {
+) -> Result<Value, String> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -345,20 +375,44 @@ async fn run_deliver(
     for (n, client) in clients.iter().enumerate().skip(room_count) {
         client.join(&rooms[n % room_count]).await?;
     }
-    if let Some(rss) = pid.and_then(rss_mib) {
+    let idle_rss = pid.and_then(rss_mib);
+    if let Some(rss) = idle_rss {
         println!("server RSS before load: {rss:.1} MiB");
     }
     println!("{users} users in {room_count} rooms, {rate} msg/s for {seconds} s");
 
+    // Message i comes from user i mod users, into that user's room; every member of the room
+    // should see it.
+    let total = (rate * seconds as f64) as usize;
+    let mut per_room = vec![0; room_count];
+    for i in 0..total {
+        per_room[(i % users) % room_count] += 1;
+    }
     let epoch = Instant::now();
-    let stop = epoch + Duration::from_secs(seconds + 3);
+    // Late messages still count (with their lateness) until well after sending ends.
+    let stop = epoch + Duration::from_secs(seconds + 60);
     let mut receivers = tokio::task::JoinSet::new();
-    for client in &clients {
-        receivers.spawn(receive(client.clone(), epoch, stop));
+    let (ready, mut all_ready) = tokio::sync::mpsc::channel(users);
+    for (n, client) in clients.iter().enumerate() {
+        let expected = per_room[n % room_count];
+        receivers.spawn(receive(
+            client.clone(),
+            epoch,
+            expected,
+            stop,
+            ready.clone(),
+        ));
+    }
+    drop(ready);
+    // Sending starts once every receiver is past its first sync and waiting, so that a slow
+    // initial sync is not counted as delivery latency.
+    for _ in 0..users {
+        if all_ready.recv().await.is_none() {
+            break;
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let total = (rate * seconds as f64) as usize;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     let clients = std::sync::Arc::new(clients);
     let mut senders = tokio::task::JoinSet::new();
@@ -386,12 +440,13 @@ async fn run_deliver(
         latencies.extend(result.map_err(|e| e.to_string())??);
     }
     latencies.sort();
+    let expected: usize = (0..users).map(|n| per_room[n % room_count]).sum();
     println!(
-        "sent {total} in {:.1} s ({:.1} msg/s); {} deliveries (expected {:.0})",
+        "sent {total} in {:.1} s ({:.1} msg/s); {} deliveries (expected {})",
         sending.as_secs_f64(),
         total as f64 / sending.as_secs_f64(),
         latencies.len(),
-        total as f64 * users as f64 / room_count as f64,
+        expected,
     );
     println!(
         "send->sync delivery   p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
@@ -400,10 +455,21 @@ async fn run_deliver(
         percentile(&latencies, 0.99),
         latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
     );
-    if let Some(rss) = pid.and_then(rss_mib) {
+    let after_rss = pid.and_then(rss_mib);
+    if let Some(rss) = after_rss {
         println!("server RSS: peak under load {peak_rss:.1} MiB, after {rss:.1} MiB");
     }
-    Ok(())
+    Ok(json!({
+        "sent": total,
+        "send_rate": total as f64 / sending.as_secs_f64(),
+        "deliveries": latencies.len(),
+        "expected_deliveries": expected,
+        "p50_ms": percentile(&latencies, 0.50),
+        "p95_ms": percentile(&latencies, 0.95),
+        "p99_ms": percentile(&latencies, 0.99),
+        "rss_before_mib": idle_rss,
+        "rss_peak_mib": pid.map(|_| peak_rss.max(after_rss.unwrap_or(0.0))),
+    }))
 }
 
 async fn run_read_by(url: String, members: usize, calls: usize) -> Result<(), String> {
@@ -466,7 +532,7 @@ async fn run_read_by(url: String, members: usize, calls: usize) -> Result<(), St
     Ok(())
 }
 
-async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<(), String> {
+async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<Value, String> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -515,18 +581,26 @@ async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<(), String
         percentile(&latencies, 0.95),
         percentile(&latencies, 0.99),
     );
-    Ok(())
+    Ok(json!({
+        "rooms": joined,
+        "initial_sync_ms": initial.as_secs_f64() * 1000.0,
+        "incremental_p50_ms": percentile(&latencies, 0.50),
+        "incremental_p95_ms": percentile(&latencies, 0.95),
+    }))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let result = match cli.command {
         Command::Send {
             url,
             rooms,
             messages,
             concurrency,
-        } => run_send(url, rooms, messages, concurrency).await,
+        } => run_send(url, rooms, messages, concurrency)
+            .await
+            .map(|()| Value::Null),
         Command::Deliver {
             url,
             users,
@@ -539,11 +613,16 @@ async fn main() -> std::process::ExitCode {
             url,
             members,
             calls,
-        } => run_read_by(url, members, calls).await,
+        } => run_read_by(url, members, calls).await.map(|()| Value::Null),
         Command::Rooms { url, rooms, syncs } => run_rooms(url, rooms, syncs).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(summary) => {
+            if cli.json && !summary.is_null() {
+                println!("{summary}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("sori-load: {e}");
             std::process::ExitCode::FAILURE

@@ -22,6 +22,8 @@ async fn changing_the_password_needs_the_old_one_and_logs_out_other_devices() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["flows"], json!([{"stages": ["m.login.password"]}]));
+    // `params` is always there (matrix-nio fails without it).
+    assert_eq!(body["params"], json!({}));
     let session = body["session"].as_str().unwrap().to_owned();
 
     let (status, body) = server

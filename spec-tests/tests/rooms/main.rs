@@ -849,6 +849,10 @@ async fn redaction_needs_power_over_others_and_strips_what_is_stored() {
         event["unsigned"]["redacted_because"]["content"]["reason"],
         "typo"
     );
+    // The redaction names its target at the top too, where clients look for it.
+    let because = &event["unsigned"]["redacted_because"];
+    assert_eq!(because["redacts"], because["content"]["redacts"]);
+    assert_eq!(because["redacts"], by_bob["event_id"]);
     assert_eq!(
         server.get(&get(&by_alice), bob.token()).await.1["content"],
         json!({})
@@ -1846,4 +1850,38 @@ async fn power_levels_decide_who_may_do_what() {
         .unwrap()
         .clone();
     assert_eq!(carol_then["content"]["membership"], "join", "{then}");
+}
+
+#[tokio::test]
+async fn a_body_less_join_works_and_profile_changes_reach_the_rooms() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    // No body at all, as matrix-nio sends it: the fields are all optional.
+    let (status, body) = server
+        .request_raw(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            bob.token(),
+            Vec::<u8>::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", bob.user_id),
+            bob.token(),
+            &json!({"displayname": "밥"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, member) = server
+        .get(
+            &state_path(&room, "m.room.member", bob.user_id.as_str()),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(member, json!({"membership": "join", "displayname": "밥"}));
 }

@@ -22,6 +22,26 @@ fn require_known(services: &Services, user_id: &UserId) -> Result<()> {
     }
 }
 
+/// After a change of the display name or avatar, tells the user's rooms.
+async fn announce(services: &Services, user_id: &UserId, field: &str) -> Result<()> {
+    if !matches!(field, "displayname" | "avatar_url") {
+        return Ok(());
+    }
+    let text = |field| -> Result<Option<String>> {
+        Ok(services
+            .profiles
+            .field(user_id, field)?
+            .and_then(|v| v.as_str().map(str::to_owned)))
+    };
+    crate::rooms::membership::announce_profile(
+        &services.timeline,
+        user_id,
+        text("displayname")?,
+        text("avatar_url")?,
+    )
+    .await
+}
+
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub async fn get(
     services: Arc<Services>,
@@ -65,6 +85,7 @@ pub async fn set_field(
         value.field_name().as_str(),
         Some(value.value().into_owned()),
     )?;
+    announce(&services, &req.body.user_id, value.field_name().as_str()).await?;
     Ok(set_profile_field::v3::Response::new())
 }
 
@@ -77,5 +98,6 @@ pub async fn delete_field(
     services
         .profiles
         .set_field(&req.body.user_id, req.body.field.as_str(), None)?;
+    announce(&services, &req.body.user_id, req.body.field.as_str()).await?;
     Ok(delete_profile_field::v3::Response::new())
 }
