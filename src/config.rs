@@ -26,6 +26,7 @@ pub struct Config {
     pub login: LoginConfig,
     pub limits: LimitsConfig,
     pub presence: PresenceConfig,
+    pub e2ee: E2eeConfig,
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
     pub log: LogConfig,
@@ -42,6 +43,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             limits: LimitsConfig::default(),
             presence: PresenceConfig::default(),
+            e2ee: E2eeConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             log: LogConfig::default(),
@@ -128,6 +130,23 @@ impl Default for PresenceConfig {
         Self {
             idle_after_secs: 5 * 60,
             offline_after_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct E2eeConfig {
+    /// Whether new private rooms (and DMs) start encrypted, and whether clients are told to
+    /// encrypt by default (`io.element.e2ee` in `/.well-known/matrix/client`). A company that
+    /// must be able to read its archives turns this off (see docs/encryption.md).
+    pub default_encryption: bool,
+}
+
+impl Default for E2eeConfig {
+    fn default() -> Self {
+        Self {
+            default_encryption: true,
         }
     }
 }

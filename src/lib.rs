@@ -12,6 +12,8 @@
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
+//! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
+//!   to-device messages, room key backup (the server never sees plaintext).
 //! - [`sync`]: `/sync`: what changed for a user since a token, and the long-poll wake-ups.
 //! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
@@ -26,6 +28,7 @@
 
 pub mod api;
 pub mod config;
+pub mod e2ee;
 pub mod error;
 pub mod federation;
 pub mod presence;

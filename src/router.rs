@@ -18,9 +18,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::api::client::{
-    account, account_data, devices, directory, discovery, filter, membership, messages, presence,
-    profile, push_rules, read_by, receipts, register, relations, rooms, session, sync, tags,
-    thirdparty, typing, voip,
+    account, account_data, backup, devices, directory, discovery, filter, keys, membership,
+    messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms,
+    session, sync, tags, thirdparty, to_device, typing, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -152,6 +152,28 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(receipts::receipt)
         .ruma(receipts::read_markers)
         .ruma(typing::typing)
+        // End-to-end encryption
+        .ruma(keys::upload)
+        .ruma_raw(keys::query)
+        .ruma_raw(keys::claim)
+        .ruma(keys::changes)
+        .ruma(keys::upload_signing_keys)
+        .ruma_raw(keys::upload_signatures)
+        .ruma(to_device::send)
+        .ruma_raw(backup::create_version)
+        .ruma_raw(backup::latest_version)
+        .ruma_raw(backup::get_version)
+        .ruma_raw(backup::update_version)
+        .ruma_raw(backup::delete_version)
+        .ruma_raw(backup::put_keys)
+        .ruma_raw(backup::put_room_keys)
+        .ruma_raw(backup::put_session_key)
+        .ruma_raw(backup::get_keys)
+        .ruma_raw(backup::get_room_keys)
+        .ruma_raw(backup::get_session_key)
+        .ruma_raw(backup::delete_keys)
+        .ruma_raw(backup::delete_room_keys)
+        .ruma_raw(backup::delete_session_key)
         // Extensions (docs/extensions.md)
         .route(
             "/_matrix/client/unstable/io.sori/rooms/{room_id}/read_by/{event_id}",

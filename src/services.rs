@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::e2ee::backup::Backup;
+use crate::e2ee::keys::Keys;
+use crate::e2ee::to_device::ToDevice;
 use crate::error::Result;
 use crate::federation::keys::ServerKeys;
 use crate::presence::Presence;
@@ -42,6 +45,9 @@ pub struct Services {
     pub push_rules: Arc<PushRules>,
     pub presence: Presence,
     pub uia: Uia,
+    pub keys: Keys,
+    pub to_device: ToDevice,
+    pub backup: Backup,
     pub login_limiter: RateLimiter,
     pub registration_limiter: RateLimiter,
 }
@@ -55,6 +61,7 @@ impl Services {
             config.server_name.clone(),
         )?);
         let push_rules = Arc::new(PushRules::new(account_data.clone()));
+        let to_device = ToDevice::new(store.clone(), watchers.clone());
         Ok(Self {
             timeline: Timeline::new(
                 store.clone(),
@@ -78,6 +85,9 @@ impl Services {
             account_data,
             presence: Presence::new(&config.presence),
             uia: Uia::default(),
+            keys: Keys::new(store.clone()),
+            to_device,
+            backup: Backup::new(store.clone()),
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             store,

@@ -36,6 +36,9 @@ pub struct CreateOptions {
     pub is_direct: bool,
     /// `room_alias_name`, as the full local alias.
     pub alias: Option<OwnedRoomAliasId>,
+    /// Turn on encryption in a private room (the server's `e2ee.default_encryption`), unless
+    /// the client's initial state sets it.
+    pub encrypt_private: bool,
 }
 
 fn raw(value: &Value) -> Result<Box<serde_json::value::RawValue>> {
@@ -194,6 +197,20 @@ pub async fn create_room(
         json!({"guest_access": guest_access}),
     )?)
     .await?;
+
+    // Encryption for private rooms, when the server turns it on by default.
+    let encryption_given = options
+        .initial_state
+        .iter()
+        .any(|(kind, _, _)| kind == "m.room.encryption");
+    if options.encrypt_private && preset != Preset::PublicChat && !encryption_given {
+        send(state(
+            "m.room.encryption",
+            "",
+            json!({"algorithm": "m.megolm.v1.aes-sha2"}),
+        )?)
+        .await?;
+    }
 
     // 6. The client's initial state, then name and topic.
     for (kind, state_key, content) in options.initial_state {

@@ -237,6 +237,117 @@ pub fn room_user(room_id: &str, user_id: &str) -> Vec<u8> {
     join(&[room_id.as_bytes(), user_id.as_bytes()])
 }
 
+/// `user ++ SEP ++ device ++ SEP ++ algorithm ++ SEP ++ key id`, in
+/// [`super::Table::OneTimeKeys`].
+pub fn one_time_key(user_id: &str, device_id: &str, algorithm: &str, key_id: &str) -> Vec<u8> {
+    join(&[
+        user_id.as_bytes(),
+        device_id.as_bytes(),
+        algorithm.as_bytes(),
+        key_id.as_bytes(),
+    ])
+}
+
+/// Prefix of a device's one-time keys, of one algorithm or of all.
+pub fn one_time_keys_of(user_id: &str, device_id: &str, algorithm: Option<&str>) -> Vec<u8> {
+    match algorithm {
+        Some(algorithm) => prefix(&[
+            user_id.as_bytes(),
+            device_id.as_bytes(),
+            algorithm.as_bytes(),
+        ]),
+        None => prefix(&[user_id.as_bytes(), device_id.as_bytes()]),
+    }
+}
+
+/// Splits a [`one_time_key`] key into algorithm and key id.
+pub fn parse_one_time_key(key: &[u8]) -> Option<(String, String)> {
+    let mut parts = key.split(|b| *b == SEP).skip(2);
+    let algorithm = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let key_id = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((algorithm, key_id))
+}
+
+/// `user ++ SEP ++ device ++ SEP ++ algorithm`, in [`super::Table::FallbackKeys`].
+pub fn fallback_key(user_id: &str, device_id: &str, algorithm: &str) -> Vec<u8> {
+    join(&[
+        user_id.as_bytes(),
+        device_id.as_bytes(),
+        algorithm.as_bytes(),
+    ])
+}
+
+/// `user ++ SEP ++ usage`, in [`super::Table::CrossSigningKeys`].
+pub fn cross_signing_key(user_id: &str, usage: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), usage.as_bytes()])
+}
+
+/// `target ++ SEP ++ key id ++ SEP ++ signer`, in [`super::Table::KeySignatures`].
+pub fn key_signature(target: &str, key_id: &str, signer: &str) -> Vec<u8> {
+    join(&[target.as_bytes(), key_id.as_bytes(), signer.as_bytes()])
+}
+
+/// `count`, in [`super::Table::KeyChanges`].
+pub fn key_change(count: u64) -> Vec<u8> {
+    u64_be(count).to_vec()
+}
+
+/// `user ++ SEP ++ device ++ SEP ++ count ++ index`, in [`super::Table::ToDevice`].
+pub fn to_device(user_id: &str, device_id: &str, count: u64, index: u32) -> Vec<u8> {
+    let mut key = prefix(&[user_id.as_bytes(), device_id.as_bytes()]);
+    key.extend_from_slice(&u64_be(count));
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// Prefix of a device's to-device inbox.
+pub fn to_device_of(user_id: &str, device_id: &str) -> Vec<u8> {
+    prefix(&[user_id.as_bytes(), device_id.as_bytes()])
+}
+
+/// The count of a [`to_device`] key.
+pub fn to_device_count(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(12)?;
+    Some(u64::from_be_bytes(key[start..start + 8].try_into().ok()?))
+}
+
+/// `user ++ SEP ++ version`, in [`super::Table::BackupVersions`].
+pub fn backup_version(user_id: &str, version: u64) -> Vec<u8> {
+    join(&[user_id.as_bytes(), &u64_be(version)])
+}
+
+/// `user ++ SEP ++ version ++ SEP ++ room ++ SEP ++ session`, in [`super::Table::BackupKeys`];
+/// `room` and `session` may be left out for the prefix of a version or of a room.
+pub fn backup_key(
+    user_id: &str,
+    version: u64,
+    room_id: Option<&str>,
+    session: Option<&str>,
+) -> Vec<u8> {
+    let version = u64_be(version);
+    match (room_id, session) {
+        (Some(room), Some(session)) => join(&[
+            user_id.as_bytes(),
+            &version,
+            room.as_bytes(),
+            session.as_bytes(),
+        ]),
+        (Some(room), None) => prefix(&[user_id.as_bytes(), &version, room.as_bytes()]),
+        _ => prefix(&[user_id.as_bytes(), &version]),
+    }
+}
+
+/// Splits a [`backup_key`] key into room and session.
+pub fn parse_backup_key(key: &[u8]) -> Option<(String, String)> {
+    // The version is 8 raw bytes that may hold 0xFF, so split after it by position.
+    let user_end = key.iter().position(|b| *b == SEP)?;
+    let rest = key.get(user_end + 1 + 8 + 1..)?;
+    let sep = rest.iter().position(|b| *b == SEP)?;
+    let room = String::from_utf8(rest[..sep].to_vec()).ok()?;
+    let session = String::from_utf8(rest[sep + 1..].to_vec()).ok()?;
+    Some((room, session))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +358,22 @@ mod tests {
         assert_eq!(prefix_successor(&[1, 0xFF]), Some(vec![2]));
         assert_eq!(prefix_successor(&[0xFF, 0xFF]), None);
         assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn backup_keys_split_even_when_the_version_holds_a_separator_byte() {
+        let key = backup_key("@a:x", 0xFF, Some("!r:x"), Some("sess"));
+        assert_eq!(parse_backup_key(&key), Some(("!r:x".into(), "sess".into())));
+        assert!(key.starts_with(&backup_key("@a:x", 0xFF, Some("!r:x"), None)));
+        assert!(key.starts_with(&backup_key("@a:x", 0xFF, None, None)));
+    }
+
+    #[test]
+    fn to_device_keys_sort_by_count_and_give_it_back() {
+        let a = to_device("@a:x", "D", 9, 1);
+        let b = to_device("@a:x", "D", 10, 0);
+        assert!(a < b && a.starts_with(&to_device_of("@a:x", "D")));
+        assert_eq!(to_device_count(&b), Some(10));
     }
 
     #[test]

@@ -74,10 +74,32 @@ pub enum Table {
     /// user id, short room id, receipt type, thread → the position of the receipt's event:
     /// how far each user has read each thread of a room.
     UserReceipts,
+    /// user id, device id → the device's identity keys (signed by the device, and by the
+    /// user's self-signing key once cross-signed).
+    DeviceKeys,
+    /// user id, device id, algorithm, key id → an unclaimed one-time key.
+    OneTimeKeys,
+    /// user id, device id, algorithm → the device's fallback key and whether it was used.
+    FallbackKeys,
+    /// user id, usage (`master`, `self_signing`, `user_signing`) → a cross-signing key.
+    CrossSigningKeys,
+    /// target user id, key id, signing user id → signatures one user made on another's
+    /// master key (shown to the signer only).
+    KeySignatures,
+    /// count → user id: whose devices or cross-signing keys changed, in order.
+    KeyChanges,
+    /// user id, device id, count, index → a to-device message waiting for the device.
+    ToDevice,
+    /// user id, device id, transaction id → nothing: to-device sends already done.
+    ToDeviceTransactions,
+    /// user id, version → a room key backup version (algorithm, auth data, etag).
+    BackupVersions,
+    /// user id, version, room id, session id → a backed-up room key.
+    BackupKeys,
 }
 
 impl Table {
-    pub const ALL: [Table; 29] = [
+    pub const ALL: [Table; 39] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -107,6 +129,16 @@ impl Table {
         Table::ReceiptChanges,
         Table::Notifications,
         Table::UserReceipts,
+        Table::DeviceKeys,
+        Table::OneTimeKeys,
+        Table::FallbackKeys,
+        Table::CrossSigningKeys,
+        Table::KeySignatures,
+        Table::KeyChanges,
+        Table::ToDevice,
+        Table::ToDeviceTransactions,
+        Table::BackupVersions,
+        Table::BackupKeys,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -141,6 +173,16 @@ impl Table {
             Table::ReceiptChanges => "receipt_changes",
             Table::Notifications => "notifications",
             Table::UserReceipts => "user_receipts",
+            Table::DeviceKeys => "device_keys",
+            Table::OneTimeKeys => "one_time_keys",
+            Table::FallbackKeys => "fallback_keys",
+            Table::CrossSigningKeys => "cross_signing_keys",
+            Table::KeySignatures => "key_signatures",
+            Table::KeyChanges => "key_changes",
+            Table::ToDevice => "to_device",
+            Table::ToDeviceTransactions => "to_device_transactions",
+            Table::BackupVersions => "backup_versions",
+            Table::BackupKeys => "backup_keys",
         }
     }
 }

@@ -18,7 +18,7 @@ pub fn wake_sharers(services: &Services, user: &UserId) -> Result<()> {
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::api::client::filter::RoomEventFilter;
-use ruma::{OwnedRoomId, UserId};
+use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 
 use self::filter::{Fields, Selector};
@@ -43,6 +43,8 @@ pub struct Options {
     pub typing_since: Option<u64>,
     /// The presence serial of the `since` token.
     pub presence_since: Option<u64>,
+    /// The to-device position of the `since` token (messages up to it were received).
+    pub to_device_since: Option<u64>,
     pub full_state: bool,
     pub timeline_limit: usize,
     pub timeline_filter: RoomEventFilter,
@@ -64,7 +66,7 @@ impl Options {
     /// The options of a sync from its filter and `since` token parts.
     pub fn new(
         filter: &ruma::api::client::filter::FilterDefinition,
-        since: Option<(u64, Option<u64>, Option<u64>)>,
+        since: Option<Since>,
         full_state: bool,
     ) -> Self {
         let room = &filter.room;
@@ -72,9 +74,10 @@ impl Options {
             usize::try_from(u64::from(l)).unwrap_or(MAX_TIMELINE_LIMIT)
         });
         Self {
-            since: since.map(|(since, _, _)| since),
-            typing_since: since.and_then(|(_, typing, _)| typing),
-            presence_since: since.and_then(|(_, _, presence)| presence),
+            since: since.map(|s| s.count),
+            typing_since: since.and_then(|s| s.typing),
+            presence_since: since.and_then(|s| s.presence),
+            to_device_since: since.map(|s| s.to_device.unwrap_or(s.count)),
             full_state,
             timeline_limit: limit.clamp(1, MAX_TIMELINE_LIMIT),
             lazy_load_members: !room.state.lazy_load_options.is_disabled(),
@@ -257,6 +260,7 @@ fn unread(
 pub fn build(
     services: &Services,
     user: &UserId,
+    device: &DeviceId,
     options: &Options,
     upto: u64,
 ) -> Result<(Value, bool)> {
@@ -448,22 +452,105 @@ pub fn build(
         &joined_rooms,
         since.and(options.presence_since),
     )?);
+    let (to_device, to_device_position) =
+        services
+            .to_device
+            .pending(user, device, options.to_device_since.unwrap_or(0), upto)?;
+    let (changed, left) = match since {
+        Some(since) => device_lists(services, user, since, upto)?,
+        None => Default::default(),
+    };
     let has_changes = !presence.is_empty()
         || !join.is_empty()
         || !invite.is_empty()
         || !leave.is_empty()
         || !knock.is_empty()
-        || !global_data.is_empty();
+        || !global_data.is_empty()
+        || !to_device.is_empty()
+        || !changed.is_empty()
+        || !left.is_empty();
     let response = json!({
-        "next_batch": format!("{}_t{typing_serial}_p{presence_serial}", token(upto)),
+        "next_batch": format!("{}_t{typing_serial}_p{presence_serial}_d{to_device_position}", token(upto)),
         "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
         "account_data": {"events": global_data},
         "presence": {"events": presence},
-        "to_device": {"events": []},
-        "device_lists": {"changed": [], "left": []},
-        "device_one_time_keys_count": {},
+        "to_device": {"events": to_device},
+        "device_lists": {"changed": changed, "left": left},
+        "device_one_time_keys_count": services.keys.one_time_key_counts(user, device)?,
+        "device_unused_fallback_key_types": services.keys.unused_fallback_key_types(user, device)?,
     });
     Ok((response, has_changes))
+}
+
+/// Whose devices the user should fetch again (`changed`) or stop tracking (`left`) after
+/// `since` up to `upto`: users sharing a room whose devices or cross-signing keys changed,
+/// and users who started or stopped sharing a room with the user.
+pub fn device_lists(
+    services: &Services,
+    user: &UserId,
+    since: u64,
+    upto: u64,
+) -> Result<(BTreeSet<OwnedUserId>, BTreeSet<OwnedUserId>)> {
+    let memberships = services.timeline.memberships_of(user)?;
+    let joined: BTreeSet<&OwnedRoomId> = memberships
+        .iter()
+        .filter(|(_, record)| record.membership == "join")
+        .map(|(room, _)| room)
+        .collect();
+    let shares = |other: &UserId| -> Result<bool> {
+        Ok(other == user
+            || services
+                .timeline
+                .joined_rooms(other)?
+                .iter()
+                .any(|room| joined.contains(room)))
+    };
+    let mut changed = BTreeSet::new();
+    let mut left = BTreeSet::new();
+    for other in services.keys.changed_between(since, upto)? {
+        if shares(&other)? {
+            changed.insert(other);
+        }
+    }
+    for (room_id, record) in &memberships {
+        if record.count > upto {
+            continue;
+        }
+        if record.count > since {
+            // The user joined or left the room: its members start or may stop sharing.
+            for member in services.timeline.joined_members(room_id)? {
+                if member == user {
+                    continue;
+                }
+                if record.membership == "join" {
+                    changed.insert(member);
+                } else if !shares(&member)? {
+                    left.insert(member);
+                }
+            }
+        } else if record.membership == "join"
+            && services.timeline.activity.changed_after(room_id, since)
+            && let Some(room) = services.timeline.room(room_id)?
+        {
+            for (event_type, state_key) in services
+                .timeline
+                .state_changed_between(room.short, since, upto)?
+            {
+                let Ok(member) = OwnedUserId::try_from(state_key) else {
+                    continue;
+                };
+                if event_type != "m.room.member" || member == user {
+                    continue;
+                }
+                if shares(&member)? {
+                    changed.insert(member);
+                } else {
+                    left.insert(member);
+                }
+            }
+        }
+    }
+    Ok((changed, left))
 }
 
 /// `m.presence` events of the user and of those who share a joined room with them, changed
@@ -491,24 +578,40 @@ fn presence_events(
     Ok(events)
 }
 
-/// Reads a `since` token (`s<count>_t<typing serial>_p<presence serial>`): the count and the
-/// serials present. A count from the future (another server's token, or garbage) is refused.
-pub fn parse_since(token: &str, committed: u64) -> Result<(u64, Option<u64>, Option<u64>)> {
-    let since = crate::rooms::pagination::parse_token(token)?;
-    if since > committed {
+/// The parts of a `since` token (`s<count>_t<typing>_p<presence>_d<to-device>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Since {
+    pub count: u64,
+    pub typing: Option<u64>,
+    pub presence: Option<u64>,
+    pub to_device: Option<u64>,
+}
+
+/// Reads a `since` token. A count from the future (another server's token, or garbage) is
+/// refused.
+pub fn parse_since(token: &str, committed: u64) -> Result<Since> {
+    let count = crate::rooms::pagination::parse_token(token)?;
+    if count > committed {
         return Err(Error::invalid_param(
             "The since token is not from this server",
         ));
     }
-    let (mut typing, mut presence) = (None, None);
+    let mut since = Since {
+        count,
+        ..Since::default()
+    };
     for part in token.split('_').skip(1) {
         let invalid = || Error::invalid_param("Invalid since token");
         let (slot, number) = match part.split_at_checked(1) {
-            Some(("t", n)) => (&mut typing, n),
-            Some(("p", n)) => (&mut presence, n),
+            Some(("t", n)) => (&mut since.typing, n),
+            Some(("p", n)) => (&mut since.presence, n),
+            Some(("d", n)) => (&mut since.to_device, n),
             _ => return Err(invalid()),
         };
         *slot = Some(number.parse().map_err(|_| invalid())?);
     }
-    Ok((since, typing, presence))
+    if since.to_device.is_some_and(|d| d > committed) {
+        return Err(Error::invalid_param("Invalid since token"));
+    }
+    Ok(since)
 }

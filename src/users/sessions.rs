@@ -239,10 +239,16 @@ impl Sessions {
         self.store.write(batch)
     }
 
-    /// Deletes devices and revokes their tokens; unknown device ids are skipped.
-    pub fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
+    /// Deletes devices and revokes their tokens; unknown device ids are skipped. Returns the
+    /// ids of the devices deleted.
+    pub fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<Vec<OwnedDeviceId>> {
         let _guard = self.guard();
         let mut batch = Batch::new();
+        let mut deleted = Vec::new();
         for device_id in device_ids {
             if let Some(device) = self.device(user_id, device_id)? {
                 revoke_tokens(&mut batch, &device);
@@ -250,13 +256,19 @@ impl Sessions {
                     Table::Devices,
                     keys::device(user_id.as_str(), device_id.as_str()),
                 );
+                deleted.push(device_id.clone());
             }
         }
-        self.store.write(batch)
+        self.store.write(batch)?;
+        Ok(deleted)
     }
 
-    /// Deletes every device of the user except `keep`.
-    pub fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> Result<()> {
+    /// Deletes every device of the user except `keep`; returns their ids.
+    pub fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<Vec<OwnedDeviceId>> {
         let ids: Vec<OwnedDeviceId> = self
             .devices(user_id)?
             .into_iter()

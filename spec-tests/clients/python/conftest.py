@@ -92,25 +92,35 @@ class Clients:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.clients: list[AsyncClient] = []
+        self.stores: list[str] = []
 
-    def new(self, user: str = "", device_id: str | None = None) -> AsyncClient:
+    def new(
+        self, user: str = "", device_id: str | None = None, encryption: bool = False
+    ) -> AsyncClient:
+        """A client; with `encryption`, nio's Olm/Megolm machinery and a store of its own."""
+        store = tempfile.mkdtemp(prefix="nio-store-") if encryption else None
+        if store:
+            self.stores.append(store)
         client = AsyncClient(
             self.server.url,
             user,
             device_id=device_id,
-            config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
+            store_path=store,
+            config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=encryption),
         )
         self.clients.append(client)
         return client
 
-    async def register(self, name: str) -> AsyncClient:
-        client = self.new()
+    async def register(self, name: str, encryption: bool = False) -> AsyncClient:
+        client = self.new(encryption=encryption)
         response = await client.register(name, password(name), "pytest")
         assert isinstance(response, RegisterResponse), response
         return client
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
+        for store in self.stores:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ use ruma::api::client::account::{
     ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
 };
 
-use super::require_password;
+use super::{delete_devices, require_password};
 use crate::api::ruma::Ruma;
 use crate::error::Result;
 use crate::services::Services;
@@ -26,9 +26,7 @@ pub async fn change_password(
         .set_password(&session.user_id, body.new_password.clone())
         .await?;
     if body.logout_devices {
-        services
-            .sessions
-            .delete_all_devices(&session.user_id, Some(&session.device_id))?;
+        delete_devices(&services, &session.user_id, None, Some(&session.device_id))?;
     }
     tracing::info!(user_id = %session.user_id, "password changed");
     Ok(change_password::v3::Response::new())
@@ -42,7 +40,7 @@ pub async fn deactivate(
     let user_id = req.user_id()?.to_owned();
     require_password(&services, &user_id, "deactivate", req.body.auth.as_ref()).await?;
     services.accounts.deactivate(&user_id)?;
-    services.sessions.delete_all_devices(&user_id, None)?;
+    delete_devices(&services, &user_id, None, None)?;
     if req.body.erase {
         for key in services
             .profiles

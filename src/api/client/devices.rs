@@ -7,7 +7,7 @@ use ruma::api::client::device::{
     Device, delete_device, delete_devices, get_device, get_devices, update_device,
 };
 
-use super::require_password;
+use super::{delete_devices, require_password};
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::services::Services;
@@ -77,9 +77,12 @@ pub async fn delete(
         return Err(Error::not_found("No such device"));
     }
     require_password(&services, user_id, "delete_devices", req.body.auth.as_ref()).await?;
-    services
-        .sessions
-        .delete_devices(user_id, std::slice::from_ref(&req.body.device_id))?;
+    delete_devices(
+        &services,
+        user_id,
+        Some(std::slice::from_ref(&req.body.device_id)),
+        None,
+    )?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -90,8 +93,6 @@ pub async fn delete_many(
 ) -> Result<delete_devices::v3::Response> {
     let user_id = req.user_id()?;
     require_password(&services, user_id, "delete_devices", req.body.auth.as_ref()).await?;
-    services
-        .sessions
-        .delete_devices(user_id, &req.body.devices)?;
+    delete_devices(&services, user_id, Some(&req.body.devices), None)?;
     Ok(delete_devices::v3::Response::new())
 }

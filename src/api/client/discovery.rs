@@ -42,7 +42,12 @@ pub async fn versions(
 
 /// `GET /.well-known/matrix/client`
 pub async fn well_known_client(State(services): State<Arc<Services>>) -> Json<Value> {
-    Json(json!({ "m.homeserver": { "base_url": services.config.base_url() } }))
+    let mut document = json!({ "m.homeserver": { "base_url": services.config.base_url() } });
+    if !services.config.e2ee.default_encryption {
+        // Element and its relatives read this to stop turning encryption on in new rooms.
+        document["io.element.e2ee"] = json!({ "default": false });
+    }
+    Json(document)
 }
 
 /// `GET /.well-known/matrix/server`

@@ -4,10 +4,12 @@
 
 pub mod account;
 pub mod account_data;
+pub mod backup;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
 pub mod filter;
+pub mod keys;
 pub mod membership;
 pub mod messages;
 pub mod presence;
@@ -22,6 +24,7 @@ pub mod session;
 pub mod sync;
 pub mod tags;
 pub mod thirdparty;
+pub mod to_device;
 pub mod typing;
 pub mod voip;
 
@@ -36,6 +39,27 @@ fn require_self(requester: &UserId, target: &UserId) -> Result<()> {
     } else {
         Err(Error::forbidden("You cannot act on behalf of another user"))
     }
+}
+
+/// Deletes the user's devices (all but `keep` when `ids` is `None`) with everything they
+/// published for encryption and their to-device inboxes, and tells those who share a room.
+fn delete_devices(
+    services: &crate::services::Services,
+    user_id: &UserId,
+    ids: Option<&[ruma::OwnedDeviceId]>,
+    keep: Option<&ruma::DeviceId>,
+) -> Result<()> {
+    let deleted = match ids {
+        Some(ids) => services.sessions.delete_devices(user_id, ids)?,
+        None => services.sessions.delete_all_devices(user_id, keep)?,
+    };
+    if deleted.is_empty() {
+        return Ok(());
+    }
+    let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
+    services.keys.remove_devices(user_id, &deleted)?;
+    services.to_device.remove_devices(user_id, &deleted)?;
+    crate::sync::wake_sharers(services, user_id)
 }
 
 /// Runs user-interactive auth with the account's password (`m.login.password`) for an action

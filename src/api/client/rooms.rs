@@ -124,6 +124,7 @@ pub async fn create_room(
         invite: body.invite.clone(),
         is_direct: body.is_direct,
         alias,
+        encrypt_private: services.config.e2ee.default_encryption,
     };
     let public = options.public;
     let room_id = create(&services.timeline, &services.aliases, &creator, options).await?;

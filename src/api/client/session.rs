@@ -10,6 +10,7 @@ use ruma::api::client::session::{get_login_types, login, logout, logout_all, ref
 use ruma::api::client::uiaa::UserIdentifier;
 use ruma::api::error::ErrorKind;
 
+use super::delete_devices;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::services::Services;
@@ -112,9 +113,12 @@ pub async fn logout(
     req: Ruma<logout::v3::Request>,
 ) -> Result<logout::v3::Response> {
     let session = req.session()?;
-    services
-        .sessions
-        .delete_devices(&session.user_id, std::slice::from_ref(&session.device_id))?;
+    delete_devices(
+        &services,
+        &session.user_id,
+        Some(std::slice::from_ref(&session.device_id)),
+        None,
+    )?;
     Ok(logout::v3::Response::new())
 }
 
@@ -123,7 +127,7 @@ pub async fn logout_all(
     services: Arc<Services>,
     req: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
-    services.sessions.delete_all_devices(req.user_id()?, None)?;
+    delete_devices(&services, req.user_id()?, None, None)?;
     Ok(logout_all::v3::Response::new())
 }
 

@@ -41,6 +41,11 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         .map(|t| sync::parse_since(t, committed))
         .transpose()?;
     let options = Options::new(&filter, parsed, body.full_state);
+    let device = req.device_id()?.to_owned();
+    // Syncing from a token means the device has the to-device messages up to it.
+    if let Some(received) = options.to_device_since {
+        services.to_device.acknowledge(&user, &device, received)?;
+    }
     if body.set_presence != PresenceState::Offline
         && services.presence.touch(&user, body.set_presence.clone())
     {
@@ -61,7 +66,7 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         notified.as_mut().enable();
 
         let upto = services.store.committed_count();
-        let (response, has_changes) = sync::build(&services, &user, &options, upto)?;
+        let (response, has_changes) = sync::build(&services, &user, &device, &options, upto)?;
         if has_changes
             || options.since.is_none()
             || options.full_state
@@ -72,7 +77,7 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Timed out: answer with what there is (nothing), at the latest position.
             let upto = services.store.committed_count();
-            let (response, _) = sync::build(&services, &user, &options, upto)?;
+            let (response, _) = sync::build(&services, &user, &device, &options, upto)?;
             return Ok(Json(response).into_response());
         }
     }
