@@ -413,3 +413,24 @@ pub fn bodies(events: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// `GET /sync?{query}` as the user; asserts it succeeded and returns the response.
+pub async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
+    let (status, body) = server
+        .get(&format!("/_matrix/client/v3/sync?{query}"), user.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "sync {query}: {body}");
+    body
+}
+
+/// Joins a room by id; asserts it succeeded.
+pub async fn join(server: &TestServer, user: &User, room: &str) {
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            user.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -104,29 +104,8 @@ impl Backup {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The highest version number ever created (deleted ones included) and its record.
-    fn last(&self, user: &UserId) -> Result<Option<(u64, Version)>> {
-        let prefix = keys::prefix(&[user.as_bytes()]);
-        let Some(entry) = self
-            .store
-            .scan(
-                Table::BackupVersions,
-                KeyRange::prefix(&prefix),
-                Direction::Backward,
-            )?
-            .next()
-        else {
-            return Ok(None);
-        };
-        let (key, value) = entry?;
-        let number = keys::trailing_u64(&key).unwrap_or(0);
-        let version = serde_json::from_slice(&value)
-            .map_err(|e| Error::internal(format!("corrupt backup version: {e}")))?;
-        Ok(Some((number, version)))
-    }
-
-    /// The current version: the newest one not deleted.
-    pub fn latest(&self, user: &UserId) -> Result<Option<(u64, Version)>> {
+    /// The newest version, deleted ones counted or not.
+    fn newest(&self, user: &UserId, deleted_too: bool) -> Result<Option<(u64, Version)>> {
         let prefix = keys::prefix(&[user.as_bytes()]);
         for entry in self.store.scan(
             Table::BackupVersions,
@@ -136,11 +115,32 @@ impl Backup {
             let (key, value) = entry?;
             let version: Version = serde_json::from_slice(&value)
                 .map_err(|e| Error::internal(format!("corrupt backup version: {e}")))?;
-            if !version.deleted {
+            if deleted_too || !version.deleted {
                 return Ok(Some((keys::trailing_u64(&key).unwrap_or(0), version)));
             }
         }
         Ok(None)
+    }
+
+    /// The current version: the newest one not deleted.
+    pub fn latest(&self, user: &UserId) -> Result<Option<(u64, Version)>> {
+        self.newest(user, false)
+    }
+
+    /// Writes a version's record, with whatever else `batch` holds.
+    fn store_version(
+        &self,
+        user: &UserId,
+        number: u64,
+        record: &Version,
+        mut batch: Batch,
+    ) -> Result<()> {
+        batch.put_json(
+            Table::BackupVersions,
+            keys::backup_version(user.as_str(), number),
+            record,
+        )?;
+        self.store.write(batch)
     }
 
     /// A version by its number; `M_NOT_FOUND` when unknown or deleted.
@@ -161,7 +161,8 @@ impl Backup {
         if !auth_data.is_object() {
             return Err(Error::bad_json("auth_data must be an object"));
         }
-        let number = self.last(user)?.map_or(1, |(n, _)| n + 1);
+        // Numbers are never reused, so count deleted versions too.
+        let number = self.newest(user, true)?.map_or(1, |(n, _)| n + 1);
         let record = Version {
             algorithm,
             auth_data,
@@ -169,13 +170,7 @@ impl Backup {
             count: 0,
             deleted: false,
         };
-        let mut batch = Batch::new();
-        batch.put_json(
-            Table::BackupVersions,
-            keys::backup_version(user.as_str(), number),
-            &record,
-        )?;
-        self.store.write(batch)?;
+        self.store_version(user, number, &record, Batch::new())?;
         Ok(number)
     }
 
@@ -198,13 +193,7 @@ impl Backup {
             return Err(Error::bad_json("auth_data must be an object"));
         }
         record.auth_data = auth_data;
-        let mut batch = Batch::new();
-        batch.put_json(
-            Table::BackupVersions,
-            keys::backup_version(user.as_str(), number),
-            &record,
-        )?;
-        self.store.write(batch)
+        self.store_version(user, number, &record, Batch::new())
     }
 
     /// Deletes a version and its keys. Its number is not used again.
@@ -220,12 +209,7 @@ impl Backup {
         }
         record.deleted = true;
         record.count = 0;
-        batch.put_json(
-            Table::BackupVersions,
-            keys::backup_version(user.as_str(), number),
-            &record,
-        )?;
-        self.store.write(batch)
+        self.store_version(user, number, &record, batch)
     }
 
     /// Stores keys (room → session → key data) in the current version, keeping the better key
@@ -279,15 +263,10 @@ impl Backup {
         user: &UserId,
         number: u64,
         record: &mut Version,
-        mut batch: Batch,
+        batch: Batch,
     ) -> Result<()> {
         record.etag += 1;
-        batch.put_json(
-            Table::BackupVersions,
-            keys::backup_version(user.as_str(), number),
-            record,
-        )?;
-        self.store.write(batch)
+        self.store_version(user, number, record, batch)
     }
 
     /// The version's keys in `scope`: room → session → key data.

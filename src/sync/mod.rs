@@ -7,12 +7,29 @@
 pub mod filter;
 pub mod watchers;
 
-/// Wakes the syncs of everyone who shares a joined room with `user` (their presence changed).
+/// Wakes the syncs of the user and of everyone who shares a joined room with them (their
+/// presence or keys changed).
 pub fn wake_sharers(services: &Services, user: &UserId) -> Result<()> {
+    services.watchers.wake(user);
     for room_id in services.timeline.joined_rooms(user)? {
         services.timeline.wake_room(&room_id, None)?;
     }
     Ok(())
+}
+
+/// Whether `other` is the user or is joined to one of the rooms the user is joined to.
+fn shares_a_room(
+    services: &Services,
+    user: &UserId,
+    other: &UserId,
+    joined: &BTreeSet<OwnedRoomId>,
+) -> Result<bool> {
+    Ok(other == user
+        || services
+            .timeline
+            .joined_rooms(other)?
+            .iter()
+            .any(|room| joined.contains(room)))
 }
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::rooms::pagination::{passes, token};
 use crate::rooms::pdu::StoredPdu;
 use crate::rooms::relations;
-use crate::rooms::timeline::{Timeline, Unread};
+use crate::rooms::timeline::{MembershipRecord, Timeline, Unread};
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 use crate::storage::Direction;
@@ -307,15 +324,13 @@ pub fn build(
             .collect()
     };
 
-    for (room_id, record) in services.timeline.memberships_of(user)? {
+    let memberships = services.timeline.memberships_of(user)?;
+    for (room_id, record) in &memberships {
         if record.membership == "join" {
             joined_rooms.insert(room_id.clone());
         }
-        if options
-            .rooms
-            .as_ref()
-            .is_some_and(|r| !r.contains(&room_id))
-            || options.not_rooms.contains(&room_id)
+        if options.rooms.as_ref().is_some_and(|r| !r.contains(room_id))
+            || options.not_rooms.contains(room_id)
         {
             continue;
         }
@@ -328,7 +343,7 @@ pub fn build(
         let typing = if record.membership == "join" {
             services
                 .typing
-                .changed(&room_id, room_since.and(options.typing_since))
+                .changed(room_id, room_since.and(options.typing_since))
         } else {
             None
         };
@@ -337,20 +352,20 @@ pub fn build(
         if let Some(s) = room_since
             && record.membership == "join"
             && typing.is_none()
-            && !room_data.contains_key(&room_id)
-            && !services.timeline.activity.changed_after(&room_id, s)
+            && !room_data.contains_key(room_id)
+            && !services.timeline.activity.changed_after(room_id, s)
         {
             continue;
         }
-        let Some(room) = services.timeline.room(&room_id)? else {
+        let Some(room) = services.timeline.room(room_id)? else {
             continue;
         };
         match record.membership.as_str() {
             "join" => {
                 let data = options
                     .room_account_data
-                    .select_in(&room_id, room_data.remove(&room_id).unwrap_or_default());
-                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
+                    .select_in(room_id, room_data.remove(room_id).unwrap_or_default());
+                let viewer = Viewer::new(&services.timeline, room.short, room_id, user)?;
                 let (events, limited) =
                     timeline_section(services, &viewer, room.short, room_since, upto, options)?;
                 let start = events.first().map_or(upto + 1, |(c, _)| *c);
@@ -365,7 +380,7 @@ pub fn build(
                     senders
                 });
                 let state = options.state.select_in(
-                    &room_id,
+                    room_id,
                     state_section(services, room.short, room_since, start, members.as_ref())?,
                 );
                 let receipts = services.receipts.changed(room.short, room_since, upto)?;
@@ -376,7 +391,7 @@ pub fn build(
                 if let Some(users) = typing {
                     ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": users}}));
                 }
-                let ephemeral = options.ephemeral.select_in(&room_id, ephemeral);
+                let ephemeral = options.ephemeral.select_in(room_id, ephemeral);
                 if room_since.is_some()
                     && events.is_empty()
                     && state.is_empty()
@@ -400,7 +415,7 @@ pub fn build(
                         "state": {"events": project(state)},
                         "ephemeral": {"events": ephemeral},
                         "account_data": {"events": data},
-                        "summary": summary(services, &room_id, user)?,
+                        "summary": summary(services, room_id, user)?,
                         "unread_notifications": notifications,
                         "unread_thread_notifications": thread_notifications,
                     }),
@@ -418,12 +433,12 @@ pub fn build(
             "leave" | "ban"
                 if (changed && since.is_some()) || (since.is_none() && options.include_leave) =>
             {
-                let viewer = Viewer::new(&services.timeline, room.short, &room_id, user)?;
+                let viewer = Viewer::new(&services.timeline, room.short, room_id, user)?;
                 let (events, limited) =
                     timeline_section(services, &viewer, room.short, since, record.count, options)?;
                 let start = events.first().map_or(record.count + 1, |(c, _)| *c);
                 let state = options.state.select_in(
-                    &room_id,
+                    room_id,
                     state_section(services, room.short, since, start, None)?,
                 );
                 let timeline: Vec<Value> = events
@@ -432,7 +447,7 @@ pub fn build(
                     .collect();
                 let data = options
                     .room_account_data
-                    .select_in(&room_id, room_data.remove(&room_id).unwrap_or_default());
+                    .select_in(room_id, room_data.remove(room_id).unwrap_or_default());
                 leave.insert(
                     room_id.to_string(),
                     json!({
@@ -457,7 +472,7 @@ pub fn build(
             .to_device
             .pending(user, device, options.to_device_since.unwrap_or(0), upto)?;
     let (changed, left) = match since {
-        Some(since) => device_lists(services, user, since, upto)?,
+        Some(since) => device_lists(services, user, &memberships, &joined_rooms, since, upto)?,
         None => Default::default(),
     };
     let has_changes = !presence.is_empty()
@@ -485,26 +500,15 @@ pub fn build(
 /// Whose devices the user should fetch again (`changed`) or stop tracking (`left`) after
 /// `since` up to `upto`: users sharing a room whose devices or cross-signing keys changed,
 /// and users who started or stopped sharing a room with the user.
-pub fn device_lists(
+fn device_lists(
     services: &Services,
     user: &UserId,
+    memberships: &[(OwnedRoomId, MembershipRecord)],
+    joined: &BTreeSet<OwnedRoomId>,
     since: u64,
     upto: u64,
 ) -> Result<(BTreeSet<OwnedUserId>, BTreeSet<OwnedUserId>)> {
-    let memberships = services.timeline.memberships_of(user)?;
-    let joined: BTreeSet<&OwnedRoomId> = memberships
-        .iter()
-        .filter(|(_, record)| record.membership == "join")
-        .map(|(room, _)| room)
-        .collect();
-    let shares = |other: &UserId| -> Result<bool> {
-        Ok(other == user
-            || services
-                .timeline
-                .joined_rooms(other)?
-                .iter()
-                .any(|room| joined.contains(room)))
-    };
+    let shares = |other: &UserId| shares_a_room(services, user, other, joined);
     let mut changed = BTreeSet::new();
     let mut left = BTreeSet::new();
     for other in services.keys.changed_between(since, upto)? {
@@ -512,7 +516,7 @@ pub fn device_lists(
             changed.insert(other);
         }
     }
-    for (room_id, record) in &memberships {
+    for (room_id, record) in memberships {
         if record.count > upto {
             continue;
         }
@@ -553,6 +557,22 @@ pub fn device_lists(
     Ok((changed, left))
 }
 
+/// [`device_lists`] on their own, for `/keys/changes`.
+pub fn device_list_changes(
+    services: &Services,
+    user: &UserId,
+    since: u64,
+    upto: u64,
+) -> Result<(BTreeSet<OwnedUserId>, BTreeSet<OwnedUserId>)> {
+    let memberships = services.timeline.memberships_of(user)?;
+    let joined = memberships
+        .iter()
+        .filter(|(_, record)| record.membership == "join")
+        .map(|(room, _)| room.clone())
+        .collect();
+    device_lists(services, user, &memberships, &joined, since, upto)
+}
+
 /// `m.presence` events of the user and of those who share a joined room with them, changed
 /// after presence serial `since`.
 fn presence_events(
@@ -563,13 +583,7 @@ fn presence_events(
 ) -> Result<Vec<Value>> {
     let mut events = Vec::new();
     for other in services.presence.changed_since(since) {
-        let shares = other == user
-            || services
-                .timeline
-                .joined_rooms(&other)?
-                .iter()
-                .any(|room| joined_rooms.contains(room));
-        if shares {
+        if shares_a_room(services, user, &other, joined_rooms)? {
             let status = services.presence.get(&other);
             events
                 .push(json!({"type": "m.presence", "sender": other, "content": status.content()}));

@@ -8,7 +8,7 @@ use ruma::serde::Base64;
 use ruma::signatures::{Ed25519KeyPair, KeyPair, to_canonical_json_string_for_signing};
 use serde_json::{Value, json};
 use spec_tests::{
-    ServerOptions, StatusCode, TestServer, User, assert_error, create_room, register,
+    ServerOptions, StatusCode, TestServer, User, assert_error, create_room, join, register, sync,
 };
 
 /// An ed25519 key a test client signs with.
@@ -68,25 +68,6 @@ async fn upload(server: &TestServer, user: &User, body: &Value) -> (StatusCode, 
     server
         .post("/_matrix/client/v3/keys/upload", user.token(), body)
         .await
-}
-
-async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
-    let (status, body) = server
-        .get(&format!("/_matrix/client/v3/sync?{query}"), user.token())
-        .await;
-    assert_eq!(status, StatusCode::OK, "sync {query}: {body}");
-    body
-}
-
-async fn join(server: &TestServer, user: &User, room: &str) {
-    let (status, body) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/join"),
-            user.token(),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 fn users(list: &Value) -> BTreeSet<String> {

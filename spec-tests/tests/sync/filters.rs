@@ -16,17 +16,6 @@ fn types(events: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn join(server: &TestServer, user: &User, room: &str) {
-    let (status, body) = server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/join"),
-            user.token(),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 #[tokio::test]
 async fn filters_pick_account_data_presence_ephemeral_state_and_fields() {
     let server = TestServer::start().await;

@@ -6,16 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spec_tests::{
-    StatusCode, TestServer, User, assert_error, bodies, create_room, register, send_text,
+    StatusCode, TestServer, User, assert_error, bodies, create_room, join, register, send_text,
+    sync,
 };
-
-async fn sync(server: &TestServer, user: &User, query: &str) -> Value {
-    let (status, body) = server
-        .get(&format!("/_matrix/client/v3/sync?{query}"), user.token())
-        .await;
-    assert_eq!(status, StatusCode::OK, "sync {query}: {body}");
-    body
-}
 
 /// Sends a message and returns its event id.
 async fn send(server: &TestServer, user: &User, room: &str, txn: &str, body: &str) -> String {

@@ -28,13 +28,6 @@ fn is_local(services: &Services, user: &UserId) -> bool {
     user.server_name() == services.config.server_name
 }
 
-/// After the user's keys changed: wake the syncs of everyone who shares a room with them
-/// (their `device_lists.changed`) and their own.
-fn announce(services: &Services, user: &UserId) -> Result<()> {
-    services.watchers.wake(user);
-    crate::sync::wake_sharers(services, user)
-}
-
 /// The refusal of users on other servers, until federation carries key queries.
 fn remote_failures(
     services: &Services,
@@ -79,7 +72,7 @@ pub async fn upload(
         &collect(&body.fallback_keys)?,
     )?;
     if device_keys.is_some() {
-        announce(&services, user)?;
+        crate::sync::wake_sharers(&services, user)?;
     }
     let counts = counts
         .into_iter()
@@ -169,7 +162,8 @@ pub async fn changes(
     let committed = services.store.committed_count();
     let from = crate::sync::parse_since(&req.body.from, committed)?.count;
     let to = crate::sync::parse_since(&req.body.to, committed)?.count;
-    let (changed, left) = crate::sync::device_lists(&services, req.user_id()?, from, to.max(from))?;
+    let (changed, left) =
+        crate::sync::device_list_changes(&services, req.user_id()?, from, to.max(from))?;
     Ok(get_key_changes::v3::Response::new(
         changed.into_iter().collect(),
         left.into_iter().collect(),
@@ -213,7 +207,7 @@ pub async fn upload_signing_keys(
         self_signing.as_ref(),
         user_signing.as_ref(),
     )?;
-    announce(&services, user)?;
+    crate::sync::wake_sharers(&services, user)?;
     Ok(upload_signing_keys::v3::Response::new())
 }
 
@@ -244,7 +238,7 @@ pub async fn upload_signatures(
     }
     failures.extend(services.keys.upload_signatures(signer, &signed)?);
     if !signed.is_empty() {
-        announce(&services, signer)?;
+        crate::sync::wake_sharers(&services, signer)?;
     }
     Ok(Json(json!({ "failures": failures })).into_response())
 }
