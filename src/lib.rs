@@ -14,7 +14,9 @@
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
 //!   to-device messages, room key backup (the server never sees plaintext).
-//! - [`sync`]: `/sync`: what changed for a user since a token, and the long-poll wake-ups.
+//! - [`watchers`]: wake-ups for sleeping long-polls, fired by every service that changes
+//!   something a user should hear of.
+//! - [`sync`]: `/sync`: what changed for a user since a token.
 //! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
@@ -42,6 +44,7 @@ pub mod storage;
 pub mod sync;
 pub mod typing;
 pub mod users;
+pub mod watchers;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -17,7 +17,6 @@ use crate::rooms::receipts::Receipts;
 use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
-use crate::sync::watchers::Watchers;
 use crate::typing::Typing;
 use crate::users::account_data::AccountData;
 use crate::users::accounts::Accounts;
@@ -25,6 +24,7 @@ use crate::users::filters::Filters;
 use crate::users::profiles::Profiles;
 use crate::users::sessions::Sessions;
 use crate::users::uia::Uia;
+use crate::watchers::Watchers;
 
 pub struct Services {
     pub config: Config,

@@ -18,6 +18,7 @@ use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingR
 use ruma::{DeviceId, UserId};
 
 use crate::error::{Error, Result};
+use crate::rooms::pdu::Recipient;
 use crate::services::Services;
 use crate::users::sessions::Session;
 
@@ -96,6 +97,14 @@ impl<T> Ruma<T> {
             .as_ref()
             .map(|s| s.device_id.as_ref())
             .ok_or_else(Error::missing_token)
+    }
+
+    /// Who events are served to: the user and the device of the access token.
+    pub fn recipient(&self) -> Result<Recipient<'_>> {
+        Ok(Recipient {
+            user: self.user_id()?,
+            device: self.device_id()?,
+        })
     }
 
     pub fn session(&self) -> Result<&Session> {

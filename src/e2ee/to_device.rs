@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
-use crate::sync::watchers::Watchers;
+use crate::watchers::Watchers;
 
 /// Most messages one sync response carries; the rest follow in the next ones.
 pub const MAX_PER_SYNC: usize = 100;

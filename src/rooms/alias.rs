@@ -54,6 +54,18 @@ impl Aliases {
 
     /// Creates an alias; 409 if it is taken.
     pub fn create(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        self.create_with(alias, room_id, creator, |batch| self.store.write(batch))
+    }
+
+    /// Creates an alias, written by `write` (with whatever else it writes): 409 if it is
+    /// taken. No other alias change can come between the check and the write.
+    pub fn create_with(
+        &self,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
+        write: impl FnOnce(Batch) -> Result<()>,
+    ) -> Result<()> {
         self.require_local(alias)?;
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.get(alias)?.is_some() {
@@ -64,17 +76,31 @@ impl Aliases {
             ));
         }
         let mut batch = Batch::new();
-        let record = AliasRecord {
-            room_id: room_id.to_owned(),
-            creator: creator.to_owned(),
-        };
-        batch.put_json(Table::Aliases, alias.as_bytes(), &record)?;
-        batch.put(
-            Table::RoomAliases,
-            keys::room_alias(room_id.as_str(), alias.as_str()),
-            Vec::new(),
-        );
-        self.store.write(batch)
+        put(&mut batch, alias, room_id, creator)?;
+        write(batch)
+    }
+
+    /// Points every local alias of room `from` at room `to`, written by `write` (with
+    /// whatever else it writes).
+    pub fn move_with(
+        &self,
+        from: &RoomId,
+        to: &RoomId,
+        write: impl FnOnce(Batch) -> Result<()>,
+    ) -> Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Batch::new();
+        for alias in self.of_room(from)? {
+            let record = self
+                .get(&alias)?
+                .ok_or_else(|| Error::internal("alias vanished"))?;
+            batch.delete(
+                Table::RoomAliases,
+                keys::room_alias(from.as_str(), alias.as_str()),
+            );
+            put(&mut batch, &alias, to, &record.creator)?;
+        }
+        write(batch)
     }
 
     pub fn delete(&self, alias: &RoomAliasId) -> Result<()> {
@@ -134,4 +160,19 @@ impl Aliases {
         }
         Ok(())
     }
+}
+
+/// Adds the writes that make `alias` name `room_id`.
+fn put(batch: &mut Batch, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+    let record = AliasRecord {
+        room_id: room_id.to_owned(),
+        creator: creator.to_owned(),
+    };
+    batch.put_json(Table::Aliases, alias.as_bytes(), &record)?;
+    batch.put(
+        Table::RoomAliases,
+        keys::room_alias(room_id.as_str(), alias.as_str()),
+        Vec::new(),
+    );
+    Ok(())
 }

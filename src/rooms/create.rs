@@ -1,4 +1,6 @@
-//! Room creation: the events `createRoom` sends, in the spec's order, for each preset.
+//! Room creation: the events `createRoom` sends, in the spec's order, for each preset. They
+//! are drafted one after another and committed together with the room's alias, so a room
+//! exists whole (with its encryption, join rules, name…) or not at all.
 
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
@@ -6,6 +8,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::alias::Aliases;
+use super::directory::Directory;
 use super::timeline::{NewEvent, Timeline};
 use crate::error::{Error, Result};
 
@@ -24,7 +27,7 @@ pub enum Preset {
 pub struct CreateOptions {
     pub version: Option<RoomVersionId>,
     pub preset: Option<Preset>,
-    /// `visibility: public` (decides the default preset).
+    /// `visibility: public`: published in the room directory (and decides the default preset).
     pub public: bool,
     pub creation_content: Map<String, Value>,
     pub power_level_content_override: Option<Map<String, Value>>,
@@ -34,6 +37,9 @@ pub struct CreateOptions {
     pub topic: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// What the member events of the creator and the invitees carry of their profiles
+    /// (`displayname`, `avatar_url`), by user.
+    pub profiles: std::collections::BTreeMap<OwnedUserId, Map<String, Value>>,
     /// `room_alias_name`, as the full local alias.
     pub alias: Option<OwnedRoomAliasId>,
     /// Turn on encryption in a private room (the server's `e2ee.default_encryption`), unless
@@ -54,7 +60,7 @@ fn state(kind: &str, state_key: &str, content: Value) -> Result<NewEvent> {
     })
 }
 
-/// Creates the room and sends its initial events; returns the room id.
+/// Creates the room with its initial events, in one commit; returns the room id.
 pub async fn create_room(
     timeline: &Timeline,
     aliases: &Aliases,
@@ -105,18 +111,22 @@ pub async fn create_room(
                 .collect(),
         );
     }
-    let room_id = timeline
-        .create_room(creator, version, creation_content)
-        .await?;
-    let send = async |event: NewEvent| timeline.append(&room_id, creator, event, None).await;
+    let mut draft = timeline.draft();
+    let room_id = draft.create(creator, version, creation_content).await?;
+    let mut events = Vec::new();
+
+    let member = |user: &UserId, membership: &str| {
+        let mut content = options.profiles.get(user).cloned().unwrap_or_default();
+        content.insert("membership".into(), membership.into());
+        content
+    };
 
     // 2. The creator joins.
-    send(state(
+    events.push(state(
         "m.room.member",
         creator.as_str(),
-        json!({"membership": "join"}),
-    )?)
-    .await?;
+        Value::Object(member(creator, "join")),
+    )?);
 
     // 3. Power levels: the preset's, then the client's override on top.
     let mut users = Map::new();
@@ -155,17 +165,15 @@ pub async fn create_room(
             power_levels[key] = value.clone();
         }
     }
-    send(state("m.room.power_levels", "", power_levels)?).await?;
+    events.push(state("m.room.power_levels", "", power_levels)?);
 
-    // 4. The alias, registered and made canonical.
+    // 4. The alias (registered in the same commit) made canonical.
     if let Some(alias) = &options.alias {
-        aliases.create(alias, &room_id, creator)?;
-        send(state(
+        events.push(state(
             "m.room.canonical_alias",
             "",
             json!({"alias": alias}),
-        )?)
-        .await?;
+        )?);
     }
 
     // 5. The preset's rules.
@@ -174,29 +182,26 @@ pub async fn create_room(
     } else {
         "invite"
     };
-    send(state(
+    events.push(state(
         "m.room.join_rules",
         "",
         json!({"join_rule": join_rule}),
-    )?)
-    .await?;
-    send(state(
+    )?);
+    events.push(state(
         "m.room.history_visibility",
         "",
         json!({"history_visibility": "shared"}),
-    )?)
-    .await?;
+    )?);
     let guest_access = if preset == Preset::PublicChat {
         "forbidden"
     } else {
         "can_join"
     };
-    send(state(
+    events.push(state(
         "m.room.guest_access",
         "",
         json!({"guest_access": guest_access}),
-    )?)
-    .await?;
+    )?);
 
     // Encryption for private rooms, when the server turns it on by default.
     let encryption_given = options
@@ -204,32 +209,49 @@ pub async fn create_room(
         .iter()
         .any(|(kind, _, _)| kind == "m.room.encryption");
     if options.encrypt_private && preset != Preset::PublicChat && !encryption_given {
-        send(state(
+        events.push(state(
             "m.room.encryption",
             "",
             json!({"algorithm": "m.megolm.v1.aes-sha2"}),
-        )?)
-        .await?;
+        )?);
     }
 
     // 6. The client's initial state, then name and topic.
     for (kind, state_key, content) in options.initial_state {
-        send(state(&kind, &state_key, content)?).await?;
+        events.push(state(&kind, &state_key, content)?);
     }
     if let Some(name) = options.name {
-        send(state("m.room.name", "", json!({"name": name}))?).await?;
+        events.push(state("m.room.name", "", json!({"name": name}))?);
     }
     if let Some(topic) = options.topic {
-        send(state("m.room.topic", "", json!({"topic": topic}))?).await?;
+        events.push(state("m.room.topic", "", json!({"topic": topic}))?);
     }
 
     // 7. Invites.
     for invitee in &options.invite {
-        let mut content = json!({"membership": "invite"});
+        let mut content = member(invitee, "invite");
         if options.is_direct {
-            content["is_direct"] = true.into();
+            content.insert("is_direct".into(), true.into());
         }
-        send(state("m.room.member", invitee.as_str(), content)?).await?;
+        events.push(state(
+            "m.room.member",
+            invitee.as_str(),
+            Value::Object(content),
+        )?);
+    }
+
+    for event in events {
+        draft.send(&room_id, creator, event, None).await?;
+    }
+    if options.public {
+        draft.also().extend(Directory::publication(&room_id, true));
+    }
+    match &options.alias {
+        Some(alias) => aliases.create_with(alias, &room_id, creator, |batch| {
+            draft.also().extend(batch);
+            draft.commit()
+        })?,
+        None => draft.commit()?,
     }
     Ok(room_id)
 }

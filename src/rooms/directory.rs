@@ -28,13 +28,18 @@ impl Directory {
     }
 
     pub fn set_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
+        self.store.write(Self::publication(room_id, published))
+    }
+
+    /// The writes that publish the room in the directory, or take it out.
+    pub fn publication(room_id: &RoomId, published: bool) -> Batch {
         let mut batch = Batch::new();
         if published {
             batch.put(Table::PublicRooms, room_id.as_bytes(), Vec::new());
         } else {
             batch.delete(Table::PublicRooms, room_id.as_bytes());
         }
-        self.store.write(batch)
+        batch
     }
 
     fn published(&self) -> Result<Vec<OwnedRoomId>> {

@@ -1,9 +1,12 @@
 //! Rooms: each room is a DAG of signed PDUs, and this module owns Matrix's room rules.
 //!
 //! - [`pdu`]: event format, content hash, signature, event id, redaction per room version.
-//! - [`timeline`]: appending events that pass the room version's authorization rules (ruma's
-//!   state-res), serialised per room, with every index written in the same batch; reads of
-//!   events, current state and state at any point.
+//! - [`timeline`]: each room's events in order; appending events that pass the room version's
+//!   authorization rules (ruma's state-res), serialised per room.
+//! - [`draft`]: events built on top of each other and written with every index in one commit,
+//!   so a room's creation or upgrade happens whole or not at all.
+//! - [`state`]: current state, state at any point, power levels; [`members`]: the membership
+//!   indices; [`notifications`]: push rule decisions per member and unread counts.
 //! - [`create`], [`membership`], [`upgrade`]: the event sequences of createRoom, membership
 //!   changes and room upgrades.
 //! - [`visibility`]: history visibility for a viewer; [`pagination`]: `/messages` tokens,
@@ -16,12 +19,16 @@ pub mod activity;
 pub mod alias;
 pub mod create;
 pub mod directory;
+pub mod draft;
+pub mod members;
 pub mod membership;
+pub mod notifications;
 pub mod pagination;
 pub mod pdu;
 pub mod receipts;
 pub mod relations;
 pub mod reports;
+pub mod state;
 pub mod timeline;
 pub mod upgrade;
 pub mod visibility;

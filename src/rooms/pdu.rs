@@ -6,8 +6,8 @@ use ruma::events::TimelineEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{KeyPair, hash_and_sign_event, reference_hash};
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
-    OwnedUserId, RoomId, RoomVersionId, UInt, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UInt, UserId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -15,15 +15,46 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 
 /// A stored PDU: its id (PDUs of room versions 3+ do not carry it), the room it belongs to
-/// (a v12 create event does not carry that either), and the signed PDU as sent over federation.
+/// (a v12 create event does not carry that either), the signed PDU as sent over federation,
+/// and for a local user's event, the transaction its device sent it in.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct StoredPdu {
     pub event_id: OwnedEventId,
     pub room_id: OwnedRoomId,
     pub pdu: CanonicalJsonObject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<Transaction>,
+}
+
+/// The device and transaction id an event was sent with (`PUT …/send/{type}/{txnId}`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Transaction {
+    pub device_id: OwnedDeviceId,
+    pub txn_id: String,
+}
+
+/// Who an event is served to: the user and the device whose access token asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Recipient<'a> {
+    pub user: &'a UserId,
+    pub device: &'a DeviceId,
 }
 
 impl StoredPdu {
+    /// The event as `to` sees it: [`StoredPdu::to_client_event`], plus
+    /// `unsigned.transaction_id` when `to` is the very device that sent it, so that the client
+    /// can match the event to its local echo.
+    pub fn to_client_event_for(&self, to: Recipient<'_>) -> serde_json::Value {
+        let mut event = self.to_client_event();
+        if let Some(transaction) = &self.transaction
+            && transaction.device_id == to.device
+            && event["sender"] == to.user.as_str()
+        {
+            event["unsigned"]["transaction_id"] = transaction.txn_id.clone().into();
+        }
+        event
+    }
+
     /// The event as clients see it (the client-server API's event format): no hashes,
     /// signatures or DAG fields, plus `event_id`, `room_id` and `unsigned.age`.
     pub fn to_client_event(&self) -> serde_json::Value {

@@ -7,6 +7,7 @@ use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::pdu::StoredPdu;
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
@@ -71,7 +72,7 @@ impl Receipts {
             batch.put_json(Table::ReceiptChanges, keys::pdu(short, count), &receipt)?;
             Ok(batch)
         })?;
-        timeline.wake_room(room_id, None)
+        timeline.wake_room(room_id)
     }
 
     /// Receipts of a room changed after `after` up to `upto` (all current ones when `after` is
@@ -145,14 +146,23 @@ impl Receipts {
 
 /// Who has and has not read an event ("who hasn't read this yet", a Sori extension): over the
 /// users joined when it was sent, a public `m.read` receipt at that event or a later one (in
-/// the main timeline or unthreaded) counts as read.
+/// the main timeline or unthreaded) counts as read, and so does having sent that event or a
+/// later one in the room (sending implies reading what came before). A reader's time is the
+/// earliest of the two.
 pub struct ReadBy {
     pub read: Vec<(OwnedUserId, u64)>,
     pub unread: Vec<OwnedUserId>,
 }
 
 impl Receipts {
-    pub fn read_by(&self, timeline: &Timeline, short: u64, event_count: u64) -> Result<ReadBy> {
+    /// Who of the room `short` has read `event`, which sits at `event_count`.
+    pub fn read_by(
+        &self,
+        timeline: &Timeline,
+        short: u64,
+        event: &StoredPdu,
+        event_count: u64,
+    ) -> Result<ReadBy> {
         // Members joined when the event was sent.
         let mut joined = Vec::new();
         for ((event_type, state_key), _) in timeline.current_state(short)? {
@@ -197,15 +207,46 @@ impl Receipts {
                 }
             }
         }
+        let author = event.to_client_event();
+        let (author, sent_ts) = (
+            author["sender"].as_str().unwrap_or_default().to_owned(),
+            author["origin_server_ts"].as_u64().unwrap_or_default(),
+        );
         let mut read = Vec::new();
         let mut unread = Vec::new();
         for user in joined {
-            match furthest.get(&user) {
-                Some((position, ts)) if *position >= event_count => read.push((user, *ts)),
-                _ => unread.push(user),
+            let by_receipt = furthest
+                .get(&user)
+                .filter(|(position, _)| *position >= event_count)
+                .map(|(_, ts)| *ts);
+            let by_sending = if user.as_str() == author {
+                Some(sent_ts)
+            } else {
+                self.sent_since(short, &user, event_count)?
+            };
+            match by_receipt.into_iter().chain(by_sending).min() {
+                Some(ts) => read.push((user, ts)),
+                None => unread.push(user),
             }
         }
         Ok(ReadBy { read, unread })
+    }
+
+    /// When the user first sent an event in the room at or after position `count`, if ever.
+    fn sent_since(&self, short: u64, user: &UserId, count: u64) -> Result<Option<u64>> {
+        let prefix = keys::sent_events_of(short, user.as_str());
+        let range = KeyRange {
+            lower: keys::sent_event(short, user.as_str(), count),
+            upper: keys::prefix_successor(&prefix),
+        };
+        match self
+            .store
+            .scan(Table::SentEvents, range, Direction::Forward)?
+            .next()
+        {
+            Some(entry) => Ok(keys::trailing_u64(&entry?.1)),
+            None => Ok(None),
+        }
     }
 }
 

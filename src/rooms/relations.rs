@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::pagination::{self, token};
-use super::pdu::StoredPdu;
+use super::pdu::{Recipient, StoredPdu};
 use super::timeline::Timeline;
 use super::visibility::Viewer;
 use crate::error::{Error, Result};
-use crate::storage::Direction;
+use crate::storage::{Direction, KeyRange, StoreExt, Table, keys};
 
 /// How deep `recurse=true` follows relations of relations.
 pub const MAX_RECURSION: u64 = 3;
@@ -109,12 +109,50 @@ pub fn children(
     parent: &EventId,
     rel_type: Option<&str>,
 ) -> Result<Vec<(u64, Child)>> {
-    timeline.relation_children(short, parent, rel_type)
+    let prefix = keys::relations_of(short, parent.as_str(), rel_type);
+    timeline
+        .store
+        .scan_prefix(Table::Relations, &prefix)?
+        .map(|entry| {
+            let (key, value) = entry?;
+            let count =
+                keys::trailing_u64(&key).ok_or_else(|| Error::internal("corrupt relation key"))?;
+            let child = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt relation: {e}")))?;
+            Ok((count, child))
+        })
+        .collect()
+}
+
+impl Timeline {
+    /// Thread roots by latest activity, newest first, at or below position `before`.
+    pub fn threads(&self, short: u64, before: Option<u64>) -> Result<Vec<(u64, OwnedEventId)>> {
+        let upper = before.map_or(u64::MAX, |b| b.saturating_add(1));
+        let range = KeyRange::between(&keys::pdu(short, 0), &keys::pdu(short, upper));
+        self.store
+            .scan(Table::ThreadActivity, range, Direction::Backward)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let (_, count) =
+                    keys::parse_pdu(&key).ok_or_else(|| Error::internal("corrupt thread key"))?;
+                let root = String::from_utf8(value)
+                    .ok()
+                    .and_then(|s| OwnedEventId::try_from(s).ok())
+                    .ok_or_else(|| Error::internal("corrupt thread entry"))?;
+                Ok((count, root))
+            })
+            .collect()
+    }
 }
 
 /// An event in client format with its bundled aggregations (`unsigned.m.relations`).
-pub fn serve(timeline: &Timeline, short: u64, event: &StoredPdu, user: &UserId) -> Result<Value> {
-    let mut json = event.to_client_event();
+pub fn serve(
+    timeline: &Timeline,
+    short: u64,
+    event: &StoredPdu,
+    to: Recipient<'_>,
+) -> Result<Value> {
+    let mut json = event.to_client_event_for(to);
     let all = children(timeline, short, &event.event_id, None)?;
     if all.is_empty() {
         return Ok(json);
@@ -136,7 +174,7 @@ pub fn serve(timeline: &Timeline, short: u64, event: &StoredPdu, user: &UserId) 
         && let Some(latest_event) = timeline.get(&latest.event_id)?
     {
         let participated =
-            sender == user.as_str() || thread.iter().any(|(_, c)| c.sender == user.as_str());
+            sender == to.user.as_str() || thread.iter().any(|(_, c)| c.sender == to.user.as_str());
         relations.insert(
             "m.thread".into(),
             json!({

@@ -1,15 +1,15 @@
-//! The timeline: appending events to a room. Appends to one room are serialised by a per-room
-//! lock, so the local DAG stays a line (each event's `prev_events` is the event before it);
-//! every event is built from the current state, passes the room version's authorization rules
-//! (ruma's state-res), and is written with its indices in one atomic batch. Reads never take
-//! the lock: they see the store as of the last finished append.
+//! The timeline: each room's events in the order this server accepted them, and the ways
+//! events get there. Appends to one room are serialised by a per-room lock, so the local DAG
+//! stays a line (each event's `prev_events` is the event before it); every event is built from
+//! the current state, passes the room version's authorization rules (ruma's state-res), and is
+//! written with its indices in one atomic commit ([`super::draft`]). Reads never take the lock:
+//! they see the store as of the last finished commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use http::StatusCode;
-use ruma::api::error::ErrorKind;
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::TimelineEventType;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, DeviceId, EventId, OwnedEventId, OwnedRoomId,
     OwnedServerName, RoomId, RoomVersionId, UserId,
@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::pdu::{self, Pdu, StoredPdu};
 use crate::error::{Error, Result};
 use crate::federation::keys::ServerKeys;
-use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
+use crate::storage::{Direction, KeyRange, Store, StoreExt, Table, keys};
 
 /// What the store keeps about a room.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -34,20 +34,6 @@ pub struct RoomRecord {
 }
 
 /// An event a local user asks to send.
-/// Unread notifying events and highlights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Unread {
-    pub notifications: u64,
-    pub highlights: u64,
-}
-
-/// A user's unread counts in a room: the main timeline, and each thread by its root.
-#[derive(Debug, Default)]
-pub struct UnreadCounts {
-    pub main: Unread,
-    pub threads: std::collections::BTreeMap<String, Unread>,
-}
-
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub kind: TimelineEventType,
@@ -55,32 +41,15 @@ pub struct NewEvent {
     pub state_key: Option<String>,
 }
 
-/// A membership as stored in the membership indices.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct MembershipRecord {
-    pub membership: String,
-    pub count: u64,
-    /// Set by `/forget` after leaving: the room is gone from the user's view.
-    #[serde(default)]
-    pub forgotten: bool,
-}
-
-/// A state change recorded per event, so state at any point can be rebuilt.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-struct StateChange {
-    event_type: String,
-    state_key: String,
-    event_id: OwnedEventId,
-    replaces: Option<OwnedEventId>,
-}
-
 pub struct Timeline {
-    store: Arc<dyn Store>,
-    keys: Arc<ServerKeys>,
-    server_name: OwnedServerName,
-    watchers: Arc<crate::sync::watchers::Watchers>,
-    push_rules: Arc<crate::push::rules::PushRules>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) keys: Arc<ServerKeys>,
+    pub(super) server_name: OwnedServerName,
+    pub(super) watchers: Arc<crate::watchers::Watchers>,
+    pub(super) push_rules: Arc<crate::push::rules::PushRules>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The `origin_server_ts` of the latest create event: each one gets its own millisecond.
+    last_create_ts: AtomicU64,
     pub activity: super::activity::Activity,
 }
 
@@ -89,7 +58,7 @@ fn bad_content(event_type: &str, error: impl std::fmt::Display) -> Error {
 }
 
 /// Refuses content of the state events the authorization rules read, when it does not parse.
-fn check_content(kind: &TimelineEventType, content: &RawValue) -> Result<()> {
+pub(super) fn check_content(kind: &TimelineEventType, content: &RawValue) -> Result<()> {
     use ruma::events::room::{
         create::RoomCreateEventContent, history_visibility::RoomHistoryVisibilityEventContent,
         join_rules::RoomJoinRulesEventContent, member::RoomMemberEventContent,
@@ -126,7 +95,7 @@ impl Timeline {
         store: Arc<dyn Store>,
         keys: Arc<ServerKeys>,
         server_name: OwnedServerName,
-        watchers: Arc<crate::sync::watchers::Watchers>,
+        watchers: Arc<crate::watchers::Watchers>,
         push_rules: Arc<crate::push::rules::PushRules>,
     ) -> Self {
         Self {
@@ -137,45 +106,50 @@ impl Timeline {
             watchers,
             push_rules,
             locks: Mutex::new(HashMap::new()),
+            last_create_ts: AtomicU64::new(0),
         }
     }
 
-    /// Wakes the sleeping `/sync` of everyone the room's latest event concerns: its joined,
-    /// invited and knocking users, and the target of a membership change.
-    pub fn wake_room(&self, room_id: &RoomId, target: Option<&str>) -> Result<()> {
+    /// Wakes the sleeping `/sync` of everyone a change in the room concerns: its joined,
+    /// invited and knocking users.
+    pub fn wake_room(&self, room_id: &RoomId) -> Result<()> {
         for (user, record) in self.room_memberships(room_id)? {
             if matches!(record.membership.as_str(), "join" | "invite" | "knock") {
                 self.watchers.wake(&user);
             }
         }
-        if let Some(user) = target.and_then(|u| <&UserId>::try_from(u).ok()) {
-            self.watchers.wake(user);
-        }
         Ok(())
     }
 
-    /// Every user with a membership in the room, with that membership.
-    pub fn room_memberships(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Vec<(ruma::OwnedUserId, MembershipRecord)>> {
-        let prefix = keys::of_room(room_id.as_str());
-        self.store
-            .scan_prefix(Table::RoomUsers, &prefix)?
-            .map(|entry| {
-                let (key, value) = entry?;
-                let record: MembershipRecord = serde_json::from_slice(&value)
-                    .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-                let user = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
-                    .ok_or_else(|| Error::internal("corrupt membership key"))?;
-                Ok((user, record))
+    /// The time of a new create event: now, or a millisecond after the previous one. A v12
+    /// room id is the create event's hash, so two rooms made by one user in the same
+    /// millisecond would otherwise get the same id.
+    pub(super) fn create_ts(&self) -> u64 {
+        let now = crate::now_ms();
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last + 1))
             })
-            .collect()
+            .unwrap_or(now);
+        now.max(previous + 1)
     }
 
-    fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+    /// Adds the content hash and this server's signature to a PDU; returns its event id.
+    pub(super) fn sign(
+        &self,
+        object: &mut CanonicalJsonObject,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+    ) -> Result<OwnedEventId> {
+        pdu::hash_sign_and_id(
+            object,
+            self.server_name.as_str(),
+            self.keys.key_pair(),
+            rules,
+        )
+    }
+
+    pub(super) fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(room_id.to_owned()).or_default().clone()
     }
@@ -199,337 +173,55 @@ impl Timeline {
         }
     }
 
-    fn get_parsed(&self, event_id: &EventId) -> Option<Pdu> {
+    pub(super) fn get_parsed(&self, event_id: &EventId) -> Option<Pdu> {
         self.get(event_id)
             .ok()
             .flatten()
             .and_then(|s| Pdu::from_stored(&s).ok())
     }
 
-    /// The event id of a piece of current state.
-    pub fn state_event_id(
+    /// The event a device already sent in a transaction, if any.
+    fn sent_in(
         &self,
-        short: u64,
-        event_type: &str,
-        state_key: &str,
+        sender: &UserId,
+        device: &DeviceId,
+        txn: &str,
     ) -> Result<Option<OwnedEventId>> {
         match self.store.get(
-            Table::RoomState,
-            &keys::room_state(short, event_type, state_key),
+            Table::Transactions,
+            &keys::transaction(sender.as_str(), device.as_str(), txn),
         )? {
             None => Ok(None),
-            Some(bytes) => String::from_utf8(bytes)
-                .ok()
-                .and_then(|s| OwnedEventId::try_from(s).ok())
+            Some(id) => OwnedEventId::try_from(String::from_utf8_lossy(&id).into_owned())
                 .map(Some)
-                .ok_or_else(|| Error::internal("corrupt room state entry")),
+                .map_err(|_| Error::internal("corrupt transaction entry")),
         }
     }
 
-    /// A piece of current state, parsed.
-    pub fn state_event(
-        &self,
-        short: u64,
-        event_type: &str,
-        state_key: &str,
-    ) -> Result<Option<StoredPdu>> {
-        match self.state_event_id(short, event_type, state_key)? {
-            None => Ok(None),
-            Some(id) => self.get(&id),
-        }
-    }
-
-    /// The event id a piece of state had at timeline position `count` (after the event with
-    /// that count was applied).
-    pub fn state_id_at(
-        &self,
-        short: u64,
-        event_type: &str,
-        state_key: &str,
-        count: u64,
-    ) -> Result<Option<OwnedEventId>> {
-        let lower = keys::state_history(short, event_type, state_key, 0);
-        let upper = keys::state_history(short, event_type, state_key, count.saturating_add(1));
-        let mut scan = self.store.scan(
-            Table::StateHistory,
-            KeyRange::between(&lower, &upper),
-            Direction::Backward,
-        )?;
-        match scan.next() {
-            None => Ok(None),
-            Some(entry) => {
-                let (_, value) = entry?;
-                String::from_utf8(value)
-                    .ok()
-                    .and_then(|s| OwnedEventId::try_from(s).ok())
-                    .map(Some)
-                    .ok_or_else(|| Error::internal("corrupt state history entry"))
-            }
-        }
-    }
-
-    /// A string field of the content of a piece of state at timeline position `count`.
-    pub fn state_field_at(
-        &self,
-        short: u64,
-        event_type: &str,
-        state_key: &str,
-        count: u64,
-        field: &str,
-    ) -> Result<Option<String>> {
-        let Some(id) = self.state_id_at(short, event_type, state_key, count)? else {
-            return Ok(None);
-        };
-        Ok(self
-            .get(&id)?
-            .and_then(|s| content_field(&s.pdu, field).map(str::to_owned)))
-    }
-
-    /// The whole current state: (type, state key) → event id.
-    pub fn current_state(&self, short: u64) -> Result<Vec<((String, String), OwnedEventId)>> {
-        let prefix = keys::pdus_of(short);
-        self.store
-            .scan(
-                Table::RoomState,
-                KeyRange::prefix(&prefix),
-                Direction::Forward,
-            )?
-            .map(|entry| {
-                let (key, value) = entry?;
-                let pair = keys::parse_room_state(&key)
-                    .ok_or_else(|| Error::internal("corrupt state key"))?;
-                let id = String::from_utf8(value)
-                    .ok()
-                    .and_then(|s| OwnedEventId::try_from(s).ok())
-                    .ok_or_else(|| Error::internal("corrupt state value"))?;
-                Ok((pair, id))
-            })
-            .collect()
-    }
-
-    /// A user's membership in a room (`join`, `invite`, `leave`, `ban`, `knock`), if any.
-    pub fn membership(
+    /// Builds, authorises and stores an event from a local user; returns its event id. With a
+    /// transaction (device, txn id) the same request returns the same event id forever.
+    pub async fn append(
         &self,
         room_id: &RoomId,
-        user_id: &UserId,
-    ) -> Result<Option<MembershipRecord>> {
-        let record: Option<MembershipRecord> = self.store.get_json(
-            Table::UserRooms,
-            &keys::user_room(user_id.as_str(), room_id.as_str()),
-        )?;
-        // A forgotten room is gone from the user's view.
-        Ok(record.filter(|r| !r.forgotten))
-    }
-
-    /// Forgets a room the user has left; refused while joined, invited or knocking.
-    pub fn forget(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        let key = keys::user_room(user_id.as_str(), room_id.as_str());
-        let Some(mut record) = self
-            .store
-            .get_json::<MembershipRecord>(Table::UserRooms, &key)?
-        else {
-            return Ok(());
-        };
-        if matches!(record.membership.as_str(), "join" | "invite" | "knock") {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::Unknown,
-                "Leave the room before forgetting it",
-            ));
-        }
-        record.forgotten = true;
-        let mut batch = Batch::new();
-        batch.put_json(Table::UserRooms, key, &record)?;
-        self.store.write(batch)
-    }
-
-    /// Every room the user has a (not forgotten) membership in.
-    pub fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
-        let prefix = keys::rooms_of(user_id.as_str());
-        let mut rooms = Vec::new();
-        for entry in self.store.scan_prefix(Table::UserRooms, &prefix)? {
-            let (key, value) = entry?;
-            let record: MembershipRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-            if record.forgotten {
-                continue;
-            }
-            let room = std::str::from_utf8(&key[prefix.len()..])
-                .ok()
-                .and_then(|r| OwnedRoomId::try_from(r).ok())
-                .ok_or_else(|| Error::internal("corrupt membership key"))?;
-            rooms.push((room, record));
-        }
-        Ok(rooms)
-    }
-
-    /// The (type, state key) pairs whose state changed after position `after` up to `upto`.
-    pub fn state_changed_between(
-        &self,
-        short: u64,
-        after: u64,
-        upto: u64,
-    ) -> Result<Vec<(String, String)>> {
-        let range = KeyRange::between(
-            &keys::pdu(short, after.saturating_add(1)),
-            &keys::pdu(short, upto.saturating_add(1)),
-        );
-        let mut changed = std::collections::BTreeSet::new();
-        for entry in self
-            .store
-            .scan(Table::StateChanges, range, Direction::Forward)?
+        sender: &UserId,
+        event: NewEvent,
+        transaction: Option<(&DeviceId, &str)>,
+    ) -> Result<OwnedEventId> {
+        let mut draft = self.draft();
+        draft.lock(room_id).await;
+        if let Some((device, txn)) = transaction
+            && let Some(id) = self.sent_in(sender, device, txn)?
         {
-            let (_, value) = entry?;
-            let change: StateChange = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt state change: {e}")))?;
-            changed.insert((change.event_type, change.state_key));
+            return Ok(id);
         }
-        Ok(changed.into_iter().collect())
+        let event_id = draft.send(room_id, sender, event, transaction).await?;
+        draft.commit()?;
+        Ok(event_id)
     }
 
-    /// The users joined to the room.
-    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
-        Ok(self
-            .room_memberships(room_id)?
-            .into_iter()
-            .filter(|(_, record)| record.membership == "join")
-            .map(|(user, _)| user)
-            .collect())
-    }
-
-    /// How many users are joined to the room.
-    pub fn joined_member_count(&self, room_id: &RoomId) -> Result<u64> {
-        Ok(self.joined_members(room_id)?.len() as u64)
-    }
-
-    /// The rooms the user is joined to.
-    pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
-        Ok(self
-            .memberships_of(user_id)?
-            .into_iter()
-            .filter(|(_, record)| record.membership == "join")
-            .map(|(room, _)| room)
-            .collect())
-    }
-
-    /// Creates a room with its `m.room.create` event and returns its id. In room version 12
-    /// the id is derived from the create event; before, it is random on this server.
-    pub async fn create_room(
-        &self,
-        creator: &UserId,
-        version: RoomVersionId,
-        content: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<OwnedRoomId> {
-        let rules = pdu::rules(&version)?;
-        let mut content = content;
-        content.insert("room_version".into(), version.as_str().into());
-        if !rules.authorization.use_room_create_sender {
-            content.insert("creator".into(), creator.as_str().into());
-        }
-        let content_raw = serde_json::value::to_raw_value(&content)
-            .map_err(|e| Error::internal(format!("create content: {e}")))?;
-        check_content(&TimelineEventType::RoomCreate, &content_raw)?;
-
-        let room_id_field = if rules.authorization.room_create_event_id_as_room_id {
-            None
-        } else {
-            let local =
-                crate::random::string(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", 18);
-            Some(
-                OwnedRoomId::try_from(format!("!{local}:{}", self.server_name))
-                    .map_err(|e| Error::internal(format!("room id: {e}")))?,
-            )
-        };
-        let mut object = self.pdu_object(
-            room_id_field.as_deref(),
-            creator,
-            &TimelineEventType::RoomCreate,
-            &content_raw,
-            Some(""),
-            Vec::new(),
-            Vec::new(),
-            1,
-        )?;
-        let event_id = pdu::hash_sign_and_id(
-            &mut object,
-            self.server_name.as_str(),
-            self.keys.key_pair(),
-            &rules,
-        )?;
-        let room_id = match room_id_field {
-            Some(id) => id,
-            None => OwnedRoomId::try_from(format!("!{}", &event_id.as_str()[1..]))
-                .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
-        };
-        let stored = StoredPdu {
-            event_id,
-            room_id: room_id.clone(),
-            pdu: object,
-        };
-        let parsed = Pdu::from_stored(&stored)?;
-        ruma::state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            &parsed,
-            |id: &EventId| self.get_parsed(id),
-        )
-        .map_err(Error::forbidden)?;
-
-        let lock = self.room_lock(&room_id);
-        let _guard = lock.lock().await;
-        if self.room(&room_id)?.is_some() {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::RoomInUse,
-                "Room already exists",
-            ));
-        }
-        let record = RoomRecord {
-            short: self.store.next_count()?,
-            version,
-            last_event: None,
-            last_depth: 0,
-        };
-        self.write(record, &stored, &parsed, None, &[])?;
-        Ok(room_id)
-    }
-
-    /// The room's power levels as the authorization rules read them (creators included).
-    pub fn power_levels(
-        &self,
-        record: &RoomRecord,
-    ) -> Result<ruma::events::room::power_levels::RoomPowerLevels> {
-        use ruma::events::room::power_levels::{
-            RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource,
-        };
-        let rules = pdu::rules(&record.version)?;
-        let mut creators = Vec::new();
-        if let Some(create) = self.state_event(record.short, "m.room.create", "")? {
-            creators.extend(Pdu::from_stored(&create).map(|p| p.sender));
-            if rules.authorization.additional_room_creators {
-                let extra = create.content()["additional_creators"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                creators.extend(
-                    extra
-                        .iter()
-                        .filter_map(|u| u.as_str())
-                        .filter_map(|u| ruma::OwnedUserId::try_from(u).ok()),
-                );
-            }
-        }
-        let source = match self.state_event(record.short, "m.room.power_levels", "")? {
-            Some(stored) => RoomPowerLevelsSource::Original(
-                serde_json::from_value::<RoomPowerLevelsEventContent>(stored.content())
-                    .map_err(|e| Error::internal(format!("stored power levels: {e}")))?,
-            ),
-            None => RoomPowerLevelsSource::None,
-        };
-        Ok(RoomPowerLevels::new(source, &rules.authorization, creators))
-    }
-
-    /// Redacts `target`: sends the redaction event (idempotent per transaction) and replaces the
-    /// stored event by its redacted form. Redacting another user's event needs the redact level.
+    /// Redacts `target`: sends the redaction event (idempotent per transaction) and, in the same
+    /// commit, replaces the stored event by its redacted form. Redacting another user's event
+    /// needs the redact level.
     pub async fn redact(
         &self,
         record: &RoomRecord,
@@ -549,488 +241,48 @@ impl Timeline {
             return Err(Error::forbidden("You may not redact this event"));
         }
         let room_id = target.room_id.clone();
-        let redaction_id = self
-            .append(&room_id, sender, event, Some(transaction))
+        let mut draft = self.draft();
+        draft.lock(&room_id).await;
+        let (device, txn) = transaction;
+        if let Some(id) = self.sent_in(sender, device, txn)? {
+            return Ok(id);
+        }
+        let redaction_id = draft
+            .send(&room_id, sender, event, Some(transaction))
             .await?;
         let Some((short, count)) = self.position(&target.event_id)? else {
             return Err(Error::internal("redacted event vanished"));
         };
+        // Read again under the room's lock: the stored event is what gets redacted.
+        let target = self
+            .get(&target.event_id)?
+            .ok_or_else(|| Error::internal("redacted event vanished"))?;
         let rules = pdu::rules(&record.version)?;
         let mut redacted = pdu::redact(target.pdu.clone(), &rules)?;
         let mut unsigned = CanonicalJsonObject::new();
-        if let Some(redaction) = self.get(&redaction_id)? {
+        if let Some(redaction) = draft.get(&redaction_id)? {
             let event: CanonicalJsonObject = serde_json::from_value(redaction.to_client_event())
                 .map_err(|e| Error::internal(format!("redaction event: {e}")))?;
             unsigned.insert("redacted_because".into(), CanonicalJsonValue::Object(event));
         }
         redacted.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
         let stored = StoredPdu {
-            event_id: target.event_id.clone(),
-            room_id,
             pdu: redacted,
+            ..target.clone()
         };
-        let mut batch = Batch::new();
         // A redacted event no longer counts in its parent's aggregations.
         if let Some((rel_type, parent)) = super::relations::relation_of(&target.content()) {
-            batch.delete(
+            draft.also().delete(
                 Table::Relations,
                 keys::relation(short, parent.as_str(), &rel_type, count),
             );
         }
-        batch.put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
-        self.store.write(batch)?;
+        draft
+            .also()
+            .put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
+        draft.commit()?;
         Ok(redaction_id)
     }
-
-    /// Who the event notifies, and whether it highlights them, by each one's push rules: the
-    /// room's joined members (and an invitee) other than the sender.
-    async fn notified_members(
-        &self,
-        record: &RoomRecord,
-        stored: &StoredPdu,
-        parsed: &Pdu,
-    ) -> Result<Vec<(ruma::OwnedUserId, bool)>> {
-        use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx};
-        let room_id = &stored.room_id;
-        let joined = self.joined_members(room_id)?;
-        let member_count = joined.len() as u64;
-        let mut candidates: Vec<ruma::OwnedUserId> =
-            joined.into_iter().filter(|u| *u != parsed.sender).collect();
-        if parsed.kind == TimelineEventType::RoomMember
-            && let Some(target) = parsed
-                .state_key
-                .as_deref()
-                .and_then(|k| ruma::OwnedUserId::try_from(k).ok())
-            && target != parsed.sender
-            && !candidates.contains(&target)
-        {
-            candidates.push(target);
-        }
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let power: PushConditionPowerLevelsCtx = self.power_levels(record)?.into();
-        let raw = serde_json::value::to_raw_value(&stored.to_client_event())
-            .map(ruma::serde::Raw::<ruma::events::AnySyncTimelineEvent>::from_json)
-            .map_err(|e| Error::internal(format!("event for push rules: {e}")))?;
-        let mut notified = Vec::new();
-        for user in candidates {
-            let display_name = self
-                .state_event(record.short, "m.room.member", user.as_str())?
-                .and_then(|m| m.content()["displayname"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| user.localpart().to_owned());
-            let mut context = PushConditionRoomCtx::new(
-                room_id.clone(),
-                ruma::UInt::new(member_count).unwrap_or_default(),
-                user.clone(),
-                display_name,
-            );
-            context.power_levels = Some(power.clone());
-            let ruleset = self.push_rules.cached(&user)?;
-            let actions = ruleset.get_actions(&raw, &context).await;
-            if actions.iter().any(|a| a.should_notify()) {
-                notified.push((user, actions.iter().any(|a| a.is_highlight())));
-            }
-        }
-        Ok(notified)
-    }
-
-    /// The user's unread notifications in a room: notifying events after what the user has
-    /// read, in the main timeline and per thread.
-    pub fn unread_counts(
-        &self,
-        user_id: &UserId,
-        short: u64,
-        read: &super::receipts::ReadPositions,
-    ) -> Result<UnreadCounts> {
-        let prefix = keys::notifications_of(user_id.as_str(), short);
-        let lower = keys::notification(user_id.as_str(), short, read.everywhere() + 1);
-        let range = KeyRange {
-            lower,
-            upper: keys::prefix_successor(&prefix),
-        };
-        let mut counts = UnreadCounts::default();
-        for entry in self
-            .store
-            .scan(Table::Notifications, range, Direction::Forward)?
-        {
-            let (key, value) = entry?;
-            let count = keys::trailing_u64(&key).unwrap_or_default();
-            let notification: serde_json::Value =
-                serde_json::from_slice(&value).unwrap_or_default();
-            let thread = notification["thread"].as_str();
-            if count <= read.of(thread) {
-                continue;
-            }
-            let slot = match thread {
-                None => &mut counts.main,
-                Some(root) => counts.threads.entry(root.to_owned()).or_default(),
-            };
-            slot.notifications += 1;
-            slot.highlights += u64::from(notification["highlight"] == true);
-        }
-        Ok(counts)
-    }
-
-    /// Builds, authorises and stores an event from a local user; returns its event id. With a
-    /// transaction (device, txn id) the same request returns the same event id forever.
-    pub async fn append(
-        &self,
-        room_id: &RoomId,
-        sender: &UserId,
-        event: NewEvent,
-        transaction: Option<(&DeviceId, &str)>,
-    ) -> Result<OwnedEventId> {
-        let lock = self.room_lock(room_id);
-        let _guard = lock.lock().await;
-
-        let txn_key = transaction
-            .map(|(device, txn)| keys::transaction(sender.as_str(), device.as_str(), txn));
-        if let Some(key) = &txn_key
-            && let Some(id) = self.store.get(Table::Transactions, key)?
-        {
-            return OwnedEventId::try_from(String::from_utf8_lossy(&id).into_owned())
-                .map_err(|_| Error::internal("corrupt transaction entry"));
-        }
-
-        let record = self
-            .room(room_id)?
-            .ok_or_else(|| Error::not_found("Unknown room"))?;
-        let rules = pdu::rules(&record.version)?;
-        check_content(&event.kind, &event.content)?;
-        if event.state_key.is_none() {
-            let content: serde_json::Value =
-                serde_json::from_str(event.content.get()).unwrap_or_default();
-            super::relations::check(
-                self,
-                record.short,
-                sender,
-                &event.kind.to_string(),
-                &content,
-            )?;
-        }
-
-        let auth_types = ruma::state_res::auth_types_for_event(
-            &event.kind,
-            sender,
-            event.state_key.as_deref(),
-            &event.content,
-            &rules.authorization,
-        )
-        .map_err(|e| Error::bad_json(format!("Invalid event: {e}")))?;
-        let mut auth_events = Vec::new();
-        for (event_type, state_key) in &auth_types {
-            if let Some(id) =
-                self.state_event_id(record.short, &event_type.to_string(), state_key)?
-            {
-                auth_events.push(id);
-            }
-        }
-        if rules.authorization.room_create_event_id_as_room_id {
-            // v12: the create event is implied by the room id, never listed.
-        } else if let Some(create) = self.state_event_id(record.short, "m.room.create", "")?
-            && !auth_events.contains(&create)
-        {
-            auth_events.push(create);
-        }
-        let prev_events: Vec<OwnedEventId> = record.last_event.iter().cloned().collect();
-
-        let mut object = self.pdu_object(
-            Some(room_id),
-            sender,
-            &event.kind,
-            &event.content,
-            event.state_key.as_deref(),
-            prev_events,
-            auth_events,
-            record.last_depth + 1,
-        )?;
-        let event_id = pdu::hash_sign_and_id(
-            &mut object,
-            self.server_name.as_str(),
-            self.keys.key_pair(),
-            &rules,
-        )?;
-        let stored = StoredPdu {
-            event_id: event_id.clone(),
-            room_id: room_id.to_owned(),
-            pdu: object,
-        };
-        let parsed = Pdu::from_stored(&stored)?;
-
-        ruma::state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            &parsed,
-            |id: &EventId| self.get_parsed(id),
-        )
-        .map_err(Error::forbidden)?;
-        let short = record.short;
-        ruma::state_res::check_state_dependent_auth_rules(
-            &rules.authorization,
-            &parsed,
-            |event_type: &StateEventType, state_key: &str| {
-                self.state_event(short, &event_type.to_string(), state_key)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| Pdu::from_stored(&s).ok())
-            },
-        )
-        .map_err(Error::forbidden)?;
-
-        let notified = self.notified_members(&record, &stored, &parsed).await?;
-        self.write(record, &stored, &parsed, txn_key, &notified)?;
-        Ok(event_id)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn pdu_object(
-        &self,
-        room_id: Option<&RoomId>,
-        sender: &UserId,
-        kind: &TimelineEventType,
-        content: &RawValue,
-        state_key: Option<&str>,
-        prev_events: Vec<OwnedEventId>,
-        auth_events: Vec<OwnedEventId>,
-        depth: u64,
-    ) -> Result<CanonicalJsonObject> {
-        let mut json = serde_json::json!({
-            "auth_events": auth_events,
-            "content": serde_json::from_str::<serde_json::Value>(content.get())
-                .map_err(|e| Error::bad_json(format!("Invalid content: {e}")))?,
-            "depth": depth,
-            "origin_server_ts": crate::now_ms(),
-            "prev_events": prev_events,
-            "sender": sender,
-            "type": kind.to_string(),
-        });
-        if let Some(room_id) = room_id {
-            json["room_id"] = room_id.as_str().into();
-        }
-        if let Some(state_key) = state_key {
-            json["state_key"] = state_key.into();
-        }
-        serde_json::from_value::<CanonicalJsonObject>(json)
-            .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))
-    }
-
-    /// Stores a PDU with its indices in one commit; returns its count.
-    fn write(
-        &self,
-        record: RoomRecord,
-        stored: &StoredPdu,
-        parsed: &Pdu,
-        txn_key: Option<Vec<u8>>,
-        notified: &[(ruma::OwnedUserId, bool)],
-    ) -> Result<u64> {
-        let count = self.store.commit(&mut |count| {
-            self.activity.record(&stored.room_id, count);
-            let mut batch =
-                self.batch_for(record.clone(), stored, parsed, txn_key.as_deref(), count)?;
-            let content: serde_json::Value =
-                serde_json::from_str(parsed.content.get()).unwrap_or_default();
-            let thread = super::relations::relation_of(&content)
-                .filter(|(rel_type, _)| rel_type == "m.thread")
-                .map(|(_, root)| root);
-            for (user, highlight) in notified {
-                let mut notification = serde_json::json!({"highlight": highlight});
-                if let Some(root) = &thread {
-                    notification["thread"] = root.as_str().into();
-                }
-                batch.put_json(
-                    Table::Notifications,
-                    keys::notification(user.as_str(), record.short, count),
-                    &notification,
-                )?;
-            }
-            Ok(batch)
-        })?;
-        self.wake_room(
-            &stored.room_id,
-            parsed
-                .state_key
-                .as_deref()
-                .filter(|_| parsed.kind == TimelineEventType::RoomMember),
-        )?;
-        Ok(count)
-    }
-
-    /// The batch that stores a PDU at `count` with all its indices.
-    fn batch_for(
-        &self,
-        mut record: RoomRecord,
-        stored: &StoredPdu,
-        parsed: &Pdu,
-        txn_key: Option<&[u8]>,
-        count: u64,
-    ) -> Result<Batch> {
-        let short = record.short;
-        let mut batch = Batch::new();
-        batch.put_json(Table::Pdus, keys::pdu(short, count), stored)?;
-        batch.put(
-            Table::EventIds,
-            stored.event_id.as_bytes(),
-            keys::pdu(short, count),
-        );
-        if let Some(state_key) = &parsed.state_key {
-            let event_type = parsed.kind.to_string();
-            let replaces = self.state_event_id(short, &event_type, state_key)?;
-            batch.put(
-                Table::RoomState,
-                keys::room_state(short, &event_type, state_key),
-                stored.event_id.as_bytes(),
-            );
-            batch.put(
-                Table::StateHistory,
-                keys::state_history(short, &event_type, state_key, count),
-                stored.event_id.as_bytes(),
-            );
-            batch.put_json(
-                Table::StateChanges,
-                keys::pdu(short, count),
-                &StateChange {
-                    event_type,
-                    state_key: state_key.clone(),
-                    event_id: stored.event_id.clone(),
-                    replaces,
-                },
-            )?;
-            if parsed.kind == TimelineEventType::RoomMember {
-                #[derive(Deserialize)]
-                struct Membership {
-                    membership: String,
-                }
-                let membership: Membership = serde_json::from_str(parsed.content.get())
-                    .map_err(|e| Error::bad_json(format!("Invalid membership: {e}")))?;
-                // A profile change (join to join) is no new membership: keep its count, so that
-                // `/sync` does not treat the room as newly joined.
-                let previous: Option<MembershipRecord> = self.store.get_json(
-                    Table::UserRooms,
-                    &keys::user_room(state_key, stored.room_id.as_str()),
-                )?;
-                let since = previous
-                    .filter(|p| p.membership == membership.membership && !p.forgotten)
-                    .map_or(count, |p| p.count);
-                let record = MembershipRecord {
-                    membership: membership.membership.clone(),
-                    count: since,
-                    forgotten: false,
-                };
-                batch.put_json(
-                    Table::UserRooms,
-                    keys::user_room(state_key, stored.room_id.as_str()),
-                    &record,
-                )?;
-                batch.put_json(
-                    Table::RoomUsers,
-                    keys::room_user(stored.room_id.as_str(), state_key),
-                    &record,
-                )?;
-            }
-        }
-        if parsed.state_key.is_none() {
-            self.index_relation(&mut batch, short, count, stored, parsed)?;
-        }
-        if let Some(key) = txn_key {
-            batch.put(
-                Table::Transactions,
-                key.to_vec(),
-                stored.event_id.as_bytes(),
-            );
-        }
-        record.last_event = Some(stored.event_id.clone());
-        record.last_depth = u64::from(parsed.depth);
-        batch.put_json(Table::Rooms, stored.room_id.as_bytes(), &record)?;
-        Ok(batch)
-    }
-
-    /// Adds the relation an event declares (if any) to the relation and thread indices.
-    fn index_relation(
-        &self,
-        batch: &mut Batch,
-        short: u64,
-        count: u64,
-        stored: &StoredPdu,
-        parsed: &Pdu,
-    ) -> Result<()> {
-        let content: serde_json::Value =
-            serde_json::from_str(parsed.content.get()).unwrap_or_default();
-        let Some((rel_type, parent)) = super::relations::relation_of(&content) else {
-            return Ok(());
-        };
-        let child = super::relations::Child {
-            event_id: stored.event_id.clone(),
-            kind: parsed.kind.to_string(),
-            sender: parsed.sender.to_string(),
-            key: (rel_type == "m.annotation")
-                .then(|| content["m.relates_to"]["key"].as_str().map(str::to_owned))
-                .flatten(),
-            rel_type: rel_type.clone(),
-        };
-        batch.put_json(
-            Table::Relations,
-            keys::relation(short, parent.as_str(), &rel_type, count),
-            &child,
-        )?;
-        if rel_type == "m.thread" {
-            let root_key = keys::thread_root(short, parent.as_str());
-            if let Some(previous) = self
-                .store
-                .get(Table::ThreadRoots, &root_key)?
-                .and_then(|v| keys::trailing_u64(&v))
-            {
-                batch.delete(Table::ThreadActivity, keys::pdu(short, previous));
-            }
-            batch.put(Table::ThreadRoots, root_key, keys::u64_be(count).to_vec());
-            batch.put(
-                Table::ThreadActivity,
-                keys::pdu(short, count),
-                parent.as_bytes(),
-            );
-        }
-        Ok(())
-    }
-
-    /// The children of a relation parent, oldest first, with their counts.
-    pub fn relation_children(
-        &self,
-        short: u64,
-        parent: &EventId,
-        rel_type: Option<&str>,
-    ) -> Result<Vec<(u64, super::relations::Child)>> {
-        let prefix = keys::relations_of(short, parent.as_str(), rel_type);
-        self.store
-            .scan_prefix(Table::Relations, &prefix)?
-            .map(|entry| {
-                let (key, value) = entry?;
-                let count = keys::trailing_u64(&key)
-                    .ok_or_else(|| Error::internal("corrupt relation key"))?;
-                let child = serde_json::from_slice(&value)
-                    .map_err(|e| Error::internal(format!("corrupt relation: {e}")))?;
-                Ok((count, child))
-            })
-            .collect()
-    }
-
-    /// Thread roots by latest activity, newest first, at or below position `before`.
-    pub fn threads(&self, short: u64, before: Option<u64>) -> Result<Vec<(u64, OwnedEventId)>> {
-        let upper = before.map_or(u64::MAX, |b| b.saturating_add(1));
-        let range = KeyRange::between(&keys::pdu(short, 0), &keys::pdu(short, upper));
-        self.store
-            .scan(Table::ThreadActivity, range, Direction::Backward)?
-            .map(|entry| {
-                let (key, value) = entry?;
-                let (_, count) =
-                    keys::parse_pdu(&key).ok_or_else(|| Error::internal("corrupt thread key"))?;
-                let root = String::from_utf8(value)
-                    .ok()
-                    .and_then(|s| OwnedEventId::try_from(s).ok())
-                    .ok_or_else(|| Error::internal("corrupt thread entry"))?;
-                Ok((count, root))
-            })
-            .collect()
-    }
-
     /// The room's events with `lower <= count < upper`, walked in `direction`.
     pub fn scan_events(
         &self,
@@ -1119,6 +371,21 @@ mod tests {
             kind: kind.into(),
             content: serde_json::value::to_raw_value(&content).unwrap(),
             state_key: state_key.map(str::to_owned),
+        }
+    }
+
+    impl Timeline {
+        /// Creates a room with its create event alone.
+        async fn create_room(
+            &self,
+            creator: &UserId,
+            version: RoomVersionId,
+            content: serde_json::Map<String, serde_json::Value>,
+        ) -> Result<OwnedRoomId> {
+            let mut draft = self.draft();
+            let room_id = draft.create(creator, version, content).await?;
+            draft.commit()?;
+            Ok(room_id)
         }
     }
 
@@ -1211,6 +478,40 @@ mod tests {
                 .await,
             Err(Error::Matrix { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn rooms_created_in_the_same_millisecond_get_their_own_ids() {
+        let f = fixture();
+        let alice = user("alice");
+        // One draft makes them all within a millisecond or two: identical create events but
+        // for the time, so v12 ids would collide.
+        let mut draft = f.timeline.draft();
+        let mut rooms = Vec::new();
+        for _ in 0..20 {
+            rooms.push(
+                draft
+                    .create(&alice, RoomVersionId::V12, Default::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        draft.commit().unwrap();
+        let distinct: std::collections::BTreeSet<_> = rooms.iter().collect();
+        assert_eq!(distinct.len(), 20);
+        for room in &rooms {
+            assert!(
+                f.timeline.room(room).unwrap().is_some(),
+                "{room} was stored"
+            );
+        }
+        // And one after another, each in its own commit.
+        for _ in 0..20 {
+            f.timeline
+                .create_room(&alice, RoomVersionId::V12, Default::default())
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -1,12 +1,14 @@
 //! Room upgrades: a new room of a newer version that continues the old one. The old room gets
 //! a tombstone and is made read-only for ordinary members; the new room gets the old one's
-//! important state and its local aliases.
+//! important state and its local aliases. All of it is one draft, committed at once: a crash
+//! leaves either the old room as it was or the upgrade done.
 
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
 use super::alias::Aliases;
+use super::directory::Directory;
 use super::timeline::{NewEvent, Timeline};
 use crate::error::{Error, Result};
 
@@ -35,11 +37,15 @@ fn event(kind: &str, content: &Value) -> Result<NewEvent> {
 pub async fn upgrade(
     timeline: &Timeline,
     aliases: &Aliases,
+    directory: &Directory,
     room_id: &RoomId,
     user: &UserId,
     new_version: RoomVersionId,
     additional_creators: Vec<OwnedUserId>,
 ) -> Result<OwnedRoomId> {
+    // The old room stays locked from the first read of its state to the commit.
+    let mut draft = timeline.draft();
+    draft.lock(room_id).await;
     let old = timeline
         .room(room_id)?
         .ok_or_else(|| Error::forbidden("You are not in this room"))?;
@@ -65,8 +71,7 @@ pub async fn upgrade(
                 .collect(),
         );
     }
-    let new_room = timeline.create_room(user, new_version, creation).await?;
-    let send = async |room: &RoomId, e: NewEvent| timeline.append(room, user, e, None).await;
+    let new_room = draft.create(user, new_version, creation).await?;
 
     let mut member = json!({"membership": "join"});
     if let Some(old_member) = timeline.state_event(old.short, "m.room.member", user.as_str())? {
@@ -76,14 +81,11 @@ pub async fn upgrade(
             }
         }
     }
-    send(
-        &new_room,
-        NewEvent {
-            state_key: Some(user.to_string()),
-            ..event("m.room.member", &member)?
-        },
-    )
-    .await?;
+    let member = NewEvent {
+        state_key: Some(user.to_string()),
+        ..event("m.room.member", &member)?
+    };
+    draft.send(&new_room, user, member, None).await?;
 
     // Power levels: the old ones; creators of a v12 room must not be listed in `users`.
     let mut power = timeline
@@ -100,34 +102,28 @@ pub async fn upgrade(
     } else if !new_rules.authorization.explicitly_privilege_room_creators {
         power["users"][user.as_str()] = json!(100);
     }
-    send(&new_room, event("m.room.power_levels", &power)?).await?;
+    draft
+        .send(&new_room, user, event("m.room.power_levels", &power)?, None)
+        .await?;
 
     for kind in COPIED_STATE {
         if let Some(state) = timeline.state_event(old.short, kind, "")? {
-            send(&new_room, event(kind, &state.content())?).await?;
+            draft
+                .send(&new_room, user, event(kind, &state.content())?, None)
+                .await?;
         }
     }
 
-    // Local aliases follow the room.
-    let moved = aliases.of_room(room_id)?;
-    for alias in &moved {
-        let record = aliases
-            .get(alias)?
-            .ok_or_else(|| Error::internal("alias vanished"))?;
-        aliases.delete(alias)?;
-        aliases.create(alias, &new_room, &record.creator)?;
-    }
     if let Some(canonical) = timeline.state_event(old.short, "m.room.canonical_alias", "")? {
-        send(
-            &new_room,
-            event("m.room.canonical_alias", &canonical.content())?,
-        )
-        .await?;
+        let canonical = event("m.room.canonical_alias", &canonical.content())?;
+        draft.send(&new_room, user, canonical, None).await?;
     }
 
     // The tombstone, then the old room goes quiet for ordinary members.
     let tombstone = json!({"body": "This room has been replaced", "replacement_room": new_room});
-    send(room_id, event("m.room.tombstone", &tombstone)?).await?;
+    draft
+        .send(room_id, user, event("m.room.tombstone", &tombstone)?, None)
+        .await?;
     if let Some(old_power) = timeline.state_event(old.short, "m.room.power_levels", "")? {
         let mut content = old_power.content();
         let users_default = content["users_default"].as_i64().unwrap_or(0);
@@ -137,7 +133,25 @@ pub async fn upgrade(
                 content[key] = json!(restricted);
             }
         }
-        send(room_id, event("m.room.power_levels", &content)?).await?;
+        // Someone allowed to upgrade but not to change power levels leaves them as they are
+        // (as Synapse does); a refused send leaves the draft as it was.
+        let restrict = event("m.room.power_levels", &content)?;
+        if let Err(error) = draft.send(room_id, user, restrict, None).await {
+            if error.errcode() != "M_FORBIDDEN" {
+                return Err(error);
+            }
+            tracing::info!(%room_id, "old room's power levels left as they were: {error}");
+        }
     }
+
+    // A published room's directory entry and its local aliases follow it, in the same commit.
+    if directory.is_published(room_id)? {
+        draft.also().extend(Directory::publication(room_id, false));
+        draft.also().extend(Directory::publication(&new_room, true));
+    }
+    aliases.move_with(room_id, &new_room, |batch| {
+        draft.also().extend(batch);
+        draft.commit()
+    })?;
     Ok(new_room)
 }

@@ -207,6 +207,20 @@ pub fn parse_room_state(key: &[u8]) -> Option<(String, String)> {
     Some((event_type, state_key))
 }
 
+/// `short room ++ sender ++ SEP ++ count`, in [`super::Table::SentEvents`].
+pub fn sent_event(short_room: u64, sender: &str, count: u64) -> Vec<u8> {
+    let mut key = sent_events_of(short_room, sender);
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Prefix of a sender's events in one room.
+pub fn sent_events_of(short_room: u64, sender: &str) -> Vec<u8> {
+    let mut key = u64_be(short_room).to_vec();
+    key.extend_from_slice(&prefix(&[sender.as_bytes()]));
+    key
+}
+
 /// `user ++ SEP ++ device ++ SEP ++ txn id`, in [`super::Table::Transactions`].
 pub fn transaction(user_id: &str, device_id: &str, txn_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()])

@@ -96,10 +96,13 @@ pub enum Table {
     BackupVersions,
     /// user id, version, room id, session id → a backed-up room key.
     BackupKeys,
+    /// short room id, sender, count → the event's `origin_server_ts`: each user's own events
+    /// in a room but membership changes (a sender has read what came before their event).
+    SentEvents,
 }
 
 impl Table {
-    pub const ALL: [Table; 39] = [
+    pub const ALL: [Table; 40] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -139,6 +142,7 @@ impl Table {
         Table::ToDeviceTransactions,
         Table::BackupVersions,
         Table::BackupKeys,
+        Table::SentEvents,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -183,6 +187,7 @@ impl Table {
             Table::ToDeviceTransactions => "to_device_transactions",
             Table::BackupVersions => "backup_versions",
             Table::BackupKeys => "backup_keys",
+            Table::SentEvents => "sent_events",
         }
     }
 }
@@ -224,6 +229,11 @@ impl Batch {
 
     pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete(table, key.into()));
+    }
+
+    /// Appends every change of `other`, after this batch's own.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -291,11 +301,17 @@ pub trait Store: Send + Sync + 'static {
     /// The last value handed out by [`Store::next_count`] (0 before the first).
     fn current_count(&self) -> u64;
 
-    /// Allocates the next count and writes the batch `build` makes with it, as one step.
-    /// Commits are serialised, so when [`Store::committed_count`] reads N, everything committed
-    /// with a count up to N is visible: readers that follow the count (`/sync`) never skip a
-    /// change whose write was still under way.
-    fn commit(&self, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64>;
+    /// Allocates `counts` consecutive counts and writes the batch `build` makes with them (it
+    /// gets the first), as one step; returns the first. Commits are serialised, so when
+    /// [`Store::committed_count`] reads N, everything committed with a count up to N is
+    /// visible: readers that follow the count (`/sync`) never skip a change whose write was
+    /// still under way.
+    fn commit_many(&self, counts: u64, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64>;
+
+    /// [`Store::commit_many`] with one count.
+    fn commit(&self, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64> {
+        self.commit_many(1, build)
+    }
 
     /// The count of the latest [`Store::commit`].
     fn committed_count(&self) -> u64;

@@ -88,6 +88,20 @@ impl RocksStore {
         })
     }
 
+    /// Hands out `n` consecutive counts; returns the first.
+    fn reserve(&self, n: u64) -> Result<u64> {
+        let _guard = self.count_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let first = self.count.load(Ordering::Acquire) + 1;
+        let last = first + n - 1;
+        // Not synced on its own: the synced batch that uses these counts syncs the WAL up to
+        // and including this write, so a count can never be seen in data yet missing on disk.
+        self.db
+            .put_cf(self.cf(Table::Global), keys::COUNTER, keys::u64_be(last))
+            .map_err(storage_error)?;
+        self.count.store(last, Ordering::Release);
+        Ok(first)
+    }
+
     fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
         // Every table is created when the database is opened.
         self.db
@@ -132,27 +146,20 @@ impl Store for RocksStore {
     }
 
     fn next_count(&self) -> Result<u64> {
-        let _guard = self.count_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let next = self.count.load(Ordering::Acquire) + 1;
-        // Not synced on its own: the synced batch that uses this count syncs the WAL up to and
-        // including this write, so a count can never be seen in data yet missing on disk.
-        self.db
-            .put_cf(self.cf(Table::Global), keys::COUNTER, keys::u64_be(next))
-            .map_err(storage_error)?;
-        self.count.store(next, Ordering::Release);
-        Ok(next)
+        self.reserve(1)
     }
 
     fn current_count(&self) -> u64 {
         self.count.load(Ordering::Acquire)
     }
 
-    fn commit(&self, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64> {
+    fn commit_many(&self, counts: u64, build: &mut dyn FnMut(u64) -> Result<Batch>) -> Result<u64> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let count = self.next_count()?;
-        self.write(build(count)?)?;
-        self.committed.store(count, Ordering::Release);
-        Ok(count)
+        let first = self.reserve(counts.max(1))?;
+        self.write(build(first)?)?;
+        self.committed
+            .store(first + counts.max(1) - 1, Ordering::Release);
+        Ok(first)
     }
 
     fn committed_count(&self) -> u64 {
@@ -282,6 +289,45 @@ mod tests {
         let store = open(&dir);
         assert_eq!(store.current_count(), b);
         assert!(store.next_count().unwrap() > b);
+    }
+
+    #[test]
+    fn a_commit_of_many_counts_writes_them_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let before = store.next_count().unwrap();
+        let first = store
+            .commit_many(3, &mut |first| {
+                let mut batch = Batch::new();
+                for count in first..first + 3 {
+                    batch.put(Table::Pdus, keys::pdu(1, count).to_vec(), b"event".to_vec());
+                }
+                Ok(batch)
+            })
+            .unwrap();
+        assert_eq!(first, before + 1);
+        assert_eq!(
+            store.committed_count(),
+            first + 2,
+            "the last count is readable"
+        );
+        let next = store.commit(&mut |_| Ok(Batch::new())).unwrap();
+        assert_eq!(next, first + 3, "no count is handed out twice");
+        // A batch that cannot be built writes nothing, and its counts are never reused.
+        let failed = store.commit_many(2, &mut |_| Err(Error::internal("refused")));
+        assert!(failed.is_err());
+        assert_eq!(store.committed_count(), next);
+        assert!(store.next_count().unwrap() > next + 2);
+        let stored = collect(
+            store
+                .scan(
+                    Table::Pdus,
+                    KeyRange::prefix(&keys::pdus_of(1)),
+                    Direction::Forward,
+                )
+                .unwrap(),
+        );
+        assert_eq!(stored.len(), 3);
     }
 
     #[test]

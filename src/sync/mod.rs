@@ -1,18 +1,18 @@
 //! `/sync`: everything that changed for a user between two positions of the server-wide
-//! count, as the spec's sync response; and the [`watchers`] that wake a waiting long-poll.
+//! count, as the spec's sync response. It waits on the [`watchers`](crate::watchers) that
+//! every service wakes when it changes something a user should hear of.
 //!
 //! A sync reads up to the store's committed count (never past a change still being written)
 //! and answers that count as `next_batch`, so consecutive syncs see every change exactly once.
 
 pub mod filter;
-pub mod watchers;
 
 /// Wakes the syncs of the user and of everyone who shares a joined room with them (their
 /// presence or keys changed).
 pub fn wake_sharers(services: &Services, user: &UserId) -> Result<()> {
     services.watchers.wake(user);
     for room_id in services.timeline.joined_rooms(user)? {
-        services.timeline.wake_room(&room_id, None)?;
+        services.timeline.wake_room(&room_id)?;
     }
     Ok(())
 }
@@ -40,10 +40,12 @@ use serde_json::{Map, Value, json};
 
 use self::filter::{Fields, Selector};
 use crate::error::{Error, Result};
+use crate::rooms::members::MembershipRecord;
+use crate::rooms::notifications::Unread;
 use crate::rooms::pagination::{passes, token};
-use crate::rooms::pdu::StoredPdu;
+use crate::rooms::pdu::{Recipient, StoredPdu};
 use crate::rooms::relations;
-use crate::rooms::timeline::{MembershipRecord, Timeline, Unread};
+use crate::rooms::timeline::Timeline;
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 use crate::storage::Direction;
@@ -139,6 +141,13 @@ fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<
         }
     }
     if let Some(member) = timeline.state_event(short, "m.room.member", user.as_str())? {
+        // The inviter's own member event too, so that clients can say who invited.
+        let sender = member.to_client_event()["sender"].clone();
+        if let Some(inviter) = sender.as_str().filter(|s| *s != user.as_str())
+            && let Some(inviter) = timeline.state_event(short, "m.room.member", inviter)?
+        {
+            events.push(stripped(&inviter));
+        }
         events.push(stripped(&member));
     }
     Ok(events)
@@ -281,6 +290,7 @@ pub fn build(
     options: &Options,
     upto: u64,
 ) -> Result<(Value, bool)> {
+    let recipient = Recipient { user, device };
     // Read the typing serial first: a change after it is sent again next time, never lost.
     let typing_serial = services.typing.serial();
     let presence_serial = services.presence.serial();
@@ -405,7 +415,8 @@ pub fn build(
                 let timeline: Vec<Value> = events
                     .iter()
                     .map(|(_, e)| {
-                        relations::serve(&services.timeline, room.short, e, user).map(sync_event)
+                        relations::serve(&services.timeline, room.short, e, recipient)
+                            .map(sync_event)
                     })
                     .collect::<Result<_>>()?;
                 join.insert(
@@ -443,7 +454,7 @@ pub fn build(
                 );
                 let timeline: Vec<Value> = events
                     .iter()
-                    .map(|(_, e)| sync_event(e.to_client_event()))
+                    .map(|(_, e)| sync_event(e.to_client_event_for(recipient)))
                     .collect();
                 let data = options
                     .room_account_data

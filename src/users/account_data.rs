@@ -24,13 +24,13 @@ struct Change {
 
 pub struct AccountData {
     store: Arc<dyn Store>,
-    watchers: Arc<crate::sync::watchers::Watchers>,
+    watchers: Arc<crate::watchers::Watchers>,
     /// Serialises read-modify-write updates (tags).
     lock: std::sync::Mutex<()>,
 }
 
 impl AccountData {
-    pub fn new(store: Arc<dyn Store>, watchers: Arc<crate::sync::watchers::Watchers>) -> Self {
+    pub fn new(store: Arc<dyn Store>, watchers: Arc<crate::watchers::Watchers>) -> Self {
         Self {
             store,
             watchers,

@@ -38,6 +38,16 @@ impl Profiles {
             .unwrap_or_default())
     }
 
+    /// The profile fields a member event carries for joins and invites: `displayname` and
+    /// `avatar_url`, where set.
+    pub fn member_fields(&self, user_id: &UserId) -> Result<Map<String, Value>> {
+        let mut profile = self.get(user_id)?;
+        profile.retain(|key, value| {
+            matches!(key.as_str(), "displayname" | "avatar_url") && value.is_string()
+        });
+        Ok(profile)
+    }
+
     pub fn field(&self, user_id: &UserId, key: &str) -> Result<Option<Value>> {
         Ok(self.get(user_id)?.remove(key))
     }

@@ -1,5 +1,8 @@
 //! Rooms over HTTP: creation, sending, state, membership and their refusals.
 
+mod creation;
+mod transactions;
+
 use serde_json::{Value, json};
 use spec_tests::{
     StatusCode, TestServer, User, assert_error, bodies, create_room, register, send_text,

@@ -1,6 +1,8 @@
 //! `/sync` over HTTP: first and incremental syncs, the long-poll, and the room sections.
 
 mod filters;
+mod invites;
+mod read_by;
 
 use std::time::{Duration, Instant};
 
@@ -653,112 +655,6 @@ async fn the_load_generator_delivers_every_message() {
     );
     // 20 messages, each to the 2 members of its room.
     assert!(stdout.contains("40 deliveries (expected 40)"), "{stdout}");
-}
-
-#[tokio::test]
-async fn read_by_tells_who_has_not_read_yet() {
-    let server = TestServer::start().await;
-    let alice = register(&server, "alice").await;
-    let bob = register(&server, "bob").await;
-    let carol = register(&server, "carol").await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    for user in [&bob, &carol] {
-        server
-            .post(
-                &format!("/_matrix/client/v3/rooms/{room}/join"),
-                user.token(),
-                &json!({}),
-            )
-            .await;
-    }
-    let first = send(&server, &alice, &room, "1", "공지 1").await;
-    let second = send(&server, &alice, &room, "2", "공지 2").await;
-    let read_by =
-        |event: &str| format!("/_matrix/client/unstable/io.sori/rooms/{room}/read_by/{event}");
-    let receipt =
-        |kind: &str, event: &str| format!("/_matrix/client/v3/rooms/{room}/receipt/{kind}/{event}");
-    let people = |v: &Value, key: &str| -> Vec<String> {
-        let mut list: Vec<String> = v[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                e.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| e["user_id"].as_str().unwrap().to_owned())
-            })
-            .collect();
-        list.sort();
-        list
-    };
-
-    // Nobody has sent a receipt yet (alice's own message counts only once she marks it read).
-    let (status, before) = server.get(&read_by(&first), bob.token()).await;
-    assert_eq!(status, StatusCode::OK, "{before}");
-    assert_eq!(
-        people(&before, "unread"),
-        vec![
-            alice.user_id.clone(),
-            bob.user_id.clone(),
-            carol.user_id.clone()
-        ]
-    );
-
-    // Bob read the second message (so the first too); carol reads privately; alice reads the first.
-    server
-        .post(&receipt("m.read", &second), bob.token(), &json!({}))
-        .await;
-    server
-        .post(
-            &receipt("m.read.private", &second),
-            carol.token(),
-            &json!({}),
-        )
-        .await;
-    server
-        .post(&receipt("m.read", &first), alice.token(), &json!({}))
-        .await;
-    let (_, on_first) = server.get(&read_by(&first), carol.token()).await;
-    assert_eq!(
-        people(&on_first, "read"),
-        vec![alice.user_id.clone(), bob.user_id.clone()]
-    );
-    assert_eq!(people(&on_first, "unread"), vec![carol.user_id.clone()]);
-    assert!(on_first["read"][0]["ts"].as_u64().unwrap() > 0);
-    let (_, on_second) = server.get(&read_by(&second), alice.token()).await;
-    assert_eq!(people(&on_second, "read"), vec![bob.user_id.clone()]);
-
-    // Members who joined later are not counted for earlier messages.
-    let dave = register(&server, "dave").await;
-    server
-        .post(
-            &format!("/_matrix/client/v3/rooms/{room}/join"),
-            dave.token(),
-            &json!({}),
-        )
-        .await;
-    let (_, after_dave) = server.get(&read_by(&first), alice.token()).await;
-    assert!(!people(&after_dave, "unread").contains(&dave.user_id));
-
-    // Only members may ask; unknown events are not found.
-    let eve = register(&server, "eve").await;
-    assert_error(
-        &server.get(&read_by(&first), eve.token()).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
-        &server.get(&read_by("$nope"), alice.token()).await,
-        StatusCode::NOT_FOUND,
-        "M_NOT_FOUND",
-    );
-    assert_error(
-        &server.get(&read_by(&first), None).await,
-        StatusCode::UNAUTHORIZED,
-        "M_MISSING_TOKEN",
-    );
-    let (_, versions) = server.get("/_matrix/client/versions", None).await;
-    assert_eq!(versions["unstable_features"]["io.sori.read_by"], true);
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ async fn apply(
         return Err(Error::not_found(format!("Unknown user {target}")));
     }
     let (displayname, avatar_url) = if matches!(membership, "join" | "invite") {
-        let profile = services.profiles.get(target)?;
+        let profile = services.profiles.member_fields(target)?;
         let text = |k: &str| profile.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         (text("displayname"), text("avatar_url"))
     } else {

@@ -30,6 +30,7 @@ pub async fn messages(
     req: Ruma<get_message_events::v3::Request>,
 ) -> Result<get_message_events::v3::Response> {
     let user_id = req.user_id()?;
+    let recipient = req.recipient()?;
     let body = &req.body;
     // Members and former members page through what they may see; others get nothing.
     let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
@@ -77,7 +78,7 @@ pub async fn messages(
             &services.timeline,
             viewer.short(),
             e,
-            user_id,
+            recipient,
         )?)
     };
     response.chunk = page.events.iter().map(serve).collect::<Result<_>>()?;
@@ -132,6 +133,7 @@ pub async fn context(
     req: Ruma<ruma::api::client::context::get_context::v3::Request>,
 ) -> Result<ruma::api::client::context::get_context::v3::Response> {
     let user_id = req.user_id()?;
+    let recipient = req.recipient()?;
     let body = &req.body;
     let not_found = || Error::not_found("No such event in this room");
     let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
@@ -200,7 +202,7 @@ pub async fn context(
             &services.timeline,
             viewer.short(),
             e,
-            user_id,
+            recipient,
         )?)
     };
     response.event = Some(serve(&event)?);

@@ -30,9 +30,13 @@ pub async fn read_by(
     super::rooms::require_joined(&services, &room_id, &session.user_id)?;
     let viewer = Viewer::of_member(&services.timeline, &room_id, &session.user_id)?;
     let count = viewer.position_of(&event_id)?;
+    let event = services
+        .timeline
+        .get(&event_id)?
+        .ok_or_else(|| Error::not_found("No such event in this room"))?;
     let result = services
         .receipts
-        .read_by(&services.timeline, viewer.short(), count)?;
+        .read_by(&services.timeline, viewer.short(), &event, count)?;
     let read: Vec<_> = result
         .read
         .iter()

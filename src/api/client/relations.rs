@@ -9,11 +9,12 @@ use ruma::api::client::relations::{
 };
 use ruma::api::client::threads::get_threads;
 use ruma::serde::Raw;
-use ruma::{EventId, RoomId, UInt, UserId};
+use ruma::{EventId, RoomId, UInt};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::pagination::{self, parse_token, token};
+use crate::rooms::pdu::Recipient;
 use crate::rooms::relations::{self, RelationsPage};
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
@@ -45,8 +46,8 @@ fn limit_of(limit: Option<UInt>) -> usize {
     })
 }
 
-fn relations(services: &Services, user: &UserId, q: Query<'_>) -> Result<Answer> {
-    let viewer = Viewer::of_member(&services.timeline, q.room_id, user)?;
+fn relations(services: &Services, to: Recipient<'_>, q: Query<'_>) -> Result<Answer> {
+    let viewer = Viewer::of_member(&services.timeline, q.room_id, to.user)?;
     // The parent must be an event of the room the user may see.
     viewer.position_of(q.event_id)?;
     let direction = match q.dir {
@@ -73,7 +74,7 @@ fn relations(services: &Services, user: &UserId, q: Query<'_>) -> Result<Answer>
     let chunk = events
         .iter()
         .map(|(_, e)| {
-            let json = relations::serve(&services.timeline, viewer.short(), e, user)?;
+            let json = relations::serve(&services.timeline, viewer.short(), e, to)?;
             serde_json::value::to_raw_value(&json)
                 .map(Raw::from_json)
                 .map_err(|e| Error::internal(e.to_string()))
@@ -102,7 +103,7 @@ pub async fn all(
         limit: b.limit,
         recurse: b.recurse,
     };
-    let a = relations(&services, req.user_id()?, q)?;
+    let a = relations(&services, req.recipient()?, q)?;
     let mut response = get_relating_events::v1::Response::new(a.chunk);
     response.next_batch = a.next_batch;
     response.recursion_depth = a.recursion_depth;
@@ -125,7 +126,7 @@ pub async fn by_type(
         limit: b.limit,
         recurse: b.recurse,
     };
-    let a = relations(&services, req.user_id()?, q)?;
+    let a = relations(&services, req.recipient()?, q)?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(a.chunk);
     response.next_batch = a.next_batch;
     response.recursion_depth = a.recursion_depth;
@@ -148,7 +149,7 @@ pub async fn by_type_and_event_type(
         limit: b.limit,
         recurse: b.recurse,
     };
-    let a = relations(&services, req.user_id()?, q)?;
+    let a = relations(&services, req.recipient()?, q)?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(a.chunk);
     response.next_batch = a.next_batch;
     response.recursion_depth = a.recursion_depth;
@@ -178,7 +179,12 @@ pub async fn threads(
         let Some(stored) = services.timeline.get(&root)? else {
             continue;
         };
-        let json = relations::serve(&services.timeline, viewer.short(), &stored, user)?;
+        let json = relations::serve(
+            &services.timeline,
+            viewer.short(),
+            &stored,
+            req.recipient()?,
+        )?;
         if participated_only
             && json["unsigned"]["m.relations"]["m.thread"]["current_user_participated"] != true
         {

@@ -100,10 +100,14 @@ pub async fn create_room(
             .map_err(|e| Error::bad_json(format!("initial_state: {e}")))?;
         initial_state.push((event.kind, event.state_key, event.content));
     }
+    // Member events carry the profile of the user they are about, as for any join or invite.
+    let mut profiles = std::collections::BTreeMap::new();
+    profiles.insert(creator.clone(), services.profiles.member_fields(&creator)?);
     for invitee in &body.invite {
         if !services.accounts.is_active(invitee)? {
             return Err(Error::not_found(format!("Unknown user {invitee}")));
         }
+        profiles.insert(invitee.clone(), services.profiles.member_fields(invitee)?);
     }
     let options = CreateOptions {
         version: body.room_version.clone(),
@@ -123,14 +127,11 @@ pub async fn create_room(
         topic: body.topic.clone(),
         invite: body.invite.clone(),
         is_direct: body.is_direct,
+        profiles,
         alias,
         encrypt_private: services.config.e2ee.default_encryption,
     };
-    let public = options.public;
     let room_id = create(&services.timeline, &services.aliases, &creator, options).await?;
-    if public {
-        services.directory.set_published(&room_id, true)?;
-    }
     tracing::info!(room_id = %room_id, creator = %creator, "room created");
     Ok(create_room::v3::Response::new(room_id))
 }
@@ -241,8 +242,12 @@ pub async fn get_event(
         .timeline
         .get(&body.event_id)?
         .ok_or_else(|| Error::not_found("No such event in this room"))?;
-    let event =
-        crate::rooms::relations::serve(&services.timeline, viewer.short(), &stored, user_id)?;
+    let event = crate::rooms::relations::serve(
+        &services.timeline,
+        viewer.short(),
+        &stored,
+        req.recipient()?,
+    )?;
     Ok(get_room_event::v3::Response::new(to_raw(&event)?))
 }
 
@@ -290,16 +295,13 @@ pub async fn upgrade(
     let replacement = crate::rooms::upgrade::upgrade(
         &services.timeline,
         &services.aliases,
+        &services.directory,
         &body.room_id,
         user_id,
         body.new_version.clone(),
         body.additional_creators.clone(),
     )
     .await?;
-    if services.directory.is_published(&body.room_id)? {
-        services.directory.set_published(&body.room_id, false)?;
-        services.directory.set_published(&replacement, true)?;
-    }
     tracing::info!(room_id = %body.room_id, replacement = %replacement, "room upgraded");
     Ok(ruma::api::client::room::upgrade_room::v3::Response::new(
         replacement,

@@ -1,4 +1,4 @@
-//! Wake-ups for sleeping `/sync` requests: one `Notify` per user with a request waiting. A
+//! Wake-ups for sleeping long-polls (`/sync`): one `Notify` per user with a request waiting. A
 //! request registers (enables its `Notified`) before it reads, so a change committed between
 //! its read and its wait still wakes it; a request that goes away drops its handle.
 

@@ -1,0 +1,689 @@
+//! Drafts: events built one after another, each against the state the ones before it made,
+//! then written with all their indices in one store commit. A room's creation, an upgrade (the
+//! old room's tombstone together with the whole new room) and a redaction (with the rewrite of
+//! the event it redacts) are drafts, so a crash leaves each of them whole or absent; a single
+//! send is a draft of one event.
+//!
+//! A draft holds the lock of every room it writes to until it is committed or dropped, so the
+//! state it was built against cannot change under it. Dropping a draft writes nothing, and a
+//! send that is refused leaves the draft as it was.
+
+use std::collections::{BTreeSet, HashMap};
+
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::{
+    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
+    RoomVersionId, UserId,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::OwnedMutexGuard;
+
+use super::members::MembershipRecord;
+use super::pdu::{self, Pdu, StoredPdu, Transaction};
+use super::relations::Child;
+use super::state::StateChange;
+use super::timeline::{NewEvent, RoomRecord, Timeline, check_content};
+use crate::error::{Error, Result};
+use crate::storage::{Batch, StoreExt, Table, keys};
+
+/// A position an index entry points at: already stored, or the n-th event of this draft,
+/// whose count is known only when the draft is committed.
+#[derive(Clone, Copy, Debug)]
+enum Position {
+    Stored(u64),
+    Drafted(usize),
+}
+
+impl Position {
+    fn count(self, first: u64) -> u64 {
+        match self {
+            Position::Stored(count) => count,
+            Position::Drafted(index) => first + index as u64,
+        }
+    }
+}
+
+/// The relation an event declares, as indexed.
+struct Relation {
+    parent: OwnedEventId,
+    child: Child,
+    /// For a thread event: the thread's latest event before this one.
+    thread_before: Option<Position>,
+}
+
+/// An event built and authorised, waiting for the commit.
+struct Built {
+    stored: StoredPdu,
+    parsed: Pdu,
+    short: u64,
+    /// For a state event: the event it replaces in the room's state.
+    replaces: Option<OwnedEventId>,
+    /// For a membership event: the membership and since when the user has held it (a profile
+    /// change keeps the position of the join).
+    membership: Option<(String, Position)>,
+    relation: Option<Relation>,
+    transaction: Option<Vec<u8>>,
+    /// The users the event notifies, and whether it highlights them.
+    notified: Vec<(OwnedUserId, bool)>,
+}
+
+pub struct Draft<'a> {
+    timeline: &'a Timeline,
+    locks: Vec<(OwnedRoomId, OwnedMutexGuard<()>)>,
+    /// The records of the rooms the draft writes to, as it leaves them.
+    rooms: HashMap<OwnedRoomId, RoomRecord>,
+    /// (short room id, type, state key) → event id: state the draft changes.
+    state: HashMap<(u64, String, String), OwnedEventId>,
+    /// Event id → index in `built`.
+    events: HashMap<OwnedEventId, usize>,
+    /// (room, user) → membership the draft gives the user.
+    members: HashMap<(OwnedRoomId, OwnedUserId), (String, Position)>,
+    /// (short room id, thread root) → index in `built` of the thread's latest drafted event.
+    threads: HashMap<(u64, OwnedEventId), usize>,
+    built: Vec<Built>,
+    also: Batch,
+}
+
+impl Timeline {
+    /// An empty draft of events on this timeline.
+    pub fn draft(&self) -> Draft<'_> {
+        Draft {
+            timeline: self,
+            locks: Vec::new(),
+            rooms: HashMap::new(),
+            state: HashMap::new(),
+            events: HashMap::new(),
+            members: HashMap::new(),
+            threads: HashMap::new(),
+            built: Vec::new(),
+            also: Batch::new(),
+        }
+    }
+}
+
+impl Draft<'_> {
+    /// Takes the room's lock for the rest of the draft (once: later calls return at once).
+    pub async fn lock(&mut self, room_id: &RoomId) {
+        if self.locks.iter().any(|(locked, _)| locked == room_id) {
+            return;
+        }
+        let guard = self.timeline.room_lock(room_id).lock_owned().await;
+        self.locks.push((room_id.to_owned(), guard));
+    }
+
+    /// The room's record as the draft leaves it.
+    pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        match self.rooms.get(room_id) {
+            Some(record) => Ok(Some(record.clone())),
+            None => self.timeline.room(room_id),
+        }
+    }
+
+    /// An event, drafted or stored.
+    pub fn get(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
+        match self.events.get(event_id) {
+            Some(index) => Ok(Some(self.built[*index].stored.clone())),
+            None => self.timeline.get(event_id),
+        }
+    }
+
+    fn get_parsed(&self, event_id: &EventId) -> Option<Pdu> {
+        match self.events.get(event_id) {
+            Some(index) => Some(self.built[*index].parsed.clone()),
+            None => self.timeline.get_parsed(event_id),
+        }
+    }
+
+    /// The event id of a piece of state, as the draft leaves it.
+    fn state_event_id(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let key = (short, event_type.to_owned(), state_key.to_owned());
+        match self.state.get(&key) {
+            Some(id) => Ok(Some(id.clone())),
+            None => self.timeline.state_event_id(short, event_type, state_key),
+        }
+    }
+
+    /// A piece of state, as the draft leaves it.
+    pub fn state_event(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<StoredPdu>> {
+        match self.state_event_id(short, event_type, state_key)? {
+            Some(id) => self.get(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// A user's membership in a room and since when they hold it, as the draft leaves it.
+    fn membership(&self, room_id: &RoomId, user: &UserId) -> Result<Option<(String, Position)>> {
+        if let Some(drafted) = self.members.get(&(room_id.to_owned(), user.to_owned())) {
+            return Ok(Some(drafted.clone()));
+        }
+        let stored: Option<MembershipRecord> = self.timeline.store.get_json(
+            Table::UserRooms,
+            &keys::user_room(user.as_str(), room_id.as_str()),
+        )?;
+        Ok(stored
+            .filter(|r| !r.forgotten)
+            .map(|r| (r.membership, Position::Stored(r.count))))
+    }
+
+    /// The users joined to the room, as the draft leaves it.
+    fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        let mut joined: BTreeSet<OwnedUserId> =
+            self.timeline.joined_members(room_id)?.into_iter().collect();
+        for ((room, user), (membership, _)) in &self.members {
+            if room == room_id {
+                if membership == "join" {
+                    joined.insert(user.clone());
+                } else {
+                    joined.remove(user);
+                }
+            }
+        }
+        Ok(joined.into_iter().collect())
+    }
+
+    /// Creates a room with its `m.room.create` event and returns its id. In room version 12
+    /// the id is derived from the create event; before, it is random on this server.
+    pub async fn create(
+        &mut self,
+        creator: &UserId,
+        version: RoomVersionId,
+        content: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<OwnedRoomId> {
+        let timeline = self.timeline;
+        let rules = pdu::rules(&version)?;
+        let mut content = content;
+        content.insert("room_version".into(), version.as_str().into());
+        if !rules.authorization.use_room_create_sender {
+            content.insert("creator".into(), creator.as_str().into());
+        }
+        let content_raw = serde_json::value::to_raw_value(&content)
+            .map_err(|e| Error::internal(format!("create content: {e}")))?;
+        check_content(&TimelineEventType::RoomCreate, &content_raw)?;
+
+        let room_id_field = if rules.authorization.room_create_event_id_as_room_id {
+            None
+        } else {
+            let local =
+                crate::random::string(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", 18);
+            Some(
+                OwnedRoomId::try_from(format!("!{local}:{}", timeline.server_name))
+                    .map_err(|e| Error::internal(format!("room id: {e}")))?,
+            )
+        };
+        let mut object = pdu_object(
+            room_id_field.as_deref(),
+            creator,
+            &TimelineEventType::RoomCreate,
+            &content_raw,
+            Some(""),
+            (Vec::new(), Vec::new(), 1),
+            timeline.create_ts(),
+        )?;
+        let event_id = timeline.sign(&mut object, &rules)?;
+        let room_id = match room_id_field {
+            Some(id) => id,
+            None => OwnedRoomId::try_from(format!("!{}", &event_id.as_str()[1..]))
+                .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
+        };
+        let stored = StoredPdu {
+            event_id,
+            room_id: room_id.clone(),
+            pdu: object,
+            transaction: None,
+        };
+        let parsed = Pdu::from_stored(&stored)?;
+        ruma::state_res::check_state_independent_auth_rules(
+            &rules.authorization,
+            &parsed,
+            |id: &EventId| self.get_parsed(id),
+        )
+        .map_err(Error::forbidden)?;
+
+        let in_use = || {
+            Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::RoomInUse,
+                "Room already exists",
+            )
+        };
+        if self.locks.iter().any(|(locked, _)| *locked == room_id) {
+            return Err(in_use());
+        }
+        self.lock(&room_id).await;
+        if self.room(&room_id)?.is_some() {
+            return Err(in_use());
+        }
+        let record = RoomRecord {
+            short: timeline.store.next_count()?,
+            version,
+            last_event: None,
+            last_depth: 0,
+        };
+        self.add(record, stored, parsed, None, Vec::new())?;
+        Ok(room_id)
+    }
+
+    /// Builds and authorises an event from a local user (sent in `transaction`, if any) on top
+    /// of the room as the draft leaves it; returns its event id.
+    pub async fn send(
+        &mut self,
+        room_id: &RoomId,
+        sender: &UserId,
+        event: NewEvent,
+        transaction: Option<(&DeviceId, &str)>,
+    ) -> Result<OwnedEventId> {
+        let timeline = self.timeline;
+        self.lock(room_id).await;
+        let record = self
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let short = record.short;
+        let rules = pdu::rules(&record.version)?;
+        check_content(&event.kind, &event.content)?;
+        if event.state_key.is_none() {
+            let content: serde_json::Value =
+                serde_json::from_str(event.content.get()).unwrap_or_default();
+            super::relations::check(timeline, short, sender, &event.kind.to_string(), &content)?;
+        }
+
+        let auth_types = ruma::state_res::auth_types_for_event(
+            &event.kind,
+            sender,
+            event.state_key.as_deref(),
+            &event.content,
+            &rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("Invalid event: {e}")))?;
+        let mut auth_events = Vec::new();
+        for (event_type, state_key) in &auth_types {
+            if let Some(id) = self.state_event_id(short, &event_type.to_string(), state_key)? {
+                auth_events.push(id);
+            }
+        }
+        if rules.authorization.room_create_event_id_as_room_id {
+            // v12: the create event is implied by the room id, never listed.
+        } else if let Some(create) = self.state_event_id(short, "m.room.create", "")?
+            && !auth_events.contains(&create)
+        {
+            auth_events.push(create);
+        }
+        let prev_events: Vec<OwnedEventId> = record.last_event.iter().cloned().collect();
+
+        let mut object = pdu_object(
+            Some(room_id),
+            sender,
+            &event.kind,
+            &event.content,
+            event.state_key.as_deref(),
+            (prev_events, auth_events, record.last_depth + 1),
+            crate::now_ms(),
+        )?;
+        let event_id = timeline.sign(&mut object, &rules)?;
+        let stored = StoredPdu {
+            event_id: event_id.clone(),
+            room_id: room_id.to_owned(),
+            pdu: object,
+            transaction: transaction.map(|(device, txn)| Transaction {
+                device_id: device.to_owned(),
+                txn_id: txn.to_owned(),
+            }),
+        };
+        let parsed = Pdu::from_stored(&stored)?;
+
+        ruma::state_res::check_state_independent_auth_rules(
+            &rules.authorization,
+            &parsed,
+            |id: &EventId| self.get_parsed(id),
+        )
+        .map_err(Error::forbidden)?;
+        ruma::state_res::check_state_dependent_auth_rules(
+            &rules.authorization,
+            &parsed,
+            |event_type: &StateEventType, state_key: &str| {
+                self.state_event_id(short, &event_type.to_string(), state_key)
+                    .ok()
+                    .flatten()
+                    .and_then(|id| self.get_parsed(&id))
+            },
+        )
+        .map_err(Error::forbidden)?;
+
+        let joined = self.joined_members(room_id)?;
+        let candidates = super::notifications::candidates(&joined, &parsed, |user| {
+            Ok(self
+                .state_event(short, "m.room.member", user.as_str())?
+                .and_then(|m| m.content()["displayname"].as_str().map(str::to_owned)))
+        })?;
+        let power = super::state::power_levels(&record, |kind| self.state_event(short, kind, ""))?;
+        let notified = timeline
+            .notified(&stored, joined.len() as u64, power, candidates)
+            .await?;
+        let transaction = transaction
+            .map(|(device, txn)| keys::transaction(sender.as_str(), device.as_str(), txn));
+        self.add(record, stored, parsed, transaction, notified)?;
+        Ok(event_id)
+    }
+
+    /// Adds a built and authorised event to the draft, with what it changes in the room. Every
+    /// read comes before the first change, so a failure leaves the draft as it was.
+    fn add(
+        &mut self,
+        mut record: RoomRecord,
+        stored: StoredPdu,
+        parsed: Pdu,
+        transaction: Option<Vec<u8>>,
+        notified: Vec<(OwnedUserId, bool)>,
+    ) -> Result<()> {
+        let index = self.built.len();
+        let short = record.short;
+        let room_id = stored.room_id.clone();
+        let mut replaces = None;
+        let mut member = None;
+        if let Some(state_key) = &parsed.state_key {
+            replaces = self.state_event_id(short, &parsed.kind.to_string(), state_key)?;
+            if parsed.kind == TimelineEventType::RoomMember {
+                #[derive(Deserialize)]
+                struct Membership {
+                    membership: String,
+                }
+                let new: Membership = serde_json::from_str(parsed.content.get())
+                    .map_err(|e| Error::bad_json(format!("Invalid membership: {e}")))?;
+                let user = OwnedUserId::try_from(state_key.as_str())
+                    .map_err(|_| Error::bad_json("A member event's state key is a user id"))?;
+                // A profile change (join to join) is no new membership: it keeps its position,
+                // so that `/sync` does not treat the room as newly joined.
+                let since = match self.membership(&room_id, &user)? {
+                    Some((held, since)) if held == new.membership => since,
+                    _ => Position::Drafted(index),
+                };
+                member = Some((user, new.membership, since));
+            }
+        }
+        let relation = if parsed.state_key.is_none() {
+            self.relation(short, &stored, &parsed)?
+        } else {
+            None
+        };
+
+        if let Some(state_key) = &parsed.state_key {
+            self.state.insert(
+                (short, parsed.kind.to_string(), state_key.clone()),
+                stored.event_id.clone(),
+            );
+        }
+        let membership = member.map(|(user, membership, since)| {
+            self.members
+                .insert((room_id.clone(), user), (membership.clone(), since));
+            (membership, since)
+        });
+        if let Some(relation) = &relation
+            && relation.child.rel_type == "m.thread"
+        {
+            self.threads.insert((short, relation.parent.clone()), index);
+        }
+        record.last_event = Some(stored.event_id.clone());
+        record.last_depth = u64::from(parsed.depth);
+        self.rooms.insert(room_id, record);
+        self.events.insert(stored.event_id.clone(), index);
+        self.built.push(Built {
+            stored,
+            parsed,
+            short,
+            replaces,
+            membership,
+            relation,
+            transaction,
+            notified,
+        });
+        Ok(())
+    }
+
+    /// The relation an event declares, if any, with its thread's latest event before it.
+    fn relation(&self, short: u64, stored: &StoredPdu, parsed: &Pdu) -> Result<Option<Relation>> {
+        let content: serde_json::Value =
+            serde_json::from_str(parsed.content.get()).unwrap_or_default();
+        let Some((rel_type, parent)) = super::relations::relation_of(&content) else {
+            return Ok(None);
+        };
+        let thread_before = if rel_type == "m.thread" {
+            match self.threads.get(&(short, parent.clone())) {
+                Some(earlier) => Some(Position::Drafted(*earlier)),
+                None => self
+                    .timeline
+                    .store
+                    .get(
+                        Table::ThreadRoots,
+                        &keys::thread_root(short, parent.as_str()),
+                    )?
+                    .and_then(|v| keys::trailing_u64(&v))
+                    .map(Position::Stored),
+            }
+        } else {
+            None
+        };
+        let child = Child {
+            event_id: stored.event_id.clone(),
+            kind: parsed.kind.to_string(),
+            sender: parsed.sender.to_string(),
+            key: (rel_type == "m.annotation")
+                .then(|| content["m.relates_to"]["key"].as_str().map(str::to_owned))
+                .flatten(),
+            rel_type,
+        };
+        Ok(Some(Relation {
+            parent,
+            child,
+            thread_before,
+        }))
+    }
+
+    /// Writes to commit together with the drafted events (an alias, a rewritten event).
+    pub fn also(&mut self) -> &mut Batch {
+        &mut self.also
+    }
+
+    /// Writes every drafted event with its indices, the rooms' records and what was added
+    /// with [`Draft::also`], in one store commit; then wakes whoever the events concern.
+    pub fn commit(self) -> Result<()> {
+        let Draft {
+            timeline,
+            locks,
+            rooms,
+            built,
+            also,
+            ..
+        } = self;
+        if built.is_empty() {
+            return if also.is_empty() {
+                Ok(())
+            } else {
+                timeline.store.write(also)
+            };
+        }
+        let mut also = Some(also);
+        timeline
+            .store
+            .commit_many(built.len() as u64, &mut |first| {
+                let mut batch = Batch::new();
+                for (index, event) in built.iter().enumerate() {
+                    let count = first + index as u64;
+                    timeline.activity.record(&event.stored.room_id, count);
+                    event.write(&mut batch, count, first)?;
+                }
+                for (room_id, record) in &rooms {
+                    batch.put_json(Table::Rooms, room_id.as_bytes(), record)?;
+                }
+                batch.extend(also.take().unwrap_or_default());
+                Ok(batch)
+            })?;
+        drop(locks);
+        for room_id in rooms.keys() {
+            timeline.wake_room(room_id)?;
+        }
+        // The target of a membership change hears of it even when it no longer concerns
+        // them as a member (a kick, a ban).
+        for event in &built {
+            if event.membership.is_some()
+                && let Some(target) = event.parsed.state_key.as_deref()
+                && let Ok(target) = <&UserId>::try_from(target)
+            {
+                timeline.watchers.wake(target);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Built {
+    /// Adds the event at `count` with all its indices to `batch`; `first` is the count of the
+    /// draft's first event.
+    fn write(&self, batch: &mut Batch, count: u64, first: u64) -> Result<()> {
+        let short = self.short;
+        let stored = &self.stored;
+        batch.put_json(Table::Pdus, keys::pdu(short, count), stored)?;
+        batch.put(
+            Table::EventIds,
+            stored.event_id.as_bytes(),
+            keys::pdu(short, count),
+        );
+        // Membership events say nothing of what their sender read (profile changes are sent
+        // to every room on the user's behalf).
+        if self.parsed.kind != TimelineEventType::RoomMember {
+            batch.put(
+                Table::SentEvents,
+                keys::sent_event(short, self.parsed.sender.as_str(), count),
+                keys::u64_be(u64::from(self.parsed.origin_server_ts.get())).to_vec(),
+            );
+        }
+        if let Some(state_key) = &self.parsed.state_key {
+            let event_type = self.parsed.kind.to_string();
+            batch.put(
+                Table::RoomState,
+                keys::room_state(short, &event_type, state_key),
+                stored.event_id.as_bytes(),
+            );
+            batch.put(
+                Table::StateHistory,
+                keys::state_history(short, &event_type, state_key, count),
+                stored.event_id.as_bytes(),
+            );
+            batch.put_json(
+                Table::StateChanges,
+                keys::pdu(short, count),
+                &StateChange {
+                    event_type,
+                    state_key: state_key.clone(),
+                    event_id: stored.event_id.clone(),
+                    replaces: self.replaces.clone(),
+                },
+            )?;
+            if let Some((membership, since)) = &self.membership {
+                let record = MembershipRecord {
+                    membership: membership.clone(),
+                    count: since.count(first),
+                    forgotten: false,
+                };
+                batch.put_json(
+                    Table::UserRooms,
+                    keys::user_room(state_key, stored.room_id.as_str()),
+                    &record,
+                )?;
+                batch.put_json(
+                    Table::RoomUsers,
+                    keys::room_user(stored.room_id.as_str(), state_key),
+                    &record,
+                )?;
+            }
+        }
+        let mut thread = None;
+        if let Some(relation) = &self.relation {
+            batch.put_json(
+                Table::Relations,
+                keys::relation(
+                    short,
+                    relation.parent.as_str(),
+                    &relation.child.rel_type,
+                    count,
+                ),
+                &relation.child,
+            )?;
+            if relation.child.rel_type == "m.thread" {
+                let root = &relation.parent;
+                if let Some(before) = relation.thread_before {
+                    batch.delete(Table::ThreadActivity, keys::pdu(short, before.count(first)));
+                }
+                batch.put(
+                    Table::ThreadRoots,
+                    keys::thread_root(short, root.as_str()),
+                    keys::u64_be(count).to_vec(),
+                );
+                batch.put(
+                    Table::ThreadActivity,
+                    keys::pdu(short, count),
+                    root.as_bytes(),
+                );
+                thread = Some(root);
+            }
+        }
+        if let Some(key) = &self.transaction {
+            batch.put(Table::Transactions, key.clone(), stored.event_id.as_bytes());
+        }
+        for (user, highlight) in &self.notified {
+            let mut notification = serde_json::json!({"highlight": highlight});
+            if let Some(root) = thread {
+                notification["thread"] = root.as_str().into();
+            }
+            batch.put_json(
+                Table::Notifications,
+                keys::notification(user.as_str(), short, count),
+                &notification,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// An unsigned PDU in the federation format, without `hashes` and `signatures`; `dag` is its
+/// `prev_events`, `auth_events` and depth.
+fn pdu_object(
+    room_id: Option<&RoomId>,
+    sender: &UserId,
+    kind: &TimelineEventType,
+    content: &RawValue,
+    state_key: Option<&str>,
+    dag: (Vec<OwnedEventId>, Vec<OwnedEventId>, u64),
+    origin_server_ts: u64,
+) -> Result<CanonicalJsonObject> {
+    let (prev_events, auth_events, depth) = dag;
+    let mut json = serde_json::json!({
+        "auth_events": auth_events,
+        "content": serde_json::from_str::<serde_json::Value>(content.get())
+            .map_err(|e| Error::bad_json(format!("Invalid content: {e}")))?,
+        "depth": depth,
+        "origin_server_ts": origin_server_ts,
+        "prev_events": prev_events,
+        "sender": sender,
+        "type": kind.to_string(),
+    });
+    if let Some(room_id) = room_id {
+        json["room_id"] = room_id.as_str().into();
+    }
+    if let Some(state_key) = state_key {
+        json["state_key"] = state_key.into();
+    }
+    serde_json::from_value::<CanonicalJsonObject>(json)
+        .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))
+}

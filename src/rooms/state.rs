@@ -1,0 +1,186 @@
+//! Room state as stored: the current state of each room, the value each piece of state had at
+//! any timeline position, the state changes between two positions, and the power levels the
+//! authorization rules read from it.
+
+use ruma::events::room::power_levels::RoomPowerLevels;
+use ruma::{OwnedEventId, OwnedUserId};
+use serde::{Deserialize, Serialize};
+
+use super::pdu::{self, Pdu, StoredPdu};
+use super::timeline::{RoomRecord, Timeline, content_field};
+use crate::error::{Error, Result};
+use crate::storage::{Direction, KeyRange, Table, keys};
+
+/// A state change recorded per event, so state at any point can be rebuilt.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub(super) struct StateChange {
+    pub event_type: String,
+    pub state_key: String,
+    pub event_id: OwnedEventId,
+    pub replaces: Option<OwnedEventId>,
+}
+
+impl Timeline {
+    /// The event id of a piece of current state.
+    pub fn state_event_id(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        match self.store.get(
+            Table::RoomState,
+            &keys::room_state(short, event_type, state_key),
+        )? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes)
+                .ok()
+                .and_then(|s| OwnedEventId::try_from(s).ok())
+                .map(Some)
+                .ok_or_else(|| Error::internal("corrupt room state entry")),
+        }
+    }
+
+    /// A piece of current state, parsed.
+    pub fn state_event(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<StoredPdu>> {
+        match self.state_event_id(short, event_type, state_key)? {
+            None => Ok(None),
+            Some(id) => self.get(&id),
+        }
+    }
+
+    /// The event id a piece of state had at timeline position `count` (after the event with
+    /// that count was applied).
+    pub fn state_id_at(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+        count: u64,
+    ) -> Result<Option<OwnedEventId>> {
+        let lower = keys::state_history(short, event_type, state_key, 0);
+        let upper = keys::state_history(short, event_type, state_key, count.saturating_add(1));
+        let mut scan = self.store.scan(
+            Table::StateHistory,
+            KeyRange::between(&lower, &upper),
+            Direction::Backward,
+        )?;
+        match scan.next() {
+            None => Ok(None),
+            Some(entry) => {
+                let (_, value) = entry?;
+                String::from_utf8(value)
+                    .ok()
+                    .and_then(|s| OwnedEventId::try_from(s).ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::internal("corrupt state history entry"))
+            }
+        }
+    }
+
+    /// A string field of the content of a piece of state at timeline position `count`.
+    pub fn state_field_at(
+        &self,
+        short: u64,
+        event_type: &str,
+        state_key: &str,
+        count: u64,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let Some(id) = self.state_id_at(short, event_type, state_key, count)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&id)?
+            .and_then(|s| content_field(&s.pdu, field).map(str::to_owned)))
+    }
+
+    /// The whole current state: (type, state key) → event id.
+    pub fn current_state(&self, short: u64) -> Result<Vec<((String, String), OwnedEventId)>> {
+        let prefix = keys::pdus_of(short);
+        self.store
+            .scan(
+                Table::RoomState,
+                KeyRange::prefix(&prefix),
+                Direction::Forward,
+            )?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let pair = keys::parse_room_state(&key)
+                    .ok_or_else(|| Error::internal("corrupt state key"))?;
+                let id = String::from_utf8(value)
+                    .ok()
+                    .and_then(|s| OwnedEventId::try_from(s).ok())
+                    .ok_or_else(|| Error::internal("corrupt state value"))?;
+                Ok((pair, id))
+            })
+            .collect()
+    }
+    /// The (type, state key) pairs whose state changed after position `after` up to `upto`.
+    pub fn state_changed_between(
+        &self,
+        short: u64,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(String, String)>> {
+        let range = KeyRange::between(
+            &keys::pdu(short, after.saturating_add(1)),
+            &keys::pdu(short, upto.saturating_add(1)),
+        );
+        let mut changed = std::collections::BTreeSet::new();
+        for entry in self
+            .store
+            .scan(Table::StateChanges, range, Direction::Forward)?
+        {
+            let (_, value) = entry?;
+            let change: StateChange = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt state change: {e}")))?;
+            changed.insert((change.event_type, change.state_key));
+        }
+        Ok(changed.into_iter().collect())
+    }
+
+    /// The room's power levels as the authorization rules read them (creators included).
+    pub fn power_levels(&self, record: &RoomRecord) -> Result<RoomPowerLevels> {
+        power_levels(record, |kind| self.state_event(record.short, kind, ""))
+    }
+}
+
+/// A room's power levels from its create and power levels events, read through `state` (type →
+/// the current event of that type with an empty state key).
+pub(super) fn power_levels(
+    record: &RoomRecord,
+    state: impl Fn(&str) -> Result<Option<StoredPdu>>,
+) -> Result<RoomPowerLevels> {
+    use ruma::events::room::power_levels::{RoomPowerLevelsEventContent, RoomPowerLevelsSource};
+    let rules = pdu::rules(&record.version)?;
+    let mut creators = Vec::new();
+    if let Some(create) = state("m.room.create")? {
+        creators.extend(Pdu::from_stored(&create).map(|p| p.sender));
+        if rules.authorization.additional_room_creators {
+            let extra = create.content()["additional_creators"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            creators.extend(
+                extra
+                    .iter()
+                    .filter_map(|u| u.as_str())
+                    .filter_map(|u| OwnedUserId::try_from(u).ok()),
+            );
+        }
+    }
+    let source = match state("m.room.power_levels")? {
+        Some(stored) => RoomPowerLevelsSource::Original(
+            serde_json::from_value::<RoomPowerLevelsEventContent>(stored.content())
+                .map_err(|e| Error::internal(format!("stored power levels: {e}")))?,
+        ),
+        None => RoomPowerLevelsSource::None,
+    };
+    Ok(RoomPowerLevels::new(source, &rules.authorization, creators))
+}
