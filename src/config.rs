@@ -29,6 +29,7 @@ pub struct Config {
     pub e2ee: E2eeConfig,
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
 }
 
@@ -46,6 +47,7 @@ impl Default for Config {
             e2ee: E2eeConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
+            media: MediaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -206,6 +208,50 @@ pub struct WellKnownConfig {
     pub server: Option<String>,
 }
 
+/// Who may download a file of this server.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaAccess {
+    /// The uploader, and those who can see an event in a room that refers to it.
+    #[default]
+    RoomMembers,
+    /// Every local user.
+    AnyUser,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Directory of uploaded files (and of uploads in progress). Unset: `media` inside
+    /// `storage.path`.
+    pub path: Option<PathBuf>,
+    /// Largest file, in bytes.
+    pub max_upload_size: u64,
+    pub access: MediaAccess,
+    /// Serve the deprecated unauthenticated `/_matrix/media/v3/download|thumbnail`.
+    pub legacy_unauthenticated: bool,
+    /// Bytes a user may upload per UTC day; 0 = unlimited.
+    pub daily_upload_bytes: u64,
+    /// Media ids a user may hold from `/create` without having uploaded to them yet.
+    pub max_pending_uploads: usize,
+    /// Seconds after which a media id from `/create` that got no upload expires.
+    pub unused_expires_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_upload_size: 300 * 1024 * 1024,
+            access: MediaAccess::RoomMembers,
+            legacy_unauthenticated: false,
+            daily_upload_bytes: 0,
+            max_pending_uploads: 10,
+            unused_expires_secs: 24 * 60 * 60,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -273,12 +319,25 @@ impl Config {
                 )));
             }
         }
+        if self.media.max_upload_size == 0 || self.media.unused_expires_secs == 0 {
+            return Err(Error::internal(
+                "media.max_upload_size and media.unused_expires_secs must be positive",
+            ));
+        }
         if self.limits.max_request_bytes < 1024 {
             return Err(Error::internal(
                 "limits.max_request_bytes must be at least 1024",
             ));
         }
         Ok(())
+    }
+
+    /// The directory of uploaded files.
+    pub fn media_path(&self) -> PathBuf {
+        self.media
+            .path
+            .clone()
+            .unwrap_or_else(|| self.storage.path.join("media"))
     }
 
     /// The base URL clients should use, without a trailing slash.

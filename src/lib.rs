@@ -11,6 +11,8 @@
 //!   ruma's state-res, state, history visibility, relations, aliases and the directory.
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
+//! - [`media`]: uploaded files: streamed uploads, content-addressed storage, who may
+//!   download them.
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
 //!   to-device messages, room key backup (the server never sees plaintext).
@@ -33,6 +35,7 @@ pub mod config;
 pub mod e2ee;
 pub mod error;
 pub mod federation;
+pub mod media;
 pub mod presence;
 pub mod push;
 pub mod random;
@@ -80,6 +83,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
         .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, server_name = %app.services.config.server_name, "listening");
     tokio::spawn(expire_presence(app.services.clone()));
+    tokio::spawn(expire_media(app.services.clone()));
     axum::serve(
         listener,
         app.router
@@ -100,6 +104,18 @@ async fn expire_presence(services: Arc<Services>) {
             if let Err(error) = sync::wake_sharers(&services, &user) {
                 tracing::warn!(%error, "cannot announce a presence change");
             }
+        }
+    }
+}
+
+/// Forgets media ids made for uploads that never came.
+async fn expire_media(services: Arc<Services>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(60));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = services.media.expire_pending() {
+            tracing::warn!(%error, "cannot expire unused media ids");
         }
     }
 }

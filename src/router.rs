@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, get, on};
+use axum::routing::{MethodFilter, get, on, post, put};
 use axum::{Extension, Router};
 use http::{HeaderValue, Method, StatusCode, header};
 use ruma::api::IncomingRequest;
@@ -18,7 +18,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::api::client::{
-    account, account_data, backup, devices, directory, discovery, filter, keys, membership,
+    account, account_data, backup, devices, directory, discovery, filter, keys, media, membership,
     messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms,
     session, sync, tags, thirdparty, to_device, typing, voip,
 };
@@ -174,6 +174,43 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma_raw(backup::delete_keys)
         .ruma_raw(backup::delete_room_keys)
         .ruma_raw(backup::delete_session_key)
+        // Media: uploads and downloads stream, so they read and write their bodies themselves.
+        .route("/_matrix/media/v3/upload", post(media::upload))
+        .route("/_matrix/media/r0/upload", post(media::upload))
+        .route(
+            "/_matrix/media/v3/upload/{server_name}/{media_id}",
+            put(media::upload_to),
+        )
+        .ruma(media::create)
+        .ruma(media::config)
+        .ruma(
+            #[allow(deprecated)]
+            media::legacy_config,
+        )
+        .route(
+            "/_matrix/client/v1/media/download/{server_name}/{media_id}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/media/v3/download/{server_name}/{media_id}",
+            get(media::legacy_download),
+        )
+        .route(
+            "/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}",
+            get(media::legacy_download),
+        )
+        .route(
+            "/_matrix/media/r0/download/{server_name}/{media_id}",
+            get(media::legacy_download),
+        )
+        .route(
+            "/_matrix/media/r0/download/{server_name}/{media_id}/{file_name}",
+            get(media::legacy_download),
+        )
         // Extensions (docs/extensions.md)
         .route(
             "/_matrix/client/unstable/io.sori/rooms/{room_id}/read_by/{event_id}",

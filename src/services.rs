@@ -8,6 +8,7 @@ use crate::e2ee::keys::Keys;
 use crate::e2ee::to_device::ToDevice;
 use crate::error::Result;
 use crate::federation::keys::ServerKeys;
+use crate::media::Media;
 use crate::presence::Presence;
 use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
@@ -48,6 +49,7 @@ pub struct Services {
     pub keys: Keys,
     pub to_device: ToDevice,
     pub backup: Backup,
+    pub media: Media,
     pub login_limiter: RateLimiter,
     pub registration_limiter: RateLimiter,
 }
@@ -88,6 +90,7 @@ impl Services {
             keys: Keys::new(store.clone()),
             to_device,
             backup: Backup::new(store.clone()),
+            media: Media::new(&config, store.clone())?,
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             store,

@@ -112,6 +112,25 @@ impl<T> Ruma<T> {
     }
 }
 
+/// The session of a request's access token (header or `access_token` query), for handlers
+/// that read the body themselves (streamed uploads) or answer with raw bytes.
+pub struct Authenticated(pub Session);
+
+impl FromRequestParts<Arc<Services>> for Authenticated {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self> {
+        let request = http::Request::from_parts(parts.clone(), ());
+        let token = auth_scheme::extract_bearer_or_query_token(&request)
+            .map_err(|_| Error::missing_token())?
+            .ok_or_else(Error::missing_token)?;
+        Ok(Authenticated(services.sessions.authenticate(&token)?))
+    }
+}
+
 fn client_ip(parts: &http::request::Parts, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = parts

@@ -65,6 +65,8 @@ struct Built {
     /// change keeps the position of the join).
     membership: Option<(String, Position)>,
     relation: Option<Relation>,
+    /// Files of this server the event refers to, and whether it shows each as an avatar.
+    media: Vec<(String, bool)>,
     transaction: Option<Vec<u8>>,
     /// The users the event notifies, and whether it highlights them.
     notified: Vec<(OwnedUserId, bool)>,
@@ -417,6 +419,17 @@ impl Draft<'_> {
         } else {
             None
         };
+        let media = {
+            let content = stored.content();
+            let kind = parsed.kind.to_string();
+            crate::media::references::media_ids(self.timeline.server_name.as_str(), &content)
+                .into_iter()
+                .map(|id| {
+                    let avatar = crate::media::references::shows_as_avatar(&kind, &content, &id);
+                    (id, avatar)
+                })
+                .collect()
+        };
 
         if let Some(state_key) = &parsed.state_key {
             self.state.insert(
@@ -445,6 +458,7 @@ impl Draft<'_> {
             replaces,
             membership,
             relation,
+            media,
             transaction,
             notified,
         });
@@ -637,6 +651,17 @@ impl Built {
                 );
                 thread = Some(root);
             }
+        }
+        for (media_id, avatar) in &self.media {
+            batch.put_json(
+                Table::MediaRefs,
+                keys::media_ref(media_id, short, count),
+                &crate::media::access::Reference {
+                    room_id: stored.room_id.clone(),
+                    sender: self.parsed.sender.clone(),
+                    avatar: *avatar,
+                },
+            )?;
         }
         if let Some(key) = &self.transaction {
             batch.put(Table::Transactions, key.clone(), stored.event_id.as_bytes());

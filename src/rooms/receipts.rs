@@ -222,7 +222,10 @@ impl Receipts {
             let by_sending = if user.as_str() == author {
                 Some(sent_ts)
             } else {
-                self.sent_since(short, &user, event_count)?
+                match timeline.events_sent_by(short, &user, event_count)?.next() {
+                    Some(sent) => Some(sent?.1),
+                    None => None,
+                }
             };
             match by_receipt.into_iter().chain(by_sending).min() {
                 Some(ts) => read.push((user, ts)),
@@ -230,23 +233,6 @@ impl Receipts {
             }
         }
         Ok(ReadBy { read, unread })
-    }
-
-    /// When the user first sent an event in the room at or after position `count`, if ever.
-    fn sent_since(&self, short: u64, user: &UserId, count: u64) -> Result<Option<u64>> {
-        let prefix = keys::sent_events_of(short, user.as_str());
-        let range = KeyRange {
-            lower: keys::sent_event(short, user.as_str(), count),
-            upper: keys::prefix_successor(&prefix),
-        };
-        match self
-            .store
-            .scan(Table::SentEvents, range, Direction::Forward)?
-            .next()
-        {
-            Some(entry) => Ok(keys::trailing_u64(&entry?.1)),
-            None => Ok(None),
-        }
     }
 }
 

@@ -270,12 +270,19 @@ impl Timeline {
             pdu: redacted,
             ..target.clone()
         };
-        // A redacted event no longer counts in its parent's aggregations.
-        if let Some((rel_type, parent)) = super::relations::relation_of(&target.content()) {
+        // A redacted event no longer counts in its parent's aggregations, nor lets anyone
+        // download the files it named.
+        let content = target.content();
+        if let Some((rel_type, parent)) = super::relations::relation_of(&content) {
             draft.also().delete(
                 Table::Relations,
                 keys::relation(short, parent.as_str(), &rel_type, count),
             );
+        }
+        for media_id in crate::media::references::media_ids(self.server_name.as_str(), &content) {
+            draft
+                .also()
+                .delete(Table::MediaRefs, keys::media_ref(&media_id, short, count));
         }
         draft
             .also()
@@ -283,6 +290,36 @@ impl Timeline {
         draft.commit()?;
         Ok(redaction_id)
     }
+    /// The positions and `origin_server_ts` of the events `sender` sent in the room at or
+    /// after position `from` (membership changes aside), oldest first.
+    pub fn events_sent_by(
+        &self,
+        short: u64,
+        sender: &UserId,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<(u64, u64)>> + '_> {
+        let prefix = keys::sent_events_of(short, sender.as_str());
+        let range = KeyRange {
+            lower: keys::sent_event(short, sender.as_str(), from),
+            upper: keys::prefix_successor(&prefix),
+        };
+        Ok(self
+            .store
+            .scan(Table::SentEvents, range, Direction::Forward)?
+            .map(|entry| {
+                let (key, value) = entry?;
+                match (keys::trailing_u64(&key), keys::trailing_u64(&value)) {
+                    (Some(count), Some(ts)) => Ok((count, ts)),
+                    _ => Err(Error::internal("corrupt sent event entry")),
+                }
+            }))
+    }
+
+    /// The room's event at position `count`, if there is one.
+    pub fn event_at(&self, short: u64, count: u64) -> Result<Option<StoredPdu>> {
+        self.store.get_json(Table::Pdus, &keys::pdu(short, count))
+    }
+
     /// The room's events with `lower <= count < upper`, walked in `direction`.
     pub fn scan_events(
         &self,

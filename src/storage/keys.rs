@@ -221,6 +221,57 @@ pub fn sent_events_of(short_room: u64, sender: &str) -> Vec<u8> {
     key
 }
 
+/// `media id ++ SEP ++ short room ++ count`, in [`super::Table::MediaRefs`].
+pub fn media_ref(media_id: &str, short_room: u64, count: u64) -> Vec<u8> {
+    let mut key = prefix(&[media_id.as_bytes()]);
+    key.extend_from_slice(&u64_be(short_room));
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Prefix of the events that refer to a file.
+pub fn media_refs_of(media_id: &str) -> Vec<u8> {
+    prefix(&[media_id.as_bytes()])
+}
+
+/// Splits a [`media_ref`] key into short room id and count.
+pub fn parse_media_ref(key: &[u8]) -> Option<(u64, u64)> {
+    let tail = key.get(key.len().checked_sub(16)?..)?;
+    Some((trailing_u64(&tail[..8])?, trailing_u64(tail)?))
+}
+
+/// `expiry ++ media id`, in [`super::Table::MediaPending`].
+pub fn media_pending(expires_ms: u64, media_id: &str) -> Vec<u8> {
+    let mut key = u64_be(expires_ms).to_vec();
+    key.extend_from_slice(media_id.as_bytes());
+    key
+}
+
+/// `user ++ SEP ++ day`, in [`super::Table::MediaUsage`].
+pub fn media_usage(user_id: &str, day: u64) -> Vec<u8> {
+    let mut key = prefix(&[user_id.as_bytes()]);
+    key.extend_from_slice(&u64_be(day));
+    key
+}
+
+/// `media id ++ SEP ++ width ++ height ++ method ++ animated`, in
+/// [`super::Table::MediaThumbnails`].
+pub fn media_thumbnail(
+    media_id: &str,
+    width: u32,
+    height: u32,
+    method: &str,
+    animated: bool,
+) -> Vec<u8> {
+    let mut key = prefix(&[media_id.as_bytes()]);
+    key.extend_from_slice(&width.to_be_bytes());
+    key.extend_from_slice(&height.to_be_bytes());
+    key.extend_from_slice(method.as_bytes());
+    key.push(SEP);
+    key.push(u8::from(animated));
+    key
+}
+
 /// `user ++ SEP ++ device ++ SEP ++ txn id`, in [`super::Table::Transactions`].
 pub fn transaction(user_id: &str, device_id: &str, txn_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()])

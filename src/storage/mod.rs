@@ -99,10 +99,22 @@ pub enum Table {
     /// short room id, sender, count → the event's `origin_server_ts`: each user's own events
     /// in a room but membership changes (a sender has read what came before their event).
     SentEvents,
+    /// media id → the file's record (uploader, content hash, type, name) of this server.
+    Media,
+    /// expiry time, media id → nothing: ids from `/create` still waiting for their upload.
+    MediaPending,
+    /// media id, short room id, count → an event that refers to the file.
+    MediaRefs,
+    /// media id → nothing: files any local user may download (profile avatars).
+    MediaPublic,
+    /// user id, UTC day → bytes uploaded that day.
+    MediaUsage,
+    /// media id, width, height, method, animated → a stored thumbnail of the file.
+    MediaThumbnails,
 }
 
 impl Table {
-    pub const ALL: [Table; 40] = [
+    pub const ALL: [Table; 46] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -143,6 +155,12 @@ impl Table {
         Table::BackupVersions,
         Table::BackupKeys,
         Table::SentEvents,
+        Table::Media,
+        Table::MediaPending,
+        Table::MediaRefs,
+        Table::MediaPublic,
+        Table::MediaUsage,
+        Table::MediaThumbnails,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -188,6 +206,12 @@ impl Table {
             Table::BackupVersions => "backup_versions",
             Table::BackupKeys => "backup_keys",
             Table::SentEvents => "sent_events",
+            Table::Media => "media",
+            Table::MediaPending => "media_pending",
+            Table::MediaRefs => "media_refs",
+            Table::MediaPublic => "media_public",
+            Table::MediaUsage => "media_usage",
+            Table::MediaThumbnails => "media_thumbnails",
         }
     }
 }

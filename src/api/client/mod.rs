@@ -10,6 +10,7 @@ pub mod directory;
 pub mod discovery;
 pub mod filter;
 pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod messages;
 pub mod presence;

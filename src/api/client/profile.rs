@@ -80,6 +80,12 @@ pub async fn set_field(
 ) -> Result<set_profile_field::v3::Response> {
     require_self(req.user_id()?, &req.body.user_id)?;
     let value = &req.body.value;
+    if value.field_name().as_str() == "avatar_url"
+        && let Some(url) = value.value().as_str()
+    {
+        // An avatar is shown wherever its user appears: any local user may fetch it.
+        services.media.publish_avatar(&req.body.user_id, url)?;
+    }
     services.profiles.set_field(
         &req.body.user_id,
         value.field_name().as_str(),
