@@ -236,6 +236,12 @@ pub struct MediaConfig {
     pub max_pending_uploads: usize,
     /// Seconds after which a media id from `/create` that got no upload expires.
     pub unused_expires_secs: u64,
+    /// Largest file a thumbnail is made of, in bytes.
+    pub thumbnail_max_source_bytes: u64,
+    /// Largest picture (width × height, as its header says) a thumbnail is made of.
+    pub thumbnail_max_source_pixels: u64,
+    /// Largest thumbnail side, in pixels; larger requests get thumbnails of this size.
+    pub thumbnail_max_dimension: u32,
 }
 
 impl Default for MediaConfig {
@@ -248,6 +254,9 @@ impl Default for MediaConfig {
             daily_upload_bytes: 0,
             max_pending_uploads: 10,
             unused_expires_secs: 24 * 60 * 60,
+            thumbnail_max_source_bytes: 50 * 1024 * 1024,
+            thumbnail_max_source_pixels: 32_000_000,
+            thumbnail_max_dimension: 2048,
         }
     }
 }
@@ -319,9 +328,14 @@ impl Config {
                 )));
             }
         }
-        if self.media.max_upload_size == 0 || self.media.unused_expires_secs == 0 {
+        if self.media.max_upload_size == 0
+            || self.media.unused_expires_secs == 0
+            || self.media.thumbnail_max_source_pixels == 0
+            || self.media.thumbnail_max_dimension == 0
+        {
             return Err(Error::internal(
-                "media.max_upload_size and media.unused_expires_secs must be positive",
+                "media: max_upload_size, unused_expires_secs, thumbnail_max_source_pixels and \
+                 thumbnail_max_dimension must be positive",
             ));
         }
         if self.limits.max_request_bytes < 1024 {

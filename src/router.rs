@@ -196,6 +196,18 @@ pub fn router(services: Arc<Services>) -> Router {
             get(media::download),
         )
         .route(
+            "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}",
+            get(media::thumbnail),
+        )
+        .route(
+            "/_matrix/media/v3/thumbnail/{server_name}/{media_id}",
+            get(media::legacy_thumbnail),
+        )
+        .route(
+            "/_matrix/media/r0/thumbnail/{server_name}/{media_id}",
+            get(media::legacy_thumbnail),
+        )
+        .route(
             "/_matrix/media/v3/download/{server_name}/{media_id}",
             get(media::legacy_download),
         )

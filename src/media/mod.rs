@@ -7,6 +7,7 @@
 pub mod access;
 pub mod references;
 pub mod store;
+pub mod thumbnail;
 pub mod upload;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
 use self::store::{ByteRange, ByteStream, LocalStore, MediaStore};
+use self::thumbnail::Wanted;
 use self::upload::Limits;
 use crate::config::{Config, MediaConfig};
 use crate::error::{Error, Result};
@@ -75,6 +77,8 @@ pub struct Media {
     tmp: PathBuf,
     /// Serialises the read-modify-write of records and usage counters.
     lock: Mutex<()>,
+    /// Thumbnails being made at once (each holds a decoded picture in memory).
+    thumbnailers: tokio::sync::Semaphore,
 }
 
 impl Media {
@@ -93,6 +97,9 @@ impl Media {
             files,
             tmp,
             lock: Mutex::new(()),
+            thumbnailers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            ),
         })
     }
 
@@ -285,6 +292,62 @@ impl Media {
     /// Streams an uploaded file (or a range of it).
     pub async fn read(&self, content: &Content, range: Option<ByteRange>) -> Result<ByteStream> {
         self.files.read(&content.sha256, range).await
+    }
+
+    /// The thumbnail of an uploaded picture: made (and stored) on first request, read from
+    /// storage after that.
+    pub async fn thumbnail(&self, content: &Content, wanted: Wanted) -> Result<Content> {
+        let key = keys::media_thumbnail(
+            &content.sha256,
+            wanted.width,
+            wanted.height,
+            wanted.method.as_str(),
+            wanted.animated,
+        );
+        if let Some(stored) = self.db.get_json(Table::MediaThumbnails, &key)? {
+            return Ok(stored);
+        }
+        if !content.content_type.starts_with("image/") {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::Unknown,
+                "Only pictures have thumbnails",
+            ));
+        }
+        let max_bytes = self.config.thumbnail_max_source_bytes;
+        if content.size > max_bytes {
+            return Err(Error::too_large(
+                "The picture is too large to make a thumbnail of",
+            ));
+        }
+        let _permit = self
+            .thumbnailers
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("thumbnailers closed"))?;
+        // Another request may have made it while this one waited.
+        if let Some(stored) = self.db.get_json(Table::MediaThumbnails, &key)? {
+            return Ok(stored);
+        }
+        let source =
+            store::collect(self.files.read(&content.sha256, None).await?, max_bytes).await?;
+        let max_pixels = self.config.thumbnail_max_source_pixels;
+        let made =
+            tokio::task::spawn_blocking(move || thumbnail::make(&source, &wanted, max_pixels))
+                .await
+                .map_err(|e| Error::internal(format!("making a thumbnail: {e}")))??;
+        let file = upload::TempFile::from_bytes(&self.tmp, &made.bytes).await?;
+        let stored = Content {
+            sha256: file.sha256.clone(),
+            size: file.size,
+            content_type: made.content_type.to_owned(),
+            filename: None,
+        };
+        self.files.put(&stored.sha256, file).await?;
+        let mut batch = Batch::new();
+        batch.put_json(Table::MediaThumbnails, key, &stored)?;
+        self.db.write(batch)?;
+        Ok(stored)
     }
 
     /// Forgets media ids from `/create` whose time ran out unused.

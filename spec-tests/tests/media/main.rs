@@ -3,6 +3,7 @@
 
 mod access;
 mod limits;
+mod thumbnails;
 
 use reqwest::header;
 use serde_json::{Value, json};

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::api::ruma::{Authenticated, Ruma};
 use crate::error::{Error, Result};
 use crate::media::store::ByteRange;
+use crate::media::thumbnail::{Method, Wanted};
 use crate::media::{Content, Described, MediaRecord, Target, access};
 use crate::services::Services;
 
@@ -245,6 +246,80 @@ pub async fn legacy_download(
     let (server, media_id, file_name) = params.as_ref().map(media_path).unwrap_or_default();
     let (_, content) = uploaded(&services, None, &server, &media_id, query.as_deref()).await?;
     serve(&services, &content, file_name, &headers).await
+}
+
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
+pub async fn thumbnail(
+    State(services): State<Arc<Services>>,
+    Authenticated(session): Authenticated,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (server, media_id, _) = params.as_ref().map(media_path).unwrap_or_default();
+    let wanted = wanted(&services, query.as_deref())?;
+    let (_, content) = uploaded(
+        &services,
+        Some(&session.user_id),
+        &server,
+        &media_id,
+        query.as_deref(),
+    )
+    .await?;
+    let thumbnail = services.media.thumbnail(&content, wanted).await?;
+    serve(&services, &thumbnail, None, &headers).await
+}
+
+/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}`: deprecated and unauthenticated.
+pub async fn legacy_thumbnail(
+    State(services): State<Arc<Services>>,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    if !services.config.media.legacy_unauthenticated {
+        return Err(Error::not_found(
+            "Use the authenticated media endpoints (/_matrix/client/v1/media)",
+        ));
+    }
+    let (server, media_id, _) = params.as_ref().map(media_path).unwrap_or_default();
+    let wanted = wanted(&services, query.as_deref())?;
+    let (_, content) = uploaded(&services, None, &server, &media_id, query.as_deref()).await?;
+    let thumbnail = services.media.thumbnail(&content, wanted).await?;
+    serve(&services, &thumbnail, None, &headers).await
+}
+
+/// The thumbnail a request asks for: `width` and `height` (positive; larger than the
+/// configured maximum means the maximum), `method` and `animated`.
+fn wanted(services: &Services, query: Option<&str>) -> Result<Wanted> {
+    let params = query_params(query);
+    let max = u64::from(services.config.media.thumbnail_max_dimension);
+    let side = |name: &str| -> Result<u32> {
+        let text = param(&params, name)
+            .ok_or_else(|| Error::missing_param(format!("{name} is required")))?;
+        match text.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n.min(max) as u32),
+            _ => Err(Error::invalid_param(format!(
+                "{name} must be a positive whole number"
+            ))),
+        }
+    };
+    let method = match param(&params, "method") {
+        None | Some("scale") => Method::Scale,
+        Some("crop") => Method::Crop,
+        Some(_) => return Err(Error::invalid_param("method is scale or crop")),
+    };
+    let animated = match param(&params, "animated") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Error::invalid_param("animated is true or false")),
+    };
+    Ok(Wanted {
+        width: side("width")?,
+        height: side("height")?,
+        method,
+        animated,
+    })
 }
 
 /// The record and content of a file `user` may download (anyone, for `None`), waiting up to
