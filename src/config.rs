@@ -242,6 +242,26 @@ pub struct MediaConfig {
     pub thumbnail_max_source_pixels: u64,
     /// Largest thumbnail side, in pixels; larger requests get thumbnails of this size.
     pub thumbnail_max_dimension: u32,
+    pub clamav: ClamavConfig,
+}
+
+/// Virus scanning of uploads with ClamAV's `clamd`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClamavConfig {
+    /// `tcp://HOST:PORT` or `unix:/PATH` of `clamd`; empty: no scanning.
+    pub address: String,
+    /// Refuse uploads while `clamd` cannot be reached (else store them unscanned, logged).
+    pub fail_closed: bool,
+}
+
+impl Default for ClamavConfig {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            fail_closed: true,
+        }
+    }
 }
 
 impl Default for MediaConfig {
@@ -257,6 +277,7 @@ impl Default for MediaConfig {
             thumbnail_max_source_bytes: 50 * 1024 * 1024,
             thumbnail_max_source_pixels: 32_000_000,
             thumbnail_max_dimension: 2048,
+            clamav: ClamavConfig::default(),
         }
     }
 }

@@ -51,6 +51,14 @@ impl Error {
         }
     }
 
+    /// An errcode outside the spec (documented in docs/extensions.md), such as the Matrix
+    /// content scanner's `MCS_MEDIA_NOT_CLEAN` that clients already understand.
+    pub fn custom(status: StatusCode, errcode: &str, message: impl Into<String>) -> Self {
+        let kind = serde_json::from_value(serde_json::json!({ "errcode": errcode }))
+            .unwrap_or(ErrorKind::Unknown);
+        Self::new(status, kind, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())
     }
@@ -233,6 +241,16 @@ mod tests {
         assert_eq!(body["errcode"], "M_LIMIT_EXCEEDED");
         assert_eq!(body["retry_after_ms"], 1500);
         assert_eq!(retry.unwrap(), "2");
+    }
+
+    #[tokio::test]
+    async fn custom_errcodes_are_answered_as_given() {
+        let error = Error::custom(StatusCode::FORBIDDEN, "MCS_MEDIA_NOT_CLEAN", "infected");
+        assert_eq!(error.errcode(), "MCS_MEDIA_NOT_CLEAN");
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["errcode"], "MCS_MEDIA_NOT_CLEAN");
+        assert_eq!(body["error"], "infected");
     }
 
     #[tokio::test]

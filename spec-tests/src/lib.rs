@@ -10,6 +10,8 @@
 //! # }
 //! ```
 
+pub mod services;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,7 +45,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on yet, on loopback.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()

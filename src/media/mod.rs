@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod references;
+pub mod scan;
 pub mod store;
 pub mod thumbnail;
 pub mod upload;
@@ -79,6 +80,7 @@ pub struct Media {
     lock: Mutex<()>,
     /// Thumbnails being made at once (each holds a decoded picture in memory).
     thumbnailers: tokio::sync::Semaphore,
+    scanner: Option<scan::Scanner>,
 }
 
 impl Media {
@@ -100,6 +102,7 @@ impl Media {
             thumbnailers: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
             ),
+            scanner: scan::Scanner::new(&config.media.clamav)?,
         })
     }
 
@@ -197,6 +200,10 @@ impl Media {
             over_quota,
         };
         let file = upload::receive(body, &self.tmp, limits).await?;
+        // Nothing is stored, or visible, before the scanner had its say.
+        if let Some(scanner) = &self.scanner {
+            scanner.check(file.path()).await?;
+        }
         let content = Content {
             sha256: file.sha256.clone(),
             size: file.size,

@@ -3,6 +3,7 @@
 
 mod access;
 mod limits;
+mod scanning;
 mod thumbnails;
 
 use reqwest::header;
