@@ -222,6 +222,8 @@ pub enum MediaAccess {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
+    /// Where file contents are kept: a local directory, or S3-compatible object storage.
+    pub backend: MediaBackend,
     /// Directory of uploaded files (and of uploads in progress). Unset: `media` inside
     /// `storage.path`.
     pub path: Option<PathBuf>,
@@ -243,6 +245,58 @@ pub struct MediaConfig {
     /// Largest thumbnail side, in pixels; larger requests get thumbnails of this size.
     pub thumbnail_max_dimension: u32,
     pub clamav: ClamavConfig,
+    pub s3: S3Config,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    #[default]
+    Local,
+    S3,
+}
+
+/// S3-compatible object storage for file contents (`backend = "s3"`).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// The service's URL, e.g. `https://s3.eu-central-1.amazonaws.com` or a MinIO address;
+    /// empty: AWS for `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// `endpoint/bucket/key` addressing (MinIO and most self-hosted servers) instead of
+    /// `bucket.endpoint/key`.
+    pub path_style: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".to_owned(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: true,
+        }
+    }
+}
+
+/// Never prints the secret key.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
 }
 
 /// Virus scanning of uploads with ClamAV's `clamd`.
@@ -267,6 +321,7 @@ impl Default for ClamavConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
+            backend: MediaBackend::Local,
             path: None,
             max_upload_size: 300 * 1024 * 1024,
             access: MediaAccess::RoomMembers,
@@ -278,6 +333,7 @@ impl Default for MediaConfig {
             thumbnail_max_source_pixels: 32_000_000,
             thumbnail_max_dimension: 2048,
             clamav: ClamavConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }

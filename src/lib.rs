@@ -66,6 +66,9 @@ pub struct App {
 
 /// Opens the store named by `config` and builds every service and the router.
 pub fn build(config: Config) -> Result<App> {
+    // Outbound TLS (S3, later federation and push gateways) uses ring, as the rest of Sori;
+    // already installed is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Arc::new(RocksStore::open(
         &config.storage.path,
         config.storage.cache_mb,

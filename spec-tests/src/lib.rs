@@ -119,10 +119,13 @@ impl TestServer {
             dir,
             port,
             base_url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+            }
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         };
         server.spawn().await;
         server

@@ -97,3 +97,99 @@ impl Drop for Clamd {
         let _ = self.child.wait();
     }
 }
+
+/// An S3-compatible server (moto, from PyPI) on a loopback port, with one bucket.
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    pub bucket: String,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SPEC_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    // Read at run time: a test binary built in another checkout would carry its own path.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = PathBuf::from(manifest).join("services/.venv/bin/moto_server");
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/test (it installs spec-tests/services/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+/// One HTTP/1.0 exchange with a loopback server; returns the status and body.
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
+    socket.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let mut server = Self {
+            child,
+            port,
+            bucket: "sori-media".to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((200, _)) = http(port, "PUT", &format!("/{}", server.bucket)) {
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("moto_server exited with {status} at start-up");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The server's configuration for this bucket (`[media]` and `[media.s3]`).
+    pub fn media_toml(&self) -> String {
+        format!(
+            "[media]\nbackend = \"s3\"\n[media.s3]\nendpoint = \"http://127.0.0.1:{}\"\n\
+             bucket = \"{}\"\naccess_key_id = \"test-key\"\nsecret_access_key = \"test-secret\"\n\
+             path_style = true\n",
+            self.port, self.bucket
+        )
+    }
+
+    /// How many objects the bucket holds.
+    pub fn objects(&self) -> usize {
+        let (status, body) =
+            http(self.port, "GET", &format!("/{}?list-type=2", self.bucket)).expect("list bucket");
+        assert_eq!(status, 200, "{body}");
+        body.matches("<Key>").count()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

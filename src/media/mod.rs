@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod references;
+pub mod s3;
 pub mod scan;
 pub mod store;
 pub mod thumbnail;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use self::store::{ByteRange, ByteStream, LocalStore, MediaStore};
 use self::thumbnail::Wanted;
 use self::upload::Limits;
-use crate::config::{Config, MediaConfig};
+use crate::config::{Config, MediaBackend, MediaConfig};
 use crate::error::{Error, Result};
 use crate::storage::{Batch, Store, StoreExt, Table, keys};
 
@@ -91,7 +92,10 @@ impl Media {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::internal(format!("cannot create {}: {e}", tmp.display())))?;
-        let files = Box::new(LocalStore::new(&root.join("content"))?);
+        let files: Box<dyn MediaStore> = match config.media.backend {
+            MediaBackend::Local => Box::new(LocalStore::new(&root.join("content"))?),
+            MediaBackend::S3 => Box::new(s3::S3Store::new(&config.media.s3)?),
+        };
         Ok(Self {
             config: config.media.clone(),
             server_name: config.server_name.clone(),

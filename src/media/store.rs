@@ -42,7 +42,7 @@ pub trait MediaStore: Send + Sync {
 }
 
 /// A key is a SHA-256 in lowercase hex; anything else is refused before it reaches a path.
-fn check_key(key: &str) -> Result<()> {
+pub(super) fn check_key(key: &str) -> Result<()> {
     if key.len() == 64
         && key
             .bytes()

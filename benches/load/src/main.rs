@@ -591,6 +591,7 @@ async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<Value, Str
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Send {

@@ -3,6 +3,7 @@
 
 mod access;
 mod limits;
+mod s3;
 mod scanning;
 mod thumbnails;
 
