@@ -30,6 +30,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
     pub media: MediaConfig,
+    pub url_preview: UrlPreviewConfig,
+    pub outbound: OutboundConfig,
     pub log: LogConfig,
 }
 
@@ -48,6 +50,8 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             media: MediaConfig::default(),
+            url_preview: UrlPreviewConfig::default(),
+            outbound: OutboundConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -336,6 +340,38 @@ impl Default for MediaConfig {
             s3: S3Config::default(),
         }
     }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlPreviewConfig {
+    /// Serve link previews (the server fetches pages users link to).
+    pub enabled: bool,
+    /// Most bytes read of a page.
+    pub max_page_bytes: usize,
+    /// Most bytes of a page's picture (`og:image`); larger pictures are left out.
+    pub max_image_bytes: usize,
+}
+
+impl Default for UrlPreviewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_page_bytes: 512 * 1024,
+            max_image_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where requests that users can aim (link previews, later federation and push gateways) may
+/// go. Addresses that are not the public internet are refused by default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// More CIDR ranges to refuse.
+    pub ip_range_blacklist: Vec<String>,
+    /// CIDR ranges to allow whatever else says (an internal gateway, tests on loopback).
+    pub ip_range_whitelist: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

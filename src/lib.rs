@@ -13,6 +13,9 @@
 //!   user-interactive authentication.
 //! - [`media`]: uploaded files: streamed uploads, content-addressed storage, who may
 //!   download them.
+//! - [`outbound`]: the one guarded way out for requests users can aim (link previews, later
+//!   federation and push): resolved and checked addresses only.
+//! - [`preview`]: link previews (OpenGraph), fetched through [`outbound`].
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
 //!   to-device messages, room key backup (the server never sees plaintext).
@@ -36,7 +39,9 @@ pub mod e2ee;
 pub mod error;
 pub mod federation;
 pub mod media;
+pub mod outbound;
 pub mod presence;
+pub mod preview;
 pub mod push;
 pub mod random;
 pub mod rate_limit;
@@ -87,6 +92,13 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     tracing::info!(%addr, server_name = %app.services.config.server_name, "listening");
     tokio::spawn(expire_presence(app.services.clone()));
     tokio::spawn(expire_media(app.services.clone()));
+    // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
+    // file) waits for the client's delayed ACK: 40 ms for nothing.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.router

@@ -187,6 +187,11 @@ pub fn router(services: Arc<Services>) -> Router {
             #[allow(deprecated)]
             media::legacy_config,
         )
+        .ruma(media::preview_url)
+        .ruma(
+            #[allow(deprecated)]
+            media::legacy_preview_url,
+        )
         .route(
             "/_matrix/client/v1/media/download/{server_name}/{media_id}",
             get(media::download),

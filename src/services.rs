@@ -9,7 +9,9 @@ use crate::e2ee::to_device::ToDevice;
 use crate::error::Result;
 use crate::federation::keys::ServerKeys;
 use crate::media::Media;
+use crate::outbound::Outbound;
 use crate::presence::Presence;
+use crate::preview::Previews;
 use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
 use crate::rooms::alias::Aliases;
@@ -50,6 +52,8 @@ pub struct Services {
     pub to_device: ToDevice,
     pub backup: Backup,
     pub media: Media,
+    pub outbound: Outbound,
+    pub previews: Previews,
     pub login_limiter: RateLimiter,
     pub registration_limiter: RateLimiter,
 }
@@ -91,6 +95,8 @@ impl Services {
             to_device,
             backup: Backup::new(store.clone()),
             media: Media::new(&config, store.clone())?,
+            outbound: Outbound::new(&config.outbound)?,
+            previews: Previews::new(&config.url_preview),
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             store,

@@ -204,6 +204,51 @@ impl Media {
             over_quota,
         };
         let file = upload::receive(body, &self.tmp, limits).await?;
+        self.store(
+            user,
+            target,
+            file,
+            described.content_type,
+            described.filename,
+            true,
+        )
+        .await
+    }
+
+    /// Stores a picture the server fetched for a user (a link preview's): scanned like an
+    /// upload, not counted against the user's allowance, and downloadable by every local user.
+    pub async fn store_fetched(
+        &self,
+        user: &UserId,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<String> {
+        let file = upload::TempFile::from_bytes(&self.tmp, &bytes).await?;
+        let media_id = self
+            .store(
+                user,
+                Target::New,
+                file,
+                content_type.to_owned(),
+                None,
+                false,
+            )
+            .await?;
+        self.db
+            .put(Table::MediaPublic, media_id.as_bytes().to_vec(), Vec::new())?;
+        Ok(media_id)
+    }
+
+    /// Scans a received file, stores its content and writes its record.
+    async fn store(
+        &self,
+        user: &UserId,
+        target: Target<'_>,
+        file: upload::TempFile,
+        content_type: String,
+        filename: Option<String>,
+        counted: bool,
+    ) -> Result<String> {
         // Nothing is stored, or visible, before the scanner had its say.
         if let Some(scanner) = &self.scanner {
             scanner.check(file.path()).await?;
@@ -211,11 +256,11 @@ impl Media {
         let content = Content {
             sha256: file.sha256.clone(),
             size: file.size,
-            content_type: described.content_type,
-            filename: described.filename,
+            content_type,
+            filename,
         };
         self.files.put(&content.sha256, file).await?;
-        self.record_upload(user, target, content)
+        self.record_upload(user, target, content, counted)
     }
 
     fn check_pending(&self, user: &UserId, media_id: &str) -> Result<MediaRecord> {
@@ -235,8 +280,15 @@ impl Media {
         Ok(record)
     }
 
-    /// Writes the record of a stored upload and counts it against the user's day.
-    fn record_upload(&self, user: &UserId, target: Target<'_>, content: Content) -> Result<String> {
+    /// Writes the record of a stored upload and (when `counted`) counts it against the user's
+    /// day.
+    fn record_upload(
+        &self,
+        user: &UserId,
+        target: Target<'_>,
+        content: Content,
+        counted: bool,
+    ) -> Result<String> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::now_ms();
         let mut batch = Batch::new();
@@ -268,13 +320,15 @@ impl Media {
             ..record
         };
         batch.put_json(Table::Media, media_id.as_bytes(), &record)?;
-        let usage_key = keys::media_usage(user.as_str(), now / DAY_MS);
-        let used = self.usage(&usage_key)?;
-        batch.put(
-            Table::MediaUsage,
-            usage_key,
-            keys::u64_be(used + size).to_vec(),
-        );
+        if counted {
+            let usage_key = keys::media_usage(user.as_str(), now / DAY_MS);
+            let used = self.usage(&usage_key)?;
+            batch.put(
+                Table::MediaUsage,
+                usage_key,
+                keys::u64_be(used + size).to_vec(),
+            );
+        }
         self.db.write(batch)?;
         Ok(media_id)
     }

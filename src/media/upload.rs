@@ -93,7 +93,7 @@ where
 {
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut size: u64 = 0;
-    let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, file);
     futures_util::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {

@@ -8,6 +8,8 @@
 //! sori-load send --url http://127.0.0.1:8008 --rooms 1 --messages 500 --concurrency 4
 //! ```
 
+mod media;
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -70,6 +72,27 @@ enum Command {
         /// Timed calls.
         #[arg(long, default_value_t = 100)]
         calls: usize,
+    },
+    /// Media: a big file up and down (throughput, the server's memory growth with --pid),
+    /// many uploads at once, and thumbnail latency (first request, then from storage).
+    Media {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        /// Size of the big file, in MiB.
+        #[arg(long, default_value_t = 300)]
+        size_mib: u64,
+        /// Uploads at once in the concurrent phase.
+        #[arg(long, default_value_t = 20)]
+        concurrency: usize,
+        /// Size of each concurrent upload, in MiB.
+        #[arg(long, default_value_t = 10)]
+        concurrent_mib: u64,
+        /// Thumbnail sizes timed (each first made, then read back).
+        #[arg(long, default_value_t = 10)]
+        thumbnails: usize,
+        /// The server's process id, to report its resident memory.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Sync cost for a user in many rooms: times the first sync, then incremental syncs that
     /// each follow one new message in one of the rooms (the others stay idle).
@@ -616,6 +639,14 @@ async fn main() -> std::process::ExitCode {
             calls,
         } => run_read_by(url, members, calls).await.map(|()| Value::Null),
         Command::Rooms { url, rooms, syncs } => run_rooms(url, rooms, syncs).await,
+        Command::Media {
+            url,
+            size_mib,
+            concurrency,
+            concurrent_mib,
+            thumbnails,
+            pid,
+        } => media::run(url, size_mib, concurrency, concurrent_mib, thumbnails, pid).await,
     };
     match result {
         Ok(summary) => {

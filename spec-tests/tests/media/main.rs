@@ -3,6 +3,7 @@
 
 mod access;
 mod limits;
+mod previews;
 mod s3;
 mod scanning;
 mod thumbnails;
@@ -321,5 +322,40 @@ async fn an_async_upload_fills_its_id_once() {
         &refused.expect("the pending limit applies"),
         StatusCode::TOO_MANY_REQUESTS,
         "M_LIMIT_EXCEEDED",
+    );
+}
+
+#[tokio::test]
+async fn the_load_generator_moves_files_and_thumbnails() {
+    let server = TestServer::start().await;
+    let output = tokio::process::Command::new(spec_tests::workspace_binary("sori-load"))
+        .args([
+            "media",
+            "--url",
+            &server.base_url,
+            "--size-mib",
+            "3",
+            "--concurrency",
+            "3",
+            "--concurrent-mib",
+            "1",
+            "--thumbnails",
+            "2",
+            "--json",
+        ])
+        .output()
+        .await
+        .expect("run sori-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(summary["upload_mb_s"].as_f64().unwrap() > 0.0, "{summary}");
+    assert!(
+        summary["thumbnail_stored_p50_ms"].as_f64().unwrap() > 0.0,
+        "{summary}"
     );
 }

@@ -12,8 +12,10 @@ use axum::extract::{RawPathParams, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use ruma::UserId;
-use ruma::api::client::authenticated_media::get_media_config;
-use ruma::api::client::media::{create_mxc_uri, get_media_config as legacy_config};
+use ruma::api::client::authenticated_media::{get_media_config, get_media_preview};
+use ruma::api::client::media::{
+    create_mxc_uri, get_media_config as legacy_config, get_media_preview as legacy_preview,
+};
 use ruma::api::error::ErrorKind;
 use serde_json::json;
 
@@ -208,6 +210,33 @@ pub async fn legacy_config(
     _req: Ruma<legacy_config::v3::Request>,
 ) -> Result<legacy_config::v3::Response> {
     Ok(legacy_config::v3::Response::new(upload_size(&services)))
+}
+
+/// `GET /_matrix/client/v1/media/preview_url`
+pub async fn preview_url(
+    services: Arc<Services>,
+    req: Ruma<get_media_preview::v1::Request>,
+) -> Result<get_media_preview::v1::Response> {
+    let preview = services
+        .previews
+        .preview(&services, req.user_id()?, &req.body.url)
+        .await?;
+    get_media_preview::v1::Response::from_serialize(&preview)
+        .map_err(|e| Error::internal(format!("preview: {e}")))
+}
+
+/// `GET /_matrix/media/v3/preview_url` (deprecated, still authenticated)
+#[allow(deprecated)]
+pub async fn legacy_preview_url(
+    services: Arc<Services>,
+    req: Ruma<legacy_preview::v3::Request>,
+) -> Result<legacy_preview::v3::Response> {
+    let preview = services
+        .previews
+        .preview(&services, req.user_id()?, &req.body.url)
+        .await?;
+    legacy_preview::v3::Response::from_serialize(&preview)
+        .map_err(|e| Error::internal(format!("preview: {e}")))
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
