@@ -1,13 +1,15 @@
 //! File contents in S3-compatible object storage (AWS S3, MinIO, Ceph…), through
-//! `object_store`'s S3 client. Uploads go up in parts of a few MiB, two at a time, so a
-//! 300 MB file never sits in memory; downloads stream, ranges included.
+//! `object_store`'s S3 client. Uploads go up in parts of 5 MiB, two at a time per file and at
+//! most eight in memory over all uploads, so neither a 300 MB file nor many files at once sit
+//! in memory; downloads stream, ranges included.
+
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::io::AsyncReadExt;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::store::{ByteRange, ByteStream, MediaStore, check_key};
 use super::upload::TempFile;
@@ -16,11 +18,41 @@ use crate::error::{Error, Result};
 
 /// Size of the parts of a multipart upload (S3's smallest allowed part is 5 MiB).
 const PART: usize = 5 * 1024 * 1024;
-/// Parts in flight at once.
+/// Room past the bytes read: `read_to_end` grows (doubles) a full buffer before it sees the
+/// end.
+const SLACK: usize = 1024;
+/// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Parts in memory at once over all uploads (and single puts): 40 MiB.
+const PARTS_IN_MEMORY: usize = 8;
 
 pub struct S3Store {
     client: AmazonS3,
+    /// Parts held in memory at once, over all uploads: memory stays bounded however many
+    /// files go up together.
+    parts: Arc<tokio::sync::Semaphore>,
+}
+
+/// Reads the next part (up to [`PART`] bytes) of a file straight into its own buffer, on a
+/// blocking thread (no intermediate copy); hands the file back for the next one.
+async fn read_part(file: std::fs::File) -> Result<(std::fs::File, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut part = Vec::with_capacity(PART + SLACK);
+        (&file).take(PART as u64).read_to_end(&mut part)?;
+        Ok::<_, std::io::Error>((file, part))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("reading an upload: {e}")))?
+    .map_err(|e| Error::internal(format!("reading an upload: {e}")))
+}
+
+fn part_done(
+    joined: std::result::Result<object_store::Result<()>, tokio::task::JoinError>,
+) -> Result<()> {
+    joined
+        .map_err(|e| Error::internal(format!("S3 part upload task: {e}")))?
+        .map_err(|e| failed("upload part", e))
 }
 
 fn failed(what: &str, error: object_store::Error) -> Error {
@@ -48,7 +80,10 @@ impl S3Store {
         let client = builder
             .build()
             .map_err(|e| Error::internal(format!("media.s3: {e}")))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            parts: Arc::new(tokio::sync::Semaphore::new(PARTS_IN_MEMORY)),
+        })
     }
 
     fn path_of(key: &str) -> Result<ObjectPath> {
@@ -70,39 +105,72 @@ impl S3Store {
 
     async fn upload(&self, path: &ObjectPath, file: &TempFile) -> Result<()> {
         let io = |e: std::io::Error| Error::internal(format!("reading an upload: {e}"));
-        let mut source = tokio::fs::File::open(file.path()).await.map_err(io)?;
+        let mut source = std::fs::File::open(file.path()).map_err(io)?;
         if file.size <= PART as u64 {
-            let mut bytes = Vec::with_capacity(file.size as usize);
-            source.read_to_end(&mut bytes).await.map_err(io)?;
+            let _permit = self.part_permit().await?;
+            let bytes;
+            (source, bytes) = read_part(source).await?;
+            drop(source);
             self.client
                 .put(path, PutPayload::from(bytes))
                 .await
                 .map_err(|e| failed("put", e))?;
             return Ok(());
         }
-        let upload = self
+        let mut upload = self
             .client
             .put_multipart(path)
             .await
             .map_err(|e| failed("multipart upload", e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut buffer = vec![0u8; 1024 * 1024];
-        loop {
-            let read = source.read(&mut buffer).await.map_err(io)?;
-            if read == 0 {
-                break;
+        // Each part goes up in its own task, so it completes (and frees its memory) whatever
+        // this one waits for.
+        let mut in_flight = std::collections::VecDeque::new();
+        let sent = async {
+            loop {
+                // A part's memory is held from its first byte read until S3 has it.
+                let permit = self.part_permit().await?;
+                let part;
+                (source, part) = read_part(source).await?;
+                if part.is_empty() {
+                    break;
+                }
+                let request = upload.put_part(PutPayload::from(part));
+                in_flight.push_back(tokio::spawn(async move {
+                    let result = request.await;
+                    drop(permit);
+                    result
+                }));
+                if in_flight.len() >= PARTS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    part_done(oldest.await)?;
+                }
             }
-            writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| failed("upload part", e))?;
-            writer.write(&buffer[..read]);
+            while let Some(oldest) = in_flight.pop_front() {
+                part_done(oldest.await)?;
+            }
+            Ok::<(), Error>(())
         }
-        writer
-            .finish()
+        .await;
+        match sent {
+            Ok(()) => upload
+                .complete()
+                .await
+                .map(drop)
+                .map_err(|e| failed("complete upload", e)),
+            Err(error) => {
+                let _ = upload.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn part_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.parts
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| failed("complete upload", e))?;
-        Ok(())
+            .map_err(|_| Error::internal("S3 part budget closed"))
     }
 }
 
