@@ -18,7 +18,7 @@ use url::{Host, Url};
 
 use self::address::AddressPolicy;
 use crate::config::OutboundConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 3;
@@ -95,7 +95,9 @@ impl Resolve for GuardedResolver {
 
 pub struct Outbound {
     policy: Arc<AddressPolicy>,
-    client: reqwest::Client,
+    /// Built on first use: a server that never fetches anything never loads the system's
+    /// certificate store.
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Outbound {
@@ -104,10 +106,20 @@ impl Outbound {
             &config.ip_range_blacklist,
             &config.ip_range_whitelist,
         )?);
+        Ok(Self {
+            policy,
+            client: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn client(&self) -> std::result::Result<&reqwest::Client, FetchError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
+                policy: self.policy.clone(),
             }))
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -119,8 +131,11 @@ impl Outbound {
                 " (link preview)"
             ))
             .build()
-            .map_err(|e| Error::internal(format!("outbound HTTP client: {e}")))?;
-        Ok(Self { policy, client })
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot build the outbound HTTP client");
+                FetchError::Failed("The server cannot make outbound requests".into())
+            })?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// Checks a URL before anything is sent: http or https, and an address literal must be
@@ -156,7 +171,7 @@ impl Outbound {
         for _ in 0..=MAX_REDIRECTS {
             self.check(&url)?;
             let response = self
-                .client
+                .client()?
                 .get(url.clone())
                 .send()
                 .await
