@@ -11,7 +11,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::store::{ByteRange, ByteStream, MediaStore, check_key};
+use super::store::{ByteRange, ByteStream, MediaStore, sharded};
 use super::upload::TempFile;
 use crate::config::S3Config;
 use crate::error::{Error, Result};
@@ -87,12 +87,7 @@ impl S3Store {
     }
 
     fn path_of(key: &str) -> Result<ObjectPath> {
-        check_key(key)?;
-        Ok(ObjectPath::from(format!(
-            "{}/{}/{key}",
-            &key[..2],
-            &key[2..4]
-        )))
+        Ok(ObjectPath::from(sharded(key)?))
     }
 
     async fn exists(&self, path: &ObjectPath) -> Result<bool> {

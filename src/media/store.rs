@@ -42,7 +42,7 @@ pub trait MediaStore: Send + Sync {
 }
 
 /// A key is a SHA-256 in lowercase hex; anything else is refused before it reaches a path.
-pub(super) fn check_key(key: &str) -> Result<()> {
+fn check_key(key: &str) -> Result<()> {
     if key.len() == 64
         && key
             .bytes()
@@ -52,6 +52,12 @@ pub(super) fn check_key(key: &str) -> Result<()> {
     } else {
         Err(Error::internal(format!("invalid content key {key:?}")))
     }
+}
+
+/// Where a key lives inside a store: `ab/cd/<key>`, so that no directory grows too large.
+pub(super) fn sharded(key: &str) -> Result<String> {
+    check_key(key)?;
+    Ok(format!("{}/{}/{key}", &key[..2], &key[2..4]))
 }
 
 /// Reads a whole stream into memory, refusing more than `limit` bytes.
@@ -85,8 +91,7 @@ impl LocalStore {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf> {
-        check_key(key)?;
-        Ok(self.root.join(&key[..2]).join(&key[2..4]).join(key))
+        Ok(self.root.join(sharded(key)?))
     }
 }
 

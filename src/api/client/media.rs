@@ -23,7 +23,7 @@ use crate::api::ruma::{Authenticated, Ruma};
 use crate::error::{Error, Result};
 use crate::media::store::ByteRange;
 use crate::media::thumbnail::{Method, Wanted};
-use crate::media::{Content, Described, MediaRecord, Target, access};
+use crate::media::{Content, Described, Target, access};
 use crate::services::Services;
 
 /// Longest a download waits for an upload still in progress (the spec's default).
@@ -156,7 +156,7 @@ fn media_path(params: &RawPathParams) -> (String, String, Option<String>) {
 pub async fn upload_to(
     State(services): State<Arc<Services>>,
     Authenticated(session): Authenticated,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -239,83 +239,91 @@ pub async fn legacy_preview_url(
         .map_err(|e| Error::internal(format!("preview: {e}")))
 }
 
+/// The path parameters of a media path, or why axum could not read them.
+type PathParams = Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>;
+
+/// The deprecated unauthenticated endpoints answer only when the operator allows them.
+fn legacy_allowed(services: &Services) -> Result<()> {
+    if services.config.media.legacy_unauthenticated {
+        Ok(())
+    } else {
+        Err(Error::not_found(
+            "Use the authenticated media endpoints (/_matrix/client/v1/media)",
+        ))
+    }
+}
+
+/// A download for `user` (anyone, for `None`).
+async fn download_for(
+    services: &Services,
+    user: Option<&UserId>,
+    params: PathParams,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (server, media_id, file_name) = params.as_ref().map(media_path).unwrap_or_default();
+    let content = uploaded(services, user, &server, &media_id, query.as_deref()).await?;
+    serve(services, &content, file_name, &headers).await
+}
+
+/// A thumbnail for `user` (anyone, for `None`).
+async fn thumbnail_for(
+    services: &Services,
+    user: Option<&UserId>,
+    params: PathParams,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (server, media_id, _) = params.as_ref().map(media_path).unwrap_or_default();
+    let wanted = wanted(services, query.as_deref())?;
+    let content = uploaded(services, user, &server, &media_id, query.as_deref()).await?;
+    let thumbnail = services.media.thumbnail(&content, wanted).await?;
+    serve(services, &thumbnail, None, &headers).await
+}
+
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
 pub async fn download(
     State(services): State<Arc<Services>>,
     Authenticated(session): Authenticated,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (server, media_id, file_name) = params.as_ref().map(media_path).unwrap_or_default();
-    let (_, content) = uploaded(
-        &services,
-        Some(&session.user_id),
-        &server,
-        &media_id,
-        query.as_deref(),
-    )
-    .await?;
-    serve(&services, &content, file_name, &headers).await
+    download_for(&services, Some(&session.user_id), params, query, headers).await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}]`: deprecated and
-/// unauthenticated, so served only when the operator allows it.
+/// unauthenticated.
 pub async fn legacy_download(
     State(services): State<Arc<Services>>,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if !services.config.media.legacy_unauthenticated {
-        return Err(Error::not_found(
-            "Use the authenticated media endpoints (/_matrix/client/v1/media)",
-        ));
-    }
-    let (server, media_id, file_name) = params.as_ref().map(media_path).unwrap_or_default();
-    let (_, content) = uploaded(&services, None, &server, &media_id, query.as_deref()).await?;
-    serve(&services, &content, file_name, &headers).await
+    legacy_allowed(&services)?;
+    download_for(&services, None, params, query, headers).await
 }
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
 pub async fn thumbnail(
     State(services): State<Arc<Services>>,
     Authenticated(session): Authenticated,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (server, media_id, _) = params.as_ref().map(media_path).unwrap_or_default();
-    let wanted = wanted(&services, query.as_deref())?;
-    let (_, content) = uploaded(
-        &services,
-        Some(&session.user_id),
-        &server,
-        &media_id,
-        query.as_deref(),
-    )
-    .await?;
-    let thumbnail = services.media.thumbnail(&content, wanted).await?;
-    serve(&services, &thumbnail, None, &headers).await
+    thumbnail_for(&services, Some(&session.user_id), params, query, headers).await
 }
 
 /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}`: deprecated and unauthenticated.
 pub async fn legacy_thumbnail(
     State(services): State<Arc<Services>>,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if !services.config.media.legacy_unauthenticated {
-        return Err(Error::not_found(
-            "Use the authenticated media endpoints (/_matrix/client/v1/media)",
-        ));
-    }
-    let (server, media_id, _) = params.as_ref().map(media_path).unwrap_or_default();
-    let wanted = wanted(&services, query.as_deref())?;
-    let (_, content) = uploaded(&services, None, &server, &media_id, query.as_deref()).await?;
-    let thumbnail = services.media.thumbnail(&content, wanted).await?;
-    serve(&services, &thumbnail, None, &headers).await
+    legacy_allowed(&services)?;
+    thumbnail_for(&services, None, params, query, headers).await
 }
 
 /// The thumbnail a request asks for: `width` and `height` (positive; larger than the
@@ -351,7 +359,7 @@ fn wanted(services: &Services, query: Option<&str>) -> Result<Wanted> {
     })
 }
 
-/// The record and content of a file `user` may download (anyone, for `None`), waiting up to
+/// The content of a file `user` may download (anyone, for `None`), waiting up to
 /// `timeout_ms` for an upload still in progress; 404 for files that do not exist or that the
 /// user may not see, alike.
 pub(super) async fn uploaded(
@@ -360,7 +368,7 @@ pub(super) async fn uploaded(
     server: &str,
     media_id: &str,
     query: Option<&str>,
-) -> Result<(MediaRecord, Content)> {
+) -> Result<Content> {
     let not_found = || Error::not_found("No such file");
     if !services.media.is_local(server) {
         return Err(not_found());
@@ -383,8 +391,8 @@ pub(super) async fn uploaded(
     let deadline = Instant::now() + wait;
     let mut record = record;
     loop {
-        if let Some(content) = record.content.clone() {
-            return Ok((record, content));
+        if let Some(content) = record.content {
+            return Ok(content);
         }
         if Instant::now() >= deadline {
             return Err(Error::new(
