@@ -139,8 +139,8 @@ impl Media {
     pub fn create(&self, user: &UserId) -> Result<(String, u64)> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::now_ms();
-        let prefix = keys::prefix(&[user.as_str().as_bytes()]);
         let mut pending = 0;
+        let prefix = keys::media_pending_of(user.as_str());
         for entry in self.db.scan_prefix(Table::MediaPending, &prefix)? {
             let (_, value) = entry?;
             if keys::trailing_u64(&value).is_some_and(|at| at > now) {
@@ -167,7 +167,7 @@ impl Media {
         batch.put_json(Table::Media, media_id.as_bytes(), &record)?;
         batch.put(
             Table::MediaPending,
-            keys::join(&[user.as_str().as_bytes(), media_id.as_bytes()]),
+            keys::media_pending(user.as_str(), &media_id),
             keys::u64_be(expires_ms).to_vec(),
         );
         self.db.write(batch)?;
@@ -308,7 +308,7 @@ impl Media {
                 let record = self.check_pending(user, media_id)?;
                 batch.delete(
                     Table::MediaPending,
-                    keys::join(&[user.as_str().as_bytes(), media_id.as_bytes()]),
+                    keys::media_pending(user.as_str(), media_id),
                 );
                 (media_id.to_owned(), record)
             }

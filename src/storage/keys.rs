@@ -240,11 +240,14 @@ pub fn parse_media_ref(key: &[u8]) -> Option<(u64, u64)> {
     Some((trailing_u64(&tail[..8])?, trailing_u64(tail)?))
 }
 
-/// `expiry ++ media id`, in [`super::Table::MediaPending`].
-pub fn media_pending(expires_ms: u64, media_id: &str) -> Vec<u8> {
-    let mut key = u64_be(expires_ms).to_vec();
-    key.extend_from_slice(media_id.as_bytes());
-    key
+/// `user ++ SEP ++ media id`, in [`super::Table::MediaPending`].
+pub fn media_pending(user_id: &str, media_id: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), media_id.as_bytes()])
+}
+
+/// Prefix of a user's media ids waiting for their upload.
+pub fn media_pending_of(user_id: &str) -> Vec<u8> {
+    prefix(&[user_id.as_bytes()])
 }
 
 /// `user ++ SEP ++ day`, in [`super::Table::MediaUsage`].

@@ -101,7 +101,7 @@ pub enum Table {
     SentEvents,
     /// media id → the file's record (uploader, content hash, type, name) of this server.
     Media,
-    /// expiry time, media id → nothing: ids from `/create` still waiting for their upload.
+    /// user id, media id → expiry time: ids from `/create` still waiting for their upload.
     MediaPending,
     /// media id, short room id, count → an event that refers to the file.
     MediaRefs,
