@@ -21,7 +21,8 @@
 //!   to-device messages, room key backup (the server never sees plaintext).
 //! - [`watchers`]: wake-ups for sleeping long-polls, fired by every service that changes
 //!   something a user should hear of.
-//! - [`sync`]: `/sync`: what changed for a user since a token.
+//! - [`sync`]: `/sync` and simplified sliding sync (MSC4186): what changed for a user since a
+//!   token, shaped either way.
 //! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::api::client::{
     account, account_data, backup, devices, directory, discovery, filter, keys, media, membership,
     messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms,
-    session, sync, tags, thirdparty, to_device, typing, voip,
+    session, sliding_sync, sync, tags, thirdparty, to_device, typing, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -149,6 +149,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(push_rules::set_actions)
         // Sync, receipts
         .ruma_raw(sync::sync_events)
+        .ruma_raw(sliding_sync::sliding_sync)
         .ruma(receipts::receipt)
         .ruma(receipts::read_markers)
         .ruma(typing::typing)

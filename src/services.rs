@@ -20,6 +20,7 @@ use crate::rooms::receipts::Receipts;
 use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
 use crate::storage::Store;
+use crate::sync::sliding::Connections;
 use crate::typing::Typing;
 use crate::users::account_data::AccountData;
 use crate::users::accounts::Accounts;
@@ -54,6 +55,7 @@ pub struct Services {
     pub media: Media,
     pub outbound: Outbound,
     pub previews: Previews,
+    pub sliding: Connections,
     pub login_limiter: RateLimiter,
     pub registration_limiter: RateLimiter,
 }
@@ -97,6 +99,7 @@ impl Services {
             media: Media::new(&config, store.clone())?,
             outbound: Outbound::new(&config.outbound)?,
             previews: Previews::new(&config.url_preview),
+            sliding: Connections::default(),
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             store,

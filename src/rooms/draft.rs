@@ -25,7 +25,7 @@ use super::members::MembershipRecord;
 use super::pdu::{self, Pdu, StoredPdu, Transaction};
 use super::relations::Child;
 use super::state::StateChange;
-use super::timeline::{NewEvent, RoomRecord, Timeline, check_content};
+use super::timeline::{BUMP_EVENT_TYPES, NewEvent, RoomRecord, Timeline, check_content};
 use crate::error::{Error, Result};
 use crate::storage::{Batch, StoreExt, Table, keys};
 
@@ -273,6 +273,7 @@ impl Draft<'_> {
             version,
             last_event: None,
             last_depth: 0,
+            bump: 0,
         };
         self.add(record, stored, parsed, None, Vec::new())?;
         Ok(room_id)
@@ -532,10 +533,16 @@ impl Draft<'_> {
             .store
             .commit_many(built.len() as u64, &mut |first| {
                 let mut batch = Batch::new();
+                let mut rooms = rooms.clone();
                 for (index, event) in built.iter().enumerate() {
                     let count = first + index as u64;
                     timeline.activity.record(&event.stored.room_id, count);
                     event.write(&mut batch, count, first)?;
+                    if BUMP_EVENT_TYPES.contains(&event.parsed.kind.to_string().as_str())
+                        && let Some(record) = rooms.get_mut(&event.stored.room_id)
+                    {
+                        record.bump = count;
+                    }
                 }
                 for (room_id, record) in &rooms {
                     batch.put_json(Table::Rooms, room_id.as_bytes(), record)?;

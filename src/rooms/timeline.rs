@@ -31,7 +31,22 @@ pub struct RoomRecord {
     /// The latest event (the room's single forward extremity) and its depth.
     pub last_event: Option<OwnedEventId>,
     pub last_depth: u64,
+    /// The position of the latest event that moves the room up a room list (a message, not a
+    /// profile change): sliding sync's `bump_stamp`.
+    #[serde(default)]
+    pub bump: u64,
 }
+
+/// Event types that move a room up its users' room lists (as Synapse and Element count them).
+pub const BUMP_EVENT_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon_info",
+];
 
 /// An event a local user asks to send.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 //! and answers that count as `next_batch`, so consecutive syncs see every change exactly once.
 
 pub mod filter;
+pub mod sliding;
 
 /// Wakes the syncs of the user and of everyone who shares a joined room with them (their
 /// presence or keys changed).
@@ -116,7 +117,7 @@ impl Options {
 }
 
 /// A client event without `room_id`, as sync sections carry them.
-fn sync_event(json: Value) -> Value {
+pub(super) fn sync_event(json: Value) -> Value {
     let mut json = json;
     if let Some(object) = json.as_object_mut() {
         object.remove("room_id");
@@ -125,7 +126,7 @@ fn sync_event(json: Value) -> Value {
 }
 
 /// The stripped state an invitee or knocker sees of a room.
-fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<Value>> {
+pub(super) fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<Value>> {
     let mut events = Vec::new();
     for kind in [
         "m.room.create",
@@ -164,14 +165,15 @@ fn stripped(stored: &StoredPdu) -> Value {
 }
 
 /// The timeline of a room between two positions for a viewer: the newest `limit` visible
-/// events after `after` up to `upto`, oldest first, and whether older ones were left out.
-fn timeline_section(
+/// events passing `filter` after `after` up to `upto`, oldest first, and whether older ones
+/// were left out.
+pub(super) fn timeline_section(
     services: &Services,
     viewer: &Viewer<'_>,
     short: u64,
-    after: Option<u64>,
-    upto: u64,
-    options: &Options,
+    (after, upto): (Option<u64>, u64),
+    filter: &RoomEventFilter,
+    limit: usize,
 ) -> Result<(Vec<(u64, StoredPdu)>, bool)> {
     let lower = after.map_or(0, |a| a + 1);
     let mut events = Vec::new();
@@ -182,10 +184,10 @@ fn timeline_section(
             .scan_events(short, lower, upto.saturating_add(1), Direction::Backward)?
     {
         let (count, stored) = entry?;
-        if !passes(&options.timeline_filter, &stored) || !viewer.can_see(count)? {
+        if !passes(filter, &stored) || !viewer.can_see(count)? {
             continue;
         }
-        if events.len() == options.timeline_limit {
+        if events.len() == limit {
             limited = true;
             break;
         }
@@ -196,13 +198,14 @@ fn timeline_section(
 }
 
 /// The state section: the state at `start - 1` (all of it for a first sync of the room, else
-/// what changed after `since`), left out events the timeline holds.
-fn state_section(
+/// what changed after `since`) that `keep` (type, state key) wants, left out events the
+/// timeline holds.
+pub(super) fn state_section(
     services: &Services,
     short: u64,
     since: Option<u64>,
     start: u64,
-    members: Option<&BTreeSet<String>>,
+    keep: &dyn Fn(&str, &str) -> bool,
 ) -> Result<Vec<Value>> {
     let at = start.saturating_sub(1);
     let keys: Vec<(String, String)> = match since {
@@ -217,10 +220,7 @@ fn state_section(
     };
     let mut events = Vec::new();
     for (event_type, state_key) in keys {
-        if event_type == "m.room.member"
-            && let Some(members) = members
-            && !members.contains(&state_key)
-        {
+        if !keep(&event_type, &state_key) {
             continue;
         }
         if let Some(id) = services
@@ -234,20 +234,43 @@ fn state_section(
     Ok(events)
 }
 
-fn summary(services: &Services, room_id: &ruma::RoomId, user: &UserId) -> Result<Value> {
-    let mut joined = 0u64;
-    let mut invited = 0u64;
-    let mut heroes = Vec::new();
+/// How many users are joined to and invited into a room, and up to five of them other than
+/// `user` (the "heroes" clients name a room without a name after).
+pub(super) struct MemberSummary {
+    pub joined: u64,
+    pub invited: u64,
+    pub heroes: Vec<OwnedUserId>,
+}
+
+pub(super) fn member_summary(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    user: &UserId,
+) -> Result<MemberSummary> {
+    let mut summary = MemberSummary {
+        joined: 0,
+        invited: 0,
+        heroes: Vec::new(),
+    };
     for (member, record) in services.timeline.room_memberships(room_id)? {
         match record.membership.as_str() {
-            "join" => joined += 1,
-            "invite" => invited += 1,
+            "join" => summary.joined += 1,
+            "invite" => summary.invited += 1,
             _ => continue,
         }
-        if member != user && heroes.len() < 5 {
-            heroes.push(member);
+        if member != user && summary.heroes.len() < 5 {
+            summary.heroes.push(member);
         }
     }
+    Ok(summary)
+}
+
+fn summary(services: &Services, room_id: &ruma::RoomId, user: &UserId) -> Result<Value> {
+    let MemberSummary {
+        joined,
+        invited,
+        heroes,
+    } = member_summary(services, room_id, user)?;
     Ok(
         json!({"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}),
     )
@@ -255,17 +278,17 @@ fn summary(services: &Services, room_id: &ruma::RoomId, user: &UserId) -> Result
 
 /// The unread counts of a joined room: one count for the whole room, or the main timeline's
 /// and each thread's when the client asked for threads apart.
-fn unread(
+pub(super) fn unread(
     services: &Services,
     short: u64,
     user: &UserId,
-    options: &Options,
+    threads_apart: bool,
 ) -> Result<(Value, Value)> {
     let read = services.receipts.read_positions(short, user)?;
     let counts = services.timeline.unread_counts(user, short, &read)?;
     let as_json =
         |u: Unread| json!({"highlight_count": u.highlights, "notification_count": u.notifications});
-    if options.thread_notifications {
+    if threads_apart {
         let threads: Map<String, Value> = counts
             .threads
             .into_iter()
@@ -279,6 +302,42 @@ fn unread(
         });
         Ok((as_json(total), json!({})))
     }
+}
+
+/// Account data events by room.
+pub(super) type RoomAccountData = BTreeMap<OwnedRoomId, Vec<Value>>;
+
+/// Account data events changed after `since` (all of them, push rules included, for a first
+/// sync): the global ones, and each room's.
+pub(super) fn account_data_since(
+    services: &Services,
+    user: &UserId,
+    since: Option<u64>,
+) -> Result<(Vec<Value>, RoomAccountData)> {
+    let mut global = Vec::new();
+    let mut rooms = RoomAccountData::new();
+    for (room, event_type) in services
+        .account_data
+        .changed_since(user, since.unwrap_or(0))?
+    {
+        let Some(content) = services
+            .account_data
+            .get(user, room.as_deref(), &event_type)?
+        else {
+            continue;
+        };
+        let content: Value = serde_json::from_str(content.get()).unwrap_or_default();
+        let event = json!({"type": event_type, "content": content});
+        match room {
+            None => global.push(event),
+            Some(room) => rooms.entry(room).or_default().push(event),
+        }
+    }
+    if since.is_none() && !global.iter().any(|e| e["type"] == "m.push_rules") {
+        let rules = services.push_rules.get(user)?;
+        global.push(json!({"type": "m.push_rules", "content": {"global": rules}}));
+    }
+    Ok((global, rooms))
 }
 
 /// Builds the sync response for changes after `options.since` up to `upto`; the flag tells
@@ -302,30 +361,7 @@ pub fn build(
     let mut leave = Map::new();
     let mut knock = Map::new();
 
-    // Account data changes, global and per room.
-    let mut global_data = Vec::new();
-    let mut room_data: BTreeMap<OwnedRoomId, Vec<Value>> = BTreeMap::new();
-    for (room, event_type) in services
-        .account_data
-        .changed_since(user, since.unwrap_or(0))?
-    {
-        let Some(content) = services
-            .account_data
-            .get(user, room.as_deref(), &event_type)?
-        else {
-            continue;
-        };
-        let content: Value = serde_json::from_str(content.get()).unwrap_or_default();
-        let event = json!({"type": event_type, "content": content});
-        match room {
-            None => global_data.push(event),
-            Some(room) => room_data.entry(room).or_default().push(event),
-        }
-    }
-    if since.is_none() && !global_data.iter().any(|e| e["type"] == "m.push_rules") {
-        let rules = services.push_rules.get(user)?;
-        global_data.push(json!({"type": "m.push_rules", "content": {"global": rules}}));
-    }
+    let (global_data, mut room_data) = account_data_since(services, user, since)?;
     let global_data = options.account_data.select(global_data);
     let project = |events: Vec<Value>| -> Vec<Value> {
         events
@@ -376,8 +412,14 @@ pub fn build(
                     .room_account_data
                     .select_in(room_id, room_data.remove(room_id).unwrap_or_default());
                 let viewer = Viewer::new(&services.timeline, room.short, room_id, user)?;
-                let (events, limited) =
-                    timeline_section(services, &viewer, room.short, room_since, upto, options)?;
+                let (events, limited) = timeline_section(
+                    services,
+                    &viewer,
+                    room.short,
+                    (room_since, upto),
+                    &options.timeline_filter,
+                    options.timeline_limit,
+                )?;
                 let start = events.first().map_or(upto + 1, |(c, _)| *c);
                 let members = options.lazy_load_members.then(|| {
                     let mut senders: BTreeSet<String> = events
@@ -391,7 +433,9 @@ pub fn build(
                 });
                 let state = options.state.select_in(
                     room_id,
-                    state_section(services, room.short, room_since, start, members.as_ref())?,
+                    state_section(services, room.short, room_since, start, &|kind, key| {
+                        kind != "m.room.member" || members.as_ref().is_none_or(|m| m.contains(key))
+                    })?,
                 );
                 let receipts = services.receipts.changed(room.short, room_since, upto)?;
                 let mut ephemeral: Vec<Value> =
@@ -411,7 +455,7 @@ pub fn build(
                     continue;
                 }
                 let (notifications, thread_notifications) =
-                    unread(services, room.short, user, options)?;
+                    unread(services, room.short, user, options.thread_notifications)?;
                 let timeline: Vec<Value> = events
                     .iter()
                     .map(|(_, e)| {
@@ -445,12 +489,18 @@ pub fn build(
                 if (changed && since.is_some()) || (since.is_none() && options.include_leave) =>
             {
                 let viewer = Viewer::new(&services.timeline, room.short, room_id, user)?;
-                let (events, limited) =
-                    timeline_section(services, &viewer, room.short, since, record.count, options)?;
+                let (events, limited) = timeline_section(
+                    services,
+                    &viewer,
+                    room.short,
+                    (since, record.count),
+                    &options.timeline_filter,
+                    options.timeline_limit,
+                )?;
                 let start = events.first().map_or(record.count + 1, |(c, _)| *c);
                 let state = options.state.select_in(
                     room_id,
-                    state_section(services, room.short, since, start, None)?,
+                    state_section(services, room.short, since, start, &|_, _| true)?,
                 );
                 let timeline: Vec<Value> = events
                     .iter()
@@ -511,7 +561,7 @@ pub fn build(
 /// Whose devices the user should fetch again (`changed`) or stop tracking (`left`) after
 /// `since` up to `upto`: users sharing a room whose devices or cross-signing keys changed,
 /// and users who started or stopped sharing a room with the user.
-fn device_lists(
+pub(super) fn device_lists(
     services: &Services,
     user: &UserId,
     memberships: &[(OwnedRoomId, MembershipRecord)],

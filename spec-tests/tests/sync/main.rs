@@ -3,6 +3,7 @@
 mod filters;
 mod invites;
 mod read_by;
+mod sliding;
 
 use std::time::{Duration, Instant};
 

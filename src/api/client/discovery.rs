@@ -34,6 +34,10 @@ pub async fn versions(
         // Custom profile fields (MSC4133), stable since v1.16.
         ("uk.tcpip.msc4133".to_owned(), true),
         ("uk.tcpip.msc4133.stable".to_owned(), true),
+        // Simplified sliding sync (MSC4186): Element X needs it.
+        ("org.matrix.simplified_msc3575".to_owned(), true),
+        // Authenticated media (MSC3916), stable since v1.11; older clients look for the flag.
+        ("org.matrix.msc3916.stable".to_owned(), true),
         // Sori's own extensions (docs/extensions.md).
         ("io.sori.read_by".to_owned(), true),
     ]);

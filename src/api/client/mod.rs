@@ -22,6 +22,7 @@ pub mod register;
 pub mod relations;
 pub mod rooms;
 pub mod session;
+pub mod sliding_sync;
 pub mod sync;
 pub mod tags;
 pub mod thirdparty;

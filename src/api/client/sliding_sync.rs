@@ -1,0 +1,63 @@
+//! `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync` (simplified sliding sync,
+//! MSC4186): answer at once on a new connection or when something changed since `pos`,
+//! otherwise wait up to `timeout` for a change that concerns the user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use ruma::api::client::sync::sync_events::v5;
+use ruma::presence::PresenceState;
+use serde_json::Value;
+
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::services::Services;
+use crate::sync::{self, sliding};
+
+/// Longest a request waits, whatever the client asks.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn sliding_sync(services: Arc<Services>, req: Ruma<v5::Request>) -> Result<Response> {
+    let user = req.user_id()?.to_owned();
+    let device = req.device_id()?.to_owned();
+    let body = &req.body;
+    let conn_id = body.conn_id.clone().unwrap_or_default();
+    if conn_id.len() > 255 {
+        return Err(Error::invalid_param("conn_id is at most 255 bytes"));
+    }
+    let previous = services
+        .sliding
+        .previous(&user, &device, &conn_id, body.pos.as_deref())?;
+    if body.set_presence != PresenceState::Offline
+        && services.presence.touch(&user, body.set_presence.clone())
+    {
+        sync::wake_sharers(&services, &user)?;
+    }
+    let _syncing =
+        (body.set_presence != PresenceState::Offline).then(|| services.presence.syncing(&user));
+
+    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Register for wake-ups before reading: a change between the read and the wait still
+        // wakes this request.
+        let notify = services.watchers.watch(&user);
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let upto = services.store.committed_count();
+        let (mut response, sent, changed) =
+            sliding::build(&services, &user, &device, body, &previous, upto)?;
+        let expired = tokio::time::Instant::now() >= deadline;
+        if changed || body.pos.is_none() || expired {
+            let pos = services.sliding.remember(&user, &device, &conn_id, sent);
+            response.insert("pos".into(), Value::String(pos));
+            return Ok(Json(Value::Object(response)).into_response());
+        }
+        // Nothing new: wait for a change (or the deadline, then answer once more).
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}
