@@ -95,7 +95,8 @@ enum Command {
         pid: Option<u32>,
     },
     /// Sync cost for a user in many rooms: times the first sync, then incremental syncs that
-    /// each follow one new message in one of the rooms (the others stay idle).
+    /// each follow one new message in one of the rooms (the others stay idle); then the same
+    /// through simplified sliding sync (a room list of the top 20).
     Rooms {
         #[arg(long, default_value = "http://127.0.0.1:8008")]
         url: String,
@@ -604,11 +605,73 @@ async fn run_rooms(url: String, rooms: usize, syncs: usize) -> Result<Value, Str
         percentile(&latencies, 0.95),
         percentile(&latencies, 0.99),
     );
+
+    // The same user through simplified sliding sync, as Element X opens its room list: the
+    // top 20 rooms with their latest event.
+    let list = json!({
+        "conn_id": "room-list",
+        "lists": {"all": {
+            "ranges": [[0, 19]],
+            "timeline_limit": 1,
+            "required_state": [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""], ["m.room.member", "$ME"]],
+        }},
+    });
+    let path = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    let started = Instant::now();
+    let first = client
+        .call(reqwest::Method::POST, &format!("{path}?timeout=0"), &list)
+        .await?;
+    let sliding_initial = started.elapsed();
+    let listed = first["lists"]["all"]["count"].as_u64().unwrap_or(0);
+    let mut pos = first["pos"]
+        .as_str()
+        .ok_or("sliding sync: no pos")?
+        .to_owned();
+    let mut sliding = Vec::new();
+    for i in 0..syncs.max(1) {
+        let room = &room_ids[(i * 7) % room_ids.len()];
+        client
+            .call(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s{i}"),
+                &json!({"msgtype": "m.text", "body": "tock"}),
+            )
+            .await?;
+        let started = Instant::now();
+        let response = client
+            .call(
+                reqwest::Method::POST,
+                &format!("{path}?timeout=0&pos={pos}"),
+                &list,
+            )
+            .await?;
+        sliding.push(started.elapsed());
+        if response["rooms"].get(room.as_str()).is_none() {
+            return Err(format!(
+                "sliding sync {i}: the room with the message is missing"
+            ));
+        }
+        pos = response["pos"]
+            .as_str()
+            .ok_or("sliding sync: no pos")?
+            .to_owned();
+    }
+    sliding.sort();
+    println!(
+        "sliding sync, room list of {listed} (top 20): first {:.1} ms; after one message: p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms",
+        sliding_initial.as_secs_f64() * 1000.0,
+        percentile(&sliding, 0.50),
+        percentile(&sliding, 0.95),
+        percentile(&sliding, 0.99),
+    );
     Ok(json!({
         "rooms": joined,
         "initial_sync_ms": initial.as_secs_f64() * 1000.0,
         "incremental_p50_ms": percentile(&latencies, 0.50),
         "incremental_p95_ms": percentile(&latencies, 0.95),
+        "sliding_initial_ms": sliding_initial.as_secs_f64() * 1000.0,
+        "sliding_incremental_p50_ms": percentile(&sliding, 0.50),
+        "sliding_incremental_p95_ms": percentile(&sliding, 0.95),
     }))
 }
 
