@@ -18,6 +18,46 @@ pub fn wake_sharers(services: &Services, user: &UserId) -> Result<()> {
     Ok(())
 }
 
+/// A sync is a sign of life: the user's presence becomes what the sync says (unless
+/// `offline`), and stays so while the returned guard lives.
+pub fn syncing<'a>(
+    services: &'a Services,
+    user: &UserId,
+    set_presence: &ruma::presence::PresenceState,
+) -> Result<Option<crate::presence::Syncing<'a>>> {
+    if *set_presence == ruma::presence::PresenceState::Offline {
+        return Ok(None);
+    }
+    if services.presence.touch(user, set_presence.clone()) {
+        wake_sharers(services, user)?;
+    }
+    Ok(Some(services.presence.syncing(user)))
+}
+
+/// A long-poll: `attempt` gets the committed count and whether this is its last chance (the
+/// deadline passed); until it answers, the request sleeps until a change concerns the user.
+/// It is registered for wake-ups before each read, so a change between the read and the
+/// wait still wakes it.
+pub async fn long_poll<T>(
+    services: &Services,
+    user: &UserId,
+    timeout: std::time::Duration,
+    mut attempt: impl FnMut(u64, bool) -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notify = services.watchers.watch(user);
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let last = tokio::time::Instant::now() >= deadline;
+        if let Some(answer) = attempt(services.store.committed_count(), last)? {
+            return Ok(answer);
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}
+
 /// Whether `other` is the user or is joined to one of the rooms the user is joined to.
 fn shares_a_room(
     services: &Services,

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use ruma::api::client::sync::sync_events::v5;
-use ruma::presence::PresenceState;
 use serde_json::Value;
 
 use crate::api::ruma::Ruma;
@@ -30,34 +29,18 @@ pub async fn sliding_sync(services: Arc<Services>, req: Ruma<v5::Request>) -> Re
     let previous = services
         .sliding
         .previous(&user, &device, &conn_id, body.pos.as_deref())?;
-    if body.set_presence != PresenceState::Offline
-        && services.presence.touch(&user, body.set_presence.clone())
-    {
-        sync::wake_sharers(&services, &user)?;
-    }
-    let _syncing =
-        (body.set_presence != PresenceState::Offline).then(|| services.presence.syncing(&user));
-
+    let _syncing = sync::syncing(&services, &user, &body.set_presence)?;
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        // Register for wake-ups before reading: a change between the read and the wait still
-        // wakes this request.
-        let notify = services.watchers.watch(&user);
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
-        let upto = services.store.committed_count();
+    let response = sync::long_poll(&services, &user, timeout, |upto, last| {
         let (mut response, sent, changed) =
             sliding::build(&services, &user, &device, body, &previous, upto)?;
-        let expired = tokio::time::Instant::now() >= deadline;
-        if changed || body.pos.is_none() || expired {
-            let pos = services.sliding.remember(&user, &device, &conn_id, sent);
-            response.insert("pos".into(), Value::String(pos));
-            return Ok(Json(Value::Object(response)).into_response());
+        if !(changed || body.pos.is_none() || last) {
+            return Ok(None);
         }
-        // Nothing new: wait for a change (or the deadline, then answer once more).
-        let _ = tokio::time::timeout_at(deadline, notified).await;
-    }
+        let pos = services.sliding.remember(&user, &device, &conn_id, sent);
+        response.insert("pos".into(), Value::String(pos));
+        Ok(Some(Value::Object(response)))
+    })
+    .await?;
+    Ok(Json(response).into_response())
 }

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use ruma::api::client::filter::FilterDefinition;
 use ruma::api::client::sync::sync_events::v3::{self, Filter};
-use ruma::presence::PresenceState;
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
@@ -46,39 +45,14 @@ pub async fn sync_events(services: Arc<Services>, req: Ruma<v3::Request>) -> Res
     if let Some(received) = options.to_device_since {
         services.to_device.acknowledge(&user, &device, received)?;
     }
-    if body.set_presence != PresenceState::Offline
-        && services.presence.touch(&user, body.set_presence.clone())
-    {
-        sync::wake_sharers(&services, &user)?;
-    }
     // While this request runs, the user is not gone (presence does not time out to offline).
-    let _syncing =
-        (body.set_presence != PresenceState::Offline).then(|| services.presence.syncing(&user));
-
+    let _syncing = sync::syncing(&services, &user, &body.set_presence)?;
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        // Register for wake-ups before reading, so a change between the read and the wait
-        // still wakes this request.
-        let notify = services.watchers.watch(&user);
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
-        let upto = services.store.committed_count();
+    let answer_now = options.since.is_none() || options.full_state;
+    let response = sync::long_poll(&services, &user, timeout, |upto, last| {
         let (response, has_changes) = sync::build(&services, &user, &device, &options, upto)?;
-        if has_changes
-            || options.since.is_none()
-            || options.full_state
-            || tokio::time::Instant::now() >= deadline
-        {
-            return Ok(Json(response).into_response());
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            // Timed out: answer with what there is (nothing), at the latest position.
-            let upto = services.store.committed_count();
-            let (response, _) = sync::build(&services, &user, &device, &options, upto)?;
-            return Ok(Json(response).into_response());
-        }
-    }
+        Ok((has_changes || answer_now || last).then_some(response))
+    })
+    .await?;
+    Ok(Json(response).into_response())
 }
