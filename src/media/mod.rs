@@ -458,6 +458,16 @@ impl Media {
     }
 }
 
+/// A content type without its parameters, lowercased (`Text/HTML; charset=x` → `text/html`).
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 fn new_media_id() -> String {
     crate::random::string(
         b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::config::UrlPreviewConfig;
 use crate::error::{Error, Result};
+use crate::media::essence;
 use crate::outbound::{FetchError, Fetched, Outbound};
 use crate::services::Services;
 
@@ -83,16 +84,6 @@ fn text_of(fetched: &Fetched) -> String {
     encoding.decode(&fetched.body).0.into_owned()
 }
 
-fn essence(content_type: Option<&str>) -> String {
-    content_type
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-}
-
 impl Previews {
     pub fn new(config: &UrlPreviewConfig) -> Self {
         Self {
@@ -153,7 +144,7 @@ impl Previews {
     ) -> std::result::Result<Value, FetchError> {
         let outbound: &Outbound = &services.outbound;
         let page = outbound.get(url, self.config.max_page_bytes).await?;
-        let kind = essence(page.content_type.as_deref());
+        let kind = essence(page.content_type.as_deref().unwrap_or_default());
         let mut preview = Map::new();
         if kind.starts_with("image/") {
             // A link to a picture previews as the picture.
@@ -198,7 +189,7 @@ impl Previews {
         if let Some(image_url) = image
             && let Ok(fetched) = outbound.get(image_url, self.config.max_image_bytes).await
         {
-            let kind = essence(fetched.content_type.as_deref());
+            let kind = essence(fetched.content_type.as_deref().unwrap_or_default());
             if kind.starts_with("image/") && !fetched.truncated {
                 self.add_image(services, user, fetched.body, &kind, &mut preview)
                     .await;

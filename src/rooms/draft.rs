@@ -146,11 +146,15 @@ impl Draft<'_> {
         event_type: &str,
         state_key: &str,
     ) -> Result<Option<OwnedEventId>> {
-        let key = (short, event_type.to_owned(), state_key.to_owned());
-        match self.state.get(&key) {
-            Some(id) => Ok(Some(id.clone())),
-            None => self.timeline.state_event_id(short, event_type, state_key),
+        // A send's draft changes no state before its own event: no overlay key to build.
+        if !self.state.is_empty()
+            && let Some(id) = self
+                .state
+                .get(&(short, event_type.to_owned(), state_key.to_owned()))
+        {
+            return Ok(Some(id.clone()));
         }
+        self.timeline.state_event_id(short, event_type, state_key)
     }
 
     /// A piece of state, as the draft leaves it.
@@ -168,7 +172,9 @@ impl Draft<'_> {
 
     /// A user's membership in a room and since when they hold it, as the draft leaves it.
     fn membership(&self, room_id: &RoomId, user: &UserId) -> Result<Option<(String, Position)>> {
-        if let Some(drafted) = self.members.get(&(room_id.to_owned(), user.to_owned())) {
+        if !self.members.is_empty()
+            && let Some(drafted) = self.members.get(&(room_id.to_owned(), user.to_owned()))
+        {
             return Ok(Some(drafted.clone()));
         }
         let stored: Option<MembershipRecord> = self.timeline.store.get_json(

@@ -297,11 +297,10 @@ struct Plan {
 
 fn plan(
     services: &Services,
-    user: &UserId,
     req: &Request,
     candidates: &[Candidate],
+    direct: &BTreeSet<String>,
 ) -> Result<Plan> {
-    let direct = direct_rooms(services, user)?;
     let mut plan = Plan {
         lists: BTreeMap::new(),
         rooms: BTreeMap::new(),
@@ -312,7 +311,7 @@ fn plan(
         for candidate in candidates {
             let keep = match &list.filters {
                 None => true,
-                Some(filters) => passes(services, candidate, filters, &direct)?,
+                Some(filters) => passes(services, candidate, filters, direct)?,
             };
             if keep {
                 members.push(candidate.room_id.clone());
@@ -400,7 +399,8 @@ pub fn build(
     let typing_serial = services.typing.serial();
     let initial_connection = previous.count == 0;
     let candidates = candidates(services, user, previous)?;
-    let plan = plan(services, user, req, &candidates)?;
+    let direct = direct_rooms(services, user)?;
+    let plan = plan(services, req, &candidates, &direct)?;
     let mut sent = previous.clone();
     sent.count = upto;
     sent.typing = typing_serial;
@@ -415,7 +415,6 @@ pub fn build(
         sent.lists.insert(name.clone(), *count);
     }
 
-    let direct = direct_rooms(services, user)?;
     let mut rooms = Map::new();
     for (room_id, wanted) in &plan.rooms {
         let Some(candidate) = candidates.iter().find(|c| &c.room_id == room_id) else {

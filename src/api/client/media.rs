@@ -451,12 +451,7 @@ fn ranged(header: Option<&HeaderValue>, size: u64) -> Ranged {
 /// `Content-Disposition`: inline for types a browser shows safely, else attachment; the name
 /// percent-encoded (RFC 6266/5987), so no quote or separator can break out of it.
 fn disposition(content_type: &str, filename: Option<&str>) -> String {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::media::essence(content_type);
     let kind = if INLINE_TYPES.contains(&essence.as_str()) {
         "inline"
     } else {
