@@ -72,6 +72,9 @@ pub struct Ruma<T> {
     /// Whether a POST/PUT came without a body (ruma reads that as `{}`; endpoints whose body
     /// is the content itself refuse it).
     pub body_empty: bool,
+    /// The body as sent (shared, not copied): for the fields of an unstable endpoint that
+    /// ruma's request type does not model yet.
+    pub raw_body: Bytes,
 }
 
 impl<T> Ruma<T> {
@@ -246,6 +249,7 @@ where
         } else {
             bytes
         };
+        let raw_body = bytes.clone();
         let http_request = http::Request::from_parts(parts, bytes.as_ref());
         let token = auth_scheme::extract_bearer_or_query_token(&http_request)
             .map_err(|_| Error::missing_token())?;
@@ -272,6 +276,7 @@ where
             session,
             client_ip,
             body_empty,
+            raw_body,
         })
     }
 }

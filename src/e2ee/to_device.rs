@@ -77,6 +77,13 @@ impl ToDevice {
                 );
             }
             batch.put(Table::ToDeviceTransactions, txn_key.clone(), Vec::new());
+            for delivery in deliveries {
+                batch.put(
+                    Table::ToDeviceContacts,
+                    keys::to_device_contact(sender.as_str(), delivery.user.as_str()),
+                    keys::u64_be(count).to_vec(),
+                );
+            }
             Ok(batch)
         })?;
         let mut woken: Vec<&UserId> = Vec::new();
@@ -87,6 +94,17 @@ impl ToDevice {
             }
         }
         Ok(())
+    }
+
+    /// The count of `sender`'s latest to-device message to `recipient`, if any.
+    pub fn last_sent(&self, sender: &UserId, recipient: &UserId) -> Result<Option<u64>> {
+        Ok(self
+            .store
+            .get(
+                Table::ToDeviceContacts,
+                &keys::to_device_contact(sender.as_str(), recipient.as_str()),
+            )?
+            .and_then(|value| Some(u64::from_be_bytes(value.as_slice().try_into().ok()?))))
     }
 
     /// The device's messages sent after `after` up to `upto`, oldest first, at most

@@ -2,7 +2,9 @@
 //! can see (by membership and history visibility, as `/messages` decides) an event that refers
 //! to it; every local user for avatars. A file no readable event refers to may be an encrypted
 //! attachment, whose event the server cannot read: it is given to those who can see an
-//! encrypted event its uploader sent after the upload, in a room they share.
+//! encrypted event its uploader sent after the upload, in a room they share, and to those the
+//! uploader sent a to-device message after the upload (a room key bundle shared on invite is
+//! such a file).
 
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
@@ -65,6 +67,13 @@ pub fn may_download(
     }
     if referenced {
         return Ok(false);
+    }
+    if services
+        .to_device
+        .last_sent(&record.uploader, user)?
+        .is_some_and(|count| count > record.position)
+    {
+        return Ok(true);
     }
     for (room_id, _) in timeline.memberships_of(user)? {
         let Some(room) = timeline.room(&room_id)? else {

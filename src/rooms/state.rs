@@ -3,7 +3,7 @@
 //! authorization rules read from it.
 
 use ruma::events::room::power_levels::RoomPowerLevels;
-use ruma::{OwnedEventId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use super::pdu::{self, Pdu, StoredPdu};
@@ -102,11 +102,23 @@ impl Timeline {
 
     /// The whole current state: (type, state key) → event id.
     pub fn current_state(&self, short: u64) -> Result<Vec<((String, String), OwnedEventId)>> {
-        let prefix = keys::pdus_of(short);
+        self.state_under(&keys::pdus_of(short))
+    }
+
+    /// The current state events of one type: (type, state key) → event id.
+    pub fn current_state_of_type(
+        &self,
+        short: u64,
+        event_type: &str,
+    ) -> Result<Vec<((String, String), OwnedEventId)>> {
+        self.state_under(&keys::room_state(short, event_type, ""))
+    }
+
+    fn state_under(&self, prefix: &[u8]) -> Result<Vec<((String, String), OwnedEventId)>> {
         self.store
             .scan(
                 Table::RoomState,
-                KeyRange::prefix(&prefix),
+                KeyRange::prefix(prefix),
                 Direction::Forward,
             )?
             .map(|entry| {
@@ -121,6 +133,25 @@ impl Timeline {
             })
             .collect()
     }
+
+    /// The rooms a space lists as its children: `m.space.child` state whose `via` names at
+    /// least one server (an event without `via` removes the child).
+    pub fn space_children(&self, short: u64) -> Result<Vec<OwnedRoomId>> {
+        let mut children = Vec::new();
+        for ((_, state_key), event_id) in self.current_state_of_type(short, "m.space.child")? {
+            let Some(event) = self.get(&event_id)? else {
+                continue;
+            };
+            let listed = event.content()["via"]
+                .as_array()
+                .is_some_and(|via| !via.is_empty());
+            if listed && let Ok(room_id) = OwnedRoomId::try_from(state_key) {
+                children.push(room_id);
+            }
+        }
+        Ok(children)
+    }
+
     /// The (type, state key) pairs whose state changed after position `after` up to `upto`.
     pub fn state_changed_between(
         &self,

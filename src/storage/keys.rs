@@ -280,6 +280,11 @@ pub fn transaction(user_id: &str, device_id: &str, txn_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), device_id.as_bytes(), txn_id.as_bytes()])
 }
 
+/// `sender ++ SEP ++ recipient`, in [`super::Table::ToDeviceContacts`].
+pub fn to_device_contact(sender: &str, recipient: &str) -> Vec<u8> {
+    join(&[sender.as_bytes(), recipient.as_bytes()])
+}
+
 /// `user ++ SEP ++ room`, in [`super::Table::UserRooms`].
 pub fn user_room(user_id: &str, room_id: &str) -> Vec<u8> {
     join(&[user_id.as_bytes(), room_id.as_bytes()])

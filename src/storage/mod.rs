@@ -92,6 +92,9 @@ pub enum Table {
     ToDevice,
     /// user id, device id, transaction id → nothing: to-device sends already done.
     ToDeviceTransactions,
+    /// sender, recipient → the count of the sender's latest to-device message to that user
+    /// (files shared that way, like room key bundles, may be downloaded by the recipient).
+    ToDeviceContacts,
     /// user id, version → a room key backup version (algorithm, auth data, etag).
     BackupVersions,
     /// user id, version, room id, session id → a backed-up room key.
@@ -114,7 +117,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 46] = [
+    pub const ALL: [Table; 47] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -152,6 +155,7 @@ impl Table {
         Table::KeyChanges,
         Table::ToDevice,
         Table::ToDeviceTransactions,
+        Table::ToDeviceContacts,
         Table::BackupVersions,
         Table::BackupKeys,
         Table::SentEvents,
@@ -203,6 +207,7 @@ impl Table {
             Table::KeyChanges => "key_changes",
             Table::ToDevice => "to_device",
             Table::ToDeviceTransactions => "to_device_transactions",
+            Table::ToDeviceContacts => "to_device_contacts",
             Table::BackupVersions => "backup_versions",
             Table::BackupKeys => "backup_keys",
             Table::SentEvents => "sent_events",

@@ -178,6 +178,48 @@ async fn avatars_are_for_everyone_and_encrypted_attachments_for_the_room() {
 }
 
 #[tokio::test]
+async fn a_file_shared_through_a_to_device_message_goes_to_its_recipient() {
+    // A room key bundle (history shared on invite) is uploaded, then announced to the invitee
+    // in an encrypted to-device message: no room event ever refers to it.
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let carol = register(&server, "carol").await;
+    let bundle = upload_ok(
+        &server,
+        &alice,
+        b"encrypted bundle",
+        "application/octet-stream",
+    )
+    .await;
+    assert!(!may_fetch(&server, &bob, &bundle).await, "nothing sent yet");
+
+    let (status, body) = server
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room.encrypted/bundle-1",
+            alice.token(),
+            &json!({"messages": {bob.user_id.as_str(): {"*": {"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(may_fetch(&server, &bob, &bundle).await);
+    assert!(
+        !may_fetch(&server, &carol, &bundle).await,
+        "not the recipient"
+    );
+
+    // Only messages after the upload count: an older file stays closed to Bob.
+    let later = upload_ok(
+        &server,
+        &alice,
+        b"uploaded after",
+        "application/octet-stream",
+    )
+    .await;
+    assert!(!may_fetch(&server, &bob, &later).await);
+}
+
+#[tokio::test]
 async fn with_any_user_access_every_local_user_may_download() {
     let server = TestServer::start_with(spec_tests::ServerOptions {
         extra_toml: "[media]\naccess = \"any_user\"\n".into(),

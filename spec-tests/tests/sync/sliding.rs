@@ -326,6 +326,61 @@ async fn filters_subscriptions_and_invites() {
 }
 
 #[tokio::test]
+async fn the_spaces_filter_keeps_the_children_of_joined_spaces() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let space = create_room(
+        &server,
+        &alice,
+        json!({"name": "Engineering", "preset": "public_chat", "creation_content": {"type": "m.space"}}),
+    )
+    .await;
+    let backend = named_room(&server, &alice, "backend").await;
+    let removed = named_room(&server, &alice, "removed").await;
+    let elsewhere = named_room(&server, &alice, "elsewhere").await;
+    for (child, content) in [
+        (&backend, json!({"via": ["localhost"]})),
+        // A child event without `via` takes the room out of the space.
+        (&removed, json!({})),
+    ] {
+        let (status, body) = server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}"),
+                alice.token(),
+                &content,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let in_spaces = |spaces: Value| json!({"lists": {"l": {"ranges": [[0, 20]], "timeline_limit": 0, "filters": {"spaces": spaces}}}});
+    let listed = |response: &Value| -> Vec<String> {
+        response["rooms"]
+            .as_object()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+
+    let response = slide_ok(&server, &alice, None, &in_spaces(json!([space]))).await;
+    assert_eq!(listed(&response), vec![backend.clone()], "{response}");
+    assert_eq!(response["lists"]["l"]["count"], 1);
+    assert!(!listed(&response).contains(&elsewhere));
+
+    // Only spaces the user has joined count: Bob, in the child room but not the space, gets
+    // nothing through it.
+    join(&server, &bob, &backend).await;
+    let response = slide_ok(&server, &bob, None, &in_spaces(json!([space]))).await;
+    assert_eq!(response["lists"]["l"]["count"], 0, "{response}");
+    join(&server, &bob, &space).await;
+    let response = slide_ok(&server, &bob, None, &in_spaces(json!([space]))).await;
+    assert_eq!(listed(&response), vec![backend.clone()], "{response}");
+
+    // A space id that is not a room id is the client's mistake.
+    let refused = slide(&server, &alice, None, 0, &in_spaces(json!(["not-a-room"]))).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+}
+
+#[tokio::test]
 async fn extensions_carry_to_device_keys_account_data_receipts_and_typing() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;

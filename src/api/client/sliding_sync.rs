@@ -26,6 +26,7 @@ pub async fn sliding_sync(services: Arc<Services>, req: Ruma<v5::Request>) -> Re
     if conn_id.len() > 255 {
         return Err(Error::invalid_param("conn_id is at most 255 bytes"));
     }
+    let spaces = sliding::space_filters(&req.raw_body)?;
     let previous = services
         .sliding
         .previous(&user, &device, &conn_id, body.pos.as_deref())?;
@@ -33,7 +34,7 @@ pub async fn sliding_sync(services: Arc<Services>, req: Ruma<v5::Request>) -> Re
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let response = sync::long_poll(&services, &user, timeout, |upto, last| {
         let (mut response, sent, changed) =
-            sliding::build(&services, &user, &device, body, &previous, upto)?;
+            sliding::build(&services, &user, &device, body, &spaces, &previous, upto)?;
         if !(changed || body.pos.is_none() || last) {
             return Ok(None);
         }

@@ -7,23 +7,27 @@
 //! ([`Connections`]), so the next request gets only what changed. The per-room sections
 //! (timeline, state, unread counts, members) are the same code as `/sync`'s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod connections;
+mod lists;
 
-use http::StatusCode;
+use std::collections::{BTreeMap, BTreeSet};
+
 use ruma::api::client::filter::RoomEventFilter;
-use ruma::api::client::sync::sync_events::v5::{Request, request};
-use ruma::directory::RoomTypeFilter;
-use ruma::{DeviceId, OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::api::client::sync::sync_events::v5::Request;
+use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
 
+use self::connections::RoomSent;
+pub use self::connections::{Connections, Sent};
+pub use self::lists::space_filters;
+use self::lists::{
+    Candidate, Plan, Wanted, candidates, direct_rooms, extension_rooms, is_dm_room, plan,
+};
 use super::{
     account_data_since, device_lists, member_summary, state_section, stripped_state, sync_event,
     timeline_section, unread,
 };
 use crate::error::{Error, Result};
-use crate::rooms::members::MembershipRecord;
 use crate::rooms::pagination::token;
 use crate::rooms::pdu::Recipient;
 use crate::rooms::relations;
@@ -32,123 +36,6 @@ use crate::services::Services;
 
 /// Most timeline events per room, whatever a list asks.
 const MAX_TIMELINE_LIMIT: usize = 100;
-/// Positions kept per connection: the latest, and the one before (a client may retry it).
-const POSITIONS_KEPT: usize = 2;
-
-/// What a connection has been sent of a room.
-#[derive(Clone, Debug)]
-struct RoomSent {
-    /// The server count the room was last sent up to.
-    upto: u64,
-    /// The `required_state` it was sent with.
-    required: BTreeSet<(String, String)>,
-    /// Unread notifications and highlights last sent.
-    unread: (u64, u64),
-    /// The user's membership it was sent with.
-    membership: String,
-}
-
-/// What a connection has been sent, as of one `pos`.
-#[derive(Clone, Debug, Default)]
-pub struct Sent {
-    /// The server count the answer was built up to.
-    count: u64,
-    /// The typing serial at that time.
-    typing: u64,
-    rooms: HashMap<OwnedRoomId, RoomSent>,
-    /// Each list's room count.
-    lists: BTreeMap<String, usize>,
-}
-
-type ConnectionKey = (OwnedUserId, OwnedDeviceId, String);
-
-/// The connections' positions, in memory: after a restart every `pos` is unknown
-/// (`M_UNKNOWN_POS`) and clients start over, as the MSC allows.
-pub struct Connections {
-    /// Tells this process's positions from an earlier one's.
-    boot: String,
-    next: AtomicU64,
-    positions: Mutex<HashMap<ConnectionKey, VecDeque<(u64, Sent)>>>,
-}
-
-impl Default for Connections {
-    fn default() -> Self {
-        Self {
-            boot: crate::random::string(b"abcdefghijklmnopqrstuvwxyz", 8),
-            next: AtomicU64::new(1),
-            positions: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-fn unknown_pos() -> Error {
-    Error::custom(
-        StatusCode::BAD_REQUEST,
-        "M_UNKNOWN_POS",
-        "Unknown position: start the connection again without pos",
-    )
-}
-
-impl Connections {
-    /// What the connection had been sent as of `pos` (nothing, without one); a `pos` this
-    /// server cannot serve is `M_UNKNOWN_POS`, a malformed one `M_INVALID_PARAM`.
-    pub fn previous(
-        &self,
-        user: &UserId,
-        device: &DeviceId,
-        conn_id: &str,
-        pos: Option<&str>,
-    ) -> Result<Sent> {
-        let key = (user.to_owned(), device.to_owned(), conn_id.to_owned());
-        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(pos) = pos else {
-            // A request without a position starts the connection over.
-            positions.remove(&key);
-            return Ok(Sent::default());
-        };
-        let (boot, number) = pos
-            .split_once('_')
-            .and_then(|(boot, n)| Some((boot, n.parse::<u64>().ok()?)))
-            .ok_or_else(|| Error::invalid_param("Malformed pos"))?;
-        if boot != self.boot {
-            return Err(unknown_pos());
-        }
-        positions
-            .get(&key)
-            .and_then(|kept| kept.iter().find(|(n, _)| *n == number))
-            .map(|(_, sent)| sent.clone())
-            .ok_or_else(unknown_pos)
-    }
-
-    /// Remembers what a connection has now been sent; returns its new `pos`.
-    pub fn remember(&self, user: &UserId, device: &DeviceId, conn_id: &str, sent: Sent) -> String {
-        let number = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = (user.to_owned(), device.to_owned(), conn_id.to_owned());
-        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = positions.entry(key).or_default();
-        kept.push_back((number, sent));
-        while kept.len() > POSITIONS_KEPT {
-            kept.pop_front();
-        }
-        format!("{}_{number}", self.boot)
-    }
-}
-
-/// What a room is sent with: the union of what the lists and subscriptions it is in ask.
-#[derive(Clone, Debug, Default)]
-struct Wanted {
-    required: BTreeSet<(String, String)>,
-    timeline_limit: usize,
-}
-
-impl Wanted {
-    fn add(&mut self, required: &[(ruma::events::StateEventType, String)], limit: ruma::UInt) {
-        self.required
-            .extend(required.iter().map(|(t, k)| (t.to_string(), k.clone())));
-        let limit = usize::try_from(u64::from(limit)).unwrap_or(MAX_TIMELINE_LIMIT);
-        self.timeline_limit = self.timeline_limit.max(limit.min(MAX_TIMELINE_LIMIT));
-    }
-}
 
 /// Whether `required_state` asks for the state event (`kind`, `key`): `*` matches any type or
 /// key, `$ME` the user's own key, `$LAZY` (members) the senders of the events sent.
@@ -168,224 +55,6 @@ fn required(
     })
 }
 
-/// A room the user may have in a list.
-struct Candidate {
-    user: OwnedUserId,
-    room_id: OwnedRoomId,
-    membership: MembershipRecord,
-    short: u64,
-    bump: u64,
-}
-
-/// The rooms of the user's lists: joined and invited rooms, and rooms the user left since the
-/// connection last sent them (so that the client learns of it), newest activity first.
-fn candidates(services: &Services, user: &UserId, previous: &Sent) -> Result<Vec<Candidate>> {
-    let mut rooms = Vec::new();
-    for (room_id, membership) in services.timeline.memberships_of(user)? {
-        let listed = match membership.membership.as_str() {
-            "join" | "invite" => true,
-            "leave" | "ban" => previous
-                .rooms
-                .get(&room_id)
-                .is_some_and(|sent| sent.membership != membership.membership),
-            _ => false,
-        };
-        if !listed {
-            continue;
-        }
-        let Some(record) = services.timeline.room(&room_id)? else {
-            continue;
-        };
-        let bump = match membership.membership.as_str() {
-            "join" => record.bump.max(1),
-            // Invites and leaves sort by when they happened.
-            _ => membership.count,
-        };
-        rooms.push(Candidate {
-            user: user.to_owned(),
-            room_id,
-            membership,
-            short: record.short,
-            bump,
-        });
-    }
-    rooms.sort_by(|a, b| b.bump.cmp(&a.bump).then_with(|| a.room_id.cmp(&b.room_id)));
-    Ok(rooms)
-}
-
-/// The rooms `m.direct` names (the user's DMs).
-fn direct_rooms(services: &Services, user: &UserId) -> Result<BTreeSet<String>> {
-    let Some(content) = services.account_data.get(user, None, "m.direct")? else {
-        return Ok(BTreeSet::new());
-    };
-    let content: Value = serde_json::from_str(content.get()).unwrap_or_default();
-    Ok(content
-        .as_object()
-        .into_iter()
-        .flat_map(|by_user| by_user.values())
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect())
-}
-
-/// Whether a room passes a list's filters.
-fn passes(
-    services: &Services,
-    candidate: &Candidate,
-    filters: &request::ListFilters,
-    direct: &BTreeSet<String>,
-) -> Result<bool> {
-    let timeline = &services.timeline;
-    if let Some(is_invite) = filters.is_invite
-        && is_invite != (candidate.membership.membership == "invite")
-    {
-        return Ok(false);
-    }
-    if let Some(is_dm) = filters.is_dm
-        && is_dm != is_dm_room(services, candidate, direct)?
-    {
-        return Ok(false);
-    }
-    if let Some(is_encrypted) = filters.is_encrypted {
-        let encrypted = timeline
-            .state_event_id(candidate.short, "m.room.encryption", "")?
-            .is_some();
-        if is_encrypted != encrypted {
-            return Ok(false);
-        }
-    }
-    if !filters.room_types.is_empty() || !filters.not_room_types.is_empty() {
-        let kind = timeline
-            .state_event(candidate.short, "m.room.create", "")?
-            .and_then(|create| create.content()["type"].as_str().map(str::to_owned));
-        let matches = |filter: &RoomTypeFilter| match filter {
-            RoomTypeFilter::Default => kind.is_none(),
-            other => kind.as_deref() == other.as_str(),
-        };
-        if !filters.room_types.is_empty() && !filters.room_types.iter().any(matches) {
-            return Ok(false);
-        }
-        if filters.not_room_types.iter().any(matches) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// A DM: named in `m.direct`, or (for an invite) marked `is_direct` by the inviter.
-fn is_dm_room(
-    services: &Services,
-    candidate: &Candidate,
-    direct: &BTreeSet<String>,
-) -> Result<bool> {
-    Ok(direct.contains(candidate.room_id.as_str())
-        || (candidate.membership.membership == "invite"
-            && invited_as_direct(services, candidate.short, &candidate.user)?))
-}
-
-/// What one request asks for, resolved against the user's rooms.
-struct Plan {
-    /// Each list's count, and the rooms in its ranges.
-    lists: BTreeMap<String, (usize, Vec<OwnedRoomId>)>,
-    /// Every room to consider sending, with what it is sent with.
-    rooms: BTreeMap<OwnedRoomId, Wanted>,
-    /// Rooms of explicit subscriptions.
-    subscribed: BTreeSet<OwnedRoomId>,
-}
-
-fn plan(
-    services: &Services,
-    req: &Request,
-    candidates: &[Candidate],
-    direct: &BTreeSet<String>,
-) -> Result<Plan> {
-    let mut plan = Plan {
-        lists: BTreeMap::new(),
-        rooms: BTreeMap::new(),
-        subscribed: BTreeSet::new(),
-    };
-    for (name, list) in &req.lists {
-        let mut members = Vec::new();
-        for candidate in candidates {
-            let keep = match &list.filters {
-                None => true,
-                Some(filters) => passes(services, candidate, filters, direct)?,
-            };
-            if keep {
-                members.push(candidate.room_id.clone());
-            }
-        }
-        let mut in_range = Vec::new();
-        for (start, end) in &list.ranges {
-            let start = usize::try_from(u64::from(*start)).unwrap_or(usize::MAX);
-            let end = usize::try_from(u64::from(*end)).unwrap_or(usize::MAX);
-            for room_id in members
-                .iter()
-                .skip(start)
-                .take(end.saturating_sub(start) + 1)
-            {
-                if !in_range.contains(room_id) {
-                    in_range.push(room_id.clone());
-                }
-            }
-        }
-        for room_id in &in_range {
-            plan.rooms.entry(room_id.clone()).or_default().add(
-                &list.room_details.required_state,
-                list.room_details.timeline_limit,
-            );
-        }
-        plan.lists.insert(name.clone(), (members.len(), in_range));
-    }
-    for (room_id, subscription) in &req.room_subscriptions {
-        // Only rooms the user is in (or invited to) can be subscribed to.
-        if candidates.iter().any(|c| &c.room_id == room_id) {
-            plan.rooms
-                .entry(room_id.clone())
-                .or_default()
-                .add(&subscription.required_state, subscription.timeline_limit);
-            plan.subscribed.insert(room_id.clone());
-        }
-    }
-    Ok(plan)
-}
-
-/// The rooms an extension covers: those of the lists it names (all, by default) and of the
-/// subscriptions it names (all, by default, or with `*`).
-fn extension_rooms(
-    plan: &Plan,
-    lists: Option<&Vec<String>>,
-    rooms: Option<&Vec<request::ExtensionRoomConfig>>,
-) -> BTreeSet<OwnedRoomId> {
-    let mut covered = BTreeSet::new();
-    for (name, (_, in_range)) in &plan.lists {
-        if lists.is_none_or(|names| names.contains(name)) {
-            covered.extend(in_range.iter().cloned());
-        }
-    }
-    match rooms {
-        None => covered.extend(plan.subscribed.iter().cloned()),
-        Some(configs) => {
-            for config in configs {
-                match config {
-                    request::ExtensionRoomConfig::AllSubscribed => {
-                        covered.extend(plan.subscribed.iter().cloned())
-                    }
-                    request::ExtensionRoomConfig::Room(room_id)
-                        if plan.subscribed.contains(room_id) =>
-                    {
-                        covered.insert(room_id.clone());
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    covered
-}
-
 /// Builds the answer to a request from what the connection had been sent (`previous`), up to
 /// the server count `upto`; returns it, what is now sent, and whether it holds anything new.
 pub fn build(
@@ -393,6 +62,7 @@ pub fn build(
     user: &UserId,
     device: &DeviceId,
     req: &Request,
+    spaces: &BTreeMap<String, Vec<ruma::OwnedRoomId>>,
     previous: &Sent,
     upto: u64,
 ) -> Result<(Map<String, Value>, Sent, bool)> {
@@ -400,7 +70,7 @@ pub fn build(
     let initial_connection = previous.count == 0;
     let candidates = candidates(services, user, previous)?;
     let direct = direct_rooms(services, user)?;
-    let plan = plan(services, req, &candidates, &direct)?;
+    let plan = plan(services, user, req, spaces, &candidates, &direct)?;
     let mut sent = previous.clone();
     sent.count = upto;
     sent.typing = typing_serial;
@@ -640,14 +310,6 @@ fn room_section(
     room.insert("notification_count".into(), json!(unread_now.0));
     room.insert("highlight_count".into(), json!(unread_now.1));
     Ok(Some((Value::Object(room), now)))
-}
-
-/// Whether the user's invite was marked `is_direct` by the inviter.
-fn invited_as_direct(services: &Services, short: u64, user: &UserId) -> Result<bool> {
-    Ok(services
-        .timeline
-        .state_event(short, "m.room.member", user.as_str())?
-        .is_some_and(|member| member.content()["is_direct"] == true))
 }
 
 /// The extensions' sections; the flag tells whether any holds something new.
