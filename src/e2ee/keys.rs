@@ -459,8 +459,14 @@ impl Keys {
                     self.sign_other(signer, target, key_id, object, &mut batch)
                 };
                 match outcome {
+                    // A signature on one's own keys is news to everyone who shares a room with
+                    // the signer; one on another user's master key is shown to the signer
+                    // only, so only the signer's devices hear that the target changed.
+                    Ok(()) if target == signer => {
+                        changed.insert(target.as_bytes().to_vec());
+                    }
                     Ok(()) => {
-                        changed.insert(if target == signer { target } else { signer });
+                        changed.insert(keys::join(&[target.as_bytes(), signer.as_bytes()]));
                     }
                     Err(refusal) => {
                         failures
@@ -474,13 +480,13 @@ impl Keys {
         if !batch.is_empty() {
             self.store.commit(&mut |count| {
                 let mut batch = batch.clone();
-                for (i, user) in changed.iter().enumerate() {
+                for (i, change) in changed.iter().enumerate() {
                     // One commit, one count: later users get the count plus a marker byte.
                     let mut key = keys::key_change(count);
                     if i > 0 {
                         key.extend_from_slice(&(i as u32).to_be_bytes());
                     }
-                    batch.put(Table::KeyChanges, key, user.as_bytes());
+                    batch.put(Table::KeyChanges, key, change.clone());
                 }
                 Ok(batch)
             })?;
@@ -634,23 +640,45 @@ impl Keys {
         Ok(())
     }
 
-    /// Users whose devices or cross-signing keys changed after `since`, up to `upto`.
-    pub fn changed_between(&self, since: u64, upto: u64) -> Result<BTreeSet<OwnedUserId>> {
+    /// Users whose devices or cross-signing keys changed after `since`, up to `upto`, as
+    /// `viewer` should hear of it: those whose change concerns everyone sharing a room with
+    /// them, and those whose change only the viewer can see (the viewer's signature on their
+    /// master key).
+    pub fn changed_between(
+        &self,
+        viewer: &UserId,
+        since: u64,
+        upto: u64,
+    ) -> Result<(BTreeSet<OwnedUserId>, BTreeSet<OwnedUserId>)> {
         let range = KeyRange::between(
             &keys::key_change(since.saturating_add(1)),
             &keys::key_change(upto.saturating_add(1)),
         );
-        let mut users = BTreeSet::new();
+        let mut shared = BTreeSet::new();
+        let mut own = BTreeSet::new();
         for entry in
             self.store
                 .scan(Table::KeyChanges, range, crate::storage::Direction::Forward)?
         {
             let (_, value) = entry?;
-            if let Ok(user) = OwnedUserId::try_from(String::from_utf8_lossy(&value).as_ref()) {
-                users.insert(user);
+            let mut parts = value.split(|b| *b == keys::SEP);
+            let Some(Ok(user)) = parts
+                .next()
+                .map(|u| OwnedUserId::try_from(String::from_utf8_lossy(u).as_ref()))
+            else {
+                continue;
+            };
+            match parts.next() {
+                None => {
+                    shared.insert(user);
+                }
+                Some(only) if only == viewer.as_bytes() => {
+                    own.insert(user);
+                }
+                Some(_) => {}
             }
         }
-        Ok(users)
+        Ok((shared, own))
     }
 }
 
@@ -872,7 +900,7 @@ mod tests {
         let identity = device_keys("@a:x", "DEV", &signer);
         keys.upload(&user, &device, Some(&identity), &none, &none)
             .unwrap();
-        assert_eq!(keys.changed_between(0, u64::MAX).unwrap().len(), 1);
+        assert_eq!(keys.changed_between(&user, 0, u64::MAX).unwrap().0.len(), 1);
         // The same keys again are fine; other keys for the same device are not.
         keys.upload(&user, &device, Some(&identity), &none, &none)
             .unwrap();

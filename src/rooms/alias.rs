@@ -162,6 +162,29 @@ impl Aliases {
     }
 }
 
+/// The `m.room.canonical_alias` content without `alias` (as main or alternative alias), or
+/// `None` when it does not name it: what the room's event becomes once the alias is deleted.
+pub fn canonical_without(
+    content: &serde_json::Value,
+    alias: &RoomAliasId,
+) -> Option<serde_json::Value> {
+    let mut content = content.as_object()?.clone();
+    let mut changed = false;
+    if content.get("alias").and_then(|a| a.as_str()) == Some(alias.as_str()) {
+        content.remove("alias");
+        changed = true;
+    }
+    if let Some(alt) = content
+        .get_mut("alt_aliases")
+        .and_then(|a| a.as_array_mut())
+    {
+        let before = alt.len();
+        alt.retain(|a| a.as_str() != Some(alias.as_str()));
+        changed |= alt.len() != before;
+    }
+    changed.then_some(serde_json::Value::Object(content))
+}
+
 /// Adds the writes that make `alias` name `room_id`.
 fn put(batch: &mut Batch, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
     let record = AliasRecord {
@@ -175,4 +198,25 @@ fn put(batch: &mut Batch, alias: &RoomAliasId, room_id: &RoomId, creator: &UserI
         Vec::new(),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_deleted_alias_leaves_the_canonical_alias_content() {
+        let gone = RoomAliasId::parse("#old:localhost").unwrap();
+        let content =
+            json!({"alias": "#old:localhost", "alt_aliases": ["#old:localhost", "#new:localhost"]});
+        assert_eq!(
+            canonical_without(&content, &gone),
+            Some(json!({"alt_aliases": ["#new:localhost"]}))
+        );
+        let unrelated = json!({"alias": "#new:localhost"});
+        assert_eq!(canonical_without(&unrelated, &gone), None);
+        assert_eq!(canonical_without(&json!("not an object"), &gone), None);
+    }
 }

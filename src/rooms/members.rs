@@ -56,6 +56,32 @@ impl Timeline {
         Ok(record.filter(|r| !r.forgotten))
     }
 
+    /// The user's membership at timeline position `count`, counting the event there (what
+    /// `unsigned.membership` says): `leave` before they ever had one.
+    pub fn membership_at(
+        &self,
+        room_id: &RoomId,
+        short: u64,
+        user_id: &UserId,
+        count: u64,
+    ) -> Result<String> {
+        // The common case without reading state history: unchanged since before the event.
+        if let Some(record) = self.membership(room_id, user_id)?
+            && record.count <= count
+        {
+            return Ok(record.membership);
+        }
+        Ok(self
+            .state_field_at(
+                short,
+                "m.room.member",
+                user_id.as_str(),
+                count,
+                "membership",
+            )?
+            .unwrap_or_else(|| "leave".to_owned()))
+    }
+
     /// Forgets a room the user has left; refused while joined, invited or knocking.
     pub fn forget(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
         let key = keys::user_room(user_id.as_str(), room_id.as_str());

@@ -83,7 +83,8 @@ pub fn passes(filter: &RoomEventFilter, event: &StoredPdu) -> bool {
 pub struct Page {
     pub events: Vec<StoredPdu>,
     pub start: String,
-    /// Where the next page starts; `None` when the end of the timeline was reached.
+    /// Where the next page starts; `None` at the start of the timeline (backwards), or when a
+    /// page forwards found nothing newer.
     pub end: Option<String>,
 }
 
@@ -131,12 +132,15 @@ pub fn page(
             events.push(stored);
         }
     }
-    let end = match (exhausted, last) {
-        (true, _) | (_, None) => None,
-        (false, Some(count)) => Some(token(match direction {
-            Direction::Backward => count.saturating_sub(1),
-            Direction::Forward => count,
-        })),
+    let end = match (exhausted, last, direction) {
+        (_, None, _) => None,
+        (false, Some(count), Direction::Backward) => Some(token(count.saturating_sub(1))),
+        (true, _, Direction::Backward) => None,
+        // Forwards, the newest event is not the end for good: more may be sent. A page that
+        // reached it still gives a token to continue from (as Synapse does); an empty page
+        // from there does not.
+        (false, Some(count), Direction::Forward) => Some(token(count)),
+        (true, Some(count), Direction::Forward) => to.is_none().then(|| token(count)),
     };
     Ok(Page {
         events,

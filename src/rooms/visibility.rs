@@ -64,17 +64,32 @@ impl<'a> Viewer<'a> {
     /// Whether the user may see the event at timeline position `count`.
     pub fn can_see(&self, count: u64) -> Result<bool> {
         // The state in force when the event was sent: that of the position just before it.
-        let before = count.saturating_sub(1);
-        let visibility = self
+        let then = self.visibility_at(count.saturating_sub(1))?;
+        if self.allowed_under(&then, count)? {
+            return Ok(true);
+        }
+        // A history visibility change is shown to those who could see it under the new
+        // setting too (the spec's rule for m.room.history_visibility events), so that a room
+        // opened up again is seen as open.
+        let after = self.visibility_at(count)?;
+        Ok(after != then && self.allowed_under(&after, count)?)
+    }
+
+    fn visibility_at(&self, position: u64) -> Result<String> {
+        Ok(self
             .timeline
             .state_field_at(
                 self.short,
                 "m.room.history_visibility",
                 "",
-                before,
+                position,
                 "history_visibility",
             )?
-            .unwrap_or_else(|| "shared".to_owned());
+            .unwrap_or_else(|| "shared".to_owned()))
+    }
+
+    /// Whether history visibility `visibility` lets the user see the event at `count`.
+    fn allowed_under(&self, visibility: &str, count: u64) -> Result<bool> {
         if visibility == "world_readable" {
             return Ok(true);
         }
@@ -90,7 +105,10 @@ impl<'a> Viewer<'a> {
                 "membership",
             )
         };
-        let around = [membership_at(before)?, membership_at(count)?];
+        let around = [
+            membership_at(count.saturating_sub(1))?,
+            membership_at(count)?,
+        ];
         let was = |m: &str| around.iter().any(|a| a.as_deref() == Some(m));
         Ok(was("join")
             || (visibility == "invited" && was("invite"))

@@ -612,11 +612,13 @@ pub(super) fn device_lists(
     let shares = |other: &UserId| shares_a_room(services, user, other, joined);
     let mut changed = BTreeSet::new();
     let mut left = BTreeSet::new();
-    for other in services.keys.changed_between(since, upto)? {
+    let (shared, own) = services.keys.changed_between(user, since, upto)?;
+    for other in shared {
         if shares(&other)? {
             changed.insert(other);
         }
     }
+    changed.extend(own);
     for (room_id, record) in memberships {
         if record.count > upto {
             continue;

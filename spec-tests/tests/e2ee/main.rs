@@ -550,6 +550,101 @@ async fn cross_signing_keys_need_the_password_to_replace_and_signatures_are_chec
 }
 
 #[tokio::test]
+async fn a_signature_on_someone_elses_master_key_is_news_to_the_signer_alone() {
+    // Verifying Bob (SAS, QR) ends with Alice's user-signing key signing his master key: her
+    // devices must re-query Bob to see it, and nobody else has anything new to fetch.
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let carol = register(&server, "carol").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    join(&server, &carol, &room).await;
+
+    let (alice_master, user_signing) = (Key::new(), Key::new());
+    let bob_master = Key::new();
+    let signing_upload = |user: &User, body: Value| {
+        let (server, token) = (&server, user.token().map(str::to_owned));
+        async move {
+            server
+                .post(
+                    "/_matrix/client/v3/keys/device_signing/upload",
+                    token.as_deref(),
+                    &body,
+                )
+                .await
+        }
+    };
+    let (status, body) = signing_upload(
+        &alice,
+        json!({
+            "master_key": cross_signing(&alice, "master", &alice_master, None),
+            "user_signing_key": cross_signing(&alice, "user_signing", &user_signing, Some(&alice_master)),
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bob_master_key = cross_signing(&bob, "master", &bob_master, None);
+    let (status, body) = signing_upload(&bob, json!({"master_key": bob_master_key.clone()})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let since = |user: &User| {
+        let (server, user) = (&server, user.clone());
+        async move {
+            sync(server, &user, "").await["next_batch"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (alice_since, carol_since) = (since(&alice).await, since(&carol).await);
+
+    let mut signed = bob_master_key;
+    user_signing.sign(
+        &alice.user_id,
+        &format!("ed25519:{}", user_signing.public),
+        &mut signed,
+    );
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            alice.token(),
+            &json!({&bob.user_id: {bob_master.public.as_str(): signed}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["failures"]),
+        (StatusCode::OK, &json!({})),
+        "{body}"
+    );
+
+    let alice_news = sync(&server, &alice, &format!("since={alice_since}")).await;
+    assert_eq!(
+        users(&alice_news["device_lists"]["changed"]),
+        BTreeSet::from([bob.user_id.clone()]),
+        "{alice_news}"
+    );
+    let carol_news = sync(&server, &carol, &format!("since={carol_since}")).await;
+    assert!(
+        users(&carol_news["device_lists"]["changed"]).is_empty(),
+        "{carol_news}"
+    );
+    let (_, query) = server
+        .post(
+            "/_matrix/client/v3/keys/query",
+            alice.token(),
+            &json!({"device_keys": {&bob.user_id: []}}),
+        )
+        .await;
+    assert!(
+        query["master_keys"][&bob.user_id]["signatures"][&alice.user_id]
+            .get(format!("ed25519:{}", user_signing.public))
+            .is_some(),
+        "{query}"
+    );
+}
+
+#[tokio::test]
 async fn key_backup_keeps_versions_keys_counts_and_etags() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;

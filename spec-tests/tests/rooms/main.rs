@@ -5,7 +5,7 @@ mod transactions;
 
 use serde_json::{Value, json};
 use spec_tests::{
-    StatusCode, TestServer, User, assert_error, bodies, create_room, register, send_text,
+    StatusCode, TestServer, User, assert_error, bodies, create_room, join, register, send_text,
 };
 
 fn state_path(room: &str, kind: &str, key: &str) -> String {
@@ -341,7 +341,8 @@ async fn membership_moves_through_invite_join_kick_ban_and_unban() {
         vec![&alice.user_id]
     );
 
-    // Alice leaves; she can no longer read the room.
+    // Alice leaves: she reads the state as it was when she left (her leave included), and
+    // the joined members no longer.
     assert_eq!(
         server
             .post(&path("leave"), alice.token(), &json!({}))
@@ -349,8 +350,18 @@ async fn membership_moves_through_invite_join_kick_ban_and_unban() {
             .0,
         StatusCode::OK
     );
+    let (status, state) = server.get(&path("state"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    let own = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == alice.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(own["content"]["membership"], "leave");
     assert_error(
-        &server.get(&path("state"), alice.token()).await,
+        &server.get(&path("joined_members"), alice.token()).await,
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
@@ -642,10 +653,21 @@ async fn a_hundred_messages_page_back_and_forth_with_filters() {
     .await;
     let forward = bodies(&first_page);
     assert_eq!(forward, expected.iter().rev().cloned().collect::<Vec<_>>());
-    assert!(
-        first_page["end"].is_null(),
-        "the end of the timeline was reached"
-    );
+    // The newest event is not the end for good: the page gives a token to wait at. From
+    // there, nothing yet (and no token), until a message is sent (at the end of this test).
+    let live_end = first_page["end"]
+        .as_str()
+        .expect("a token at the live end")
+        .to_owned();
+    let (_, nothing_yet) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=f&from={live_end}&filter={only_messages}"),
+    )
+    .await;
+    assert_eq!(nothing_yet["chunk"], json!([]), "{nothing_yet}");
+    assert!(nothing_yet["end"].is_null(), "{nothing_yet}");
 
     // Forwards from a token in the middle continues right after it.
     let (_, newest) = messages(
@@ -705,6 +727,16 @@ async fn a_hundred_messages_page_back_and_forth_with_filters() {
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
+
+    send_text(&server, &bob, &room, "m-late", "late message").await;
+    let (_, late) = messages(
+        &server,
+        &alice,
+        &room,
+        &format!("dir=f&from={live_end}&filter={only_messages}"),
+    )
+    .await;
+    assert_eq!(bodies(&late), vec!["late message"]);
 }
 
 #[tokio::test]
@@ -773,6 +805,34 @@ async fn history_visibility_decides_what_newcomers_and_leavers_see() {
         .await;
     let (_, page) = messages(&server, &carol, &shared, "dir=b&limit=50").await;
     assert_eq!(bodies(&page), vec!["old news"]);
+
+    // A visibility change is shown to those the new setting lets see it: a room opened up
+    // again reads as open to a newcomer, though what was said meanwhile stays hidden.
+    let reopened = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    for (txn, visibility) in [("v1", "joined"), ("v2", "shared")] {
+        if visibility == "shared" {
+            send_text(&server, &alice, &reopened, txn, "while closed").await;
+        }
+        let (status, _) = server
+            .put(
+                &state_path(&reopened, "m.room.history_visibility", ""),
+                alice.token(),
+                &json!({"history_visibility": visibility}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    join(&server, &carol, &reopened).await;
+    let (_, page) = messages(&server, &carol, &reopened, "dir=b&limit=50").await;
+    assert!(bodies(&page).is_empty(), "{page}");
+    let settings: Vec<&Value> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.history_visibility")
+        .map(|e| &e["content"]["history_visibility"])
+        .collect();
+    assert_eq!(settings.last(), Some(&&json!("shared")), "{page}");
 }
 
 #[tokio::test]
@@ -1052,6 +1112,24 @@ async fn aliases_resolve_join_and_are_guarded() {
         "M_BAD_ALIAS",
     );
     assert_ne!(room, other);
+
+    // Deleting the room's canonical alias takes it out of the m.room.canonical_alias event
+    // too, so that neither clients nor the room directory's search show it any longer.
+    assert_eq!(
+        server
+            .delete(&alias_path("#general:localhost"), alice.token(), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, canonical) = server
+        .get(
+            &state_path(&room, "m.room.canonical_alias", ""),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(canonical.get("alias").is_none(), "{canonical}");
 }
 
 #[tokio::test]
@@ -1887,4 +1965,171 @@ async fn a_body_less_join_works_and_profile_changes_reach_the_rooms() {
         )
         .await;
     assert_eq!(member, json!({"membership": "join", "displayname": "밥"}));
+}
+
+#[tokio::test]
+async fn a_former_member_reads_the_state_as_it_was_when_they_left() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "topic": "launch plans"}),
+    )
+    .await;
+    join(&server, &bob, &room).await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            alice.token(),
+            &json!({"topic": "decided after bob left"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, topic) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{topic}");
+    assert_eq!(topic["topic"], "launch plans");
+    let (status, state) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    let topics: Vec<&Value> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.topic")
+        .collect();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0]["content"]["topic"], "launch plans");
+    let (status, members) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/members"),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{members}");
+    let bob_then = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["state_key"] == bob.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(bob_then["content"]["membership"], "leave");
+    // A world-readable room's state is open to anyone (room previews); others stay closed.
+    let carol = register(&server, "carol").await;
+    let open = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "name": "Open", "initial_state": [
+            {"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}
+        ]}),
+    )
+    .await;
+    let (status, state) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{open}/state"),
+            carol.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert!(
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.name")
+    );
+    let (status, joined) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{open}/joined_members"),
+            carol.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert!(joined["joined"].get(&alice.user_id).is_some(), "{joined}");
+    assert_error(
+        &server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state"),
+                carol.token(),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Joined members stay for those in the room.
+    assert_error(
+        &server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+                bob.token(),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn events_say_what_the_readers_membership_was_when_they_were_sent() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    send_text(&server, &alice, &room, "t1", "before bob").await;
+    join(&server, &bob, &room).await;
+    send_text(&server, &alice, &room, "t2", "after bob").await;
+
+    let (status, page) = messages(&server, &bob, &room, "dir=b&limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let membership_at = |body: &str| {
+        page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["content"]["body"] == body)
+            .map(|e| e["unsigned"]["membership"].clone())
+    };
+    assert_eq!(membership_at("before bob"), Some(json!("leave")), "{page}");
+    assert_eq!(membership_at("after bob"), Some(json!("join")), "{page}");
+    let own_join = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+        .unwrap();
+    assert_eq!(
+        own_join["unsigned"]["membership"], "join",
+        "the join counts"
+    );
+    // Alice, there from the start, was joined for both.
+    let (_, hers) = messages(&server, &alice, &room, "dir=b&limit=10").await;
+    assert!(
+        hers["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .all(|e| e["unsigned"]["membership"] == "join"),
+        "{hers}"
+    );
 }

@@ -12,7 +12,9 @@ use ruma::{RoomId, UInt, UserId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::rooms::alias::canonical_without;
 use crate::rooms::directory::{page_token, parse_page_token};
+use crate::rooms::timeline::NewEvent;
 use crate::services::Services;
 use crate::users::accounts::Role;
 
@@ -92,6 +94,29 @@ pub async fn delete(
         return Err(Error::forbidden("You may not delete this alias"));
     }
     services.aliases.delete(&req.body.room_alias)?;
+    // The room's canonical alias event stops naming the deleted alias when the user may change
+    // it; the deletion stands either way (as the spec recommends).
+    if let Some(room) = services.timeline.room(&record.room_id)?
+        && let Some(current) =
+            services
+                .timeline
+                .state_event(room.short, "m.room.canonical_alias", "")?
+        && let Some(content) = canonical_without(&current.content(), &req.body.room_alias)
+    {
+        let event = NewEvent {
+            kind: "m.room.canonical_alias".into(),
+            content: serde_json::value::to_raw_value(&content)
+                .map_err(|e| Error::internal(format!("serialising an alias event: {e}")))?,
+            state_key: Some(String::new()),
+        };
+        if let Err(e) = services
+            .timeline
+            .append(&record.room_id, user_id, event, None)
+            .await
+        {
+            tracing::debug!(error = %e, "canonical alias left as it was");
+        }
+    }
     Ok(delete_alias::v3::Response::new())
 }
 

@@ -202,13 +202,18 @@ pub async fn members(
     services: Arc<Services>,
     req: Ruma<get_member_events::v3::Request>,
 ) -> Result<get_member_events::v3::Response> {
-    let short = super::rooms::require_joined(&services, &req.body.room_id, req.user_id()?)?;
-    let at = req
+    let (short, left_at) = super::rooms::state_view(&services, &req.body.room_id, req.user_id()?)?;
+    let asked = req
         .body
         .at
         .as_deref()
         .map(crate::rooms::pagination::parse_token)
         .transpose()?;
+    // A former member sees the members as of their leaving, at the latest.
+    let at = match (asked, left_at) {
+        (Some(asked), Some(left)) => Some(asked.min(left)),
+        (asked, left) => asked.or(left),
+    };
     let mut chunk = Vec::new();
     for ((event_type, state_key), current) in services.timeline.current_state(short)? {
         if event_type != "m.room.member" {
@@ -256,7 +261,11 @@ pub async fn joined(
     services: Arc<Services>,
     req: Ruma<joined_members::v3::Request>,
 ) -> Result<joined_members::v3::Response> {
-    let short = super::rooms::require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    // Members and, for a world-readable room, anyone; not those who left (as Synapse).
+    let (short, left_at) = super::rooms::state_view(&services, &req.body.room_id, req.user_id()?)?;
+    if left_at.is_some() {
+        return Err(Error::forbidden("You are not in this room"));
+    }
     let mut joined = BTreeMap::new();
     for ((event_type, state_key), event_id) in services.timeline.current_state(short)? {
         if event_type != "m.room.member" {

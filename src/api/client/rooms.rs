@@ -193,15 +193,59 @@ pub async fn send_state(
     Ok(send_state_event::v3::Response::new(event_id))
 }
 
+/// Where a user reads a room's state from: the room's short id, and for a former member (left
+/// or banned) the timeline position of their leaving, since they see the state as it was then.
+/// A world-readable room's current state is open to every user (room previews); anyone else
+/// gets 403, whether or not the room exists.
+pub(super) fn state_view(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+) -> Result<(u64, Option<u64>)> {
+    let Some(room) = services.timeline.room(room_id)? else {
+        return Err(Error::forbidden("You are not in this room"));
+    };
+    let membership = services.timeline.membership(room_id, user_id)?;
+    match membership.as_ref().map(|m| m.membership.as_str()) {
+        Some("join") => return Ok((room.short, None)),
+        Some("leave" | "ban") if !world_readable(services, room.short)? => {
+            return Ok((room.short, membership.map(|m| m.count)));
+        }
+        _ => {}
+    }
+    if world_readable(services, room.short)? {
+        Ok((room.short, None))
+    } else {
+        Err(Error::forbidden("You are not in this room"))
+    }
+}
+
+fn world_readable(services: &Services, short: u64) -> Result<bool> {
+    Ok(services
+        .timeline
+        .state_event(short, "m.room.history_visibility", "")?
+        .is_some_and(|event| event.content()["history_visibility"] == "world_readable"))
+}
+
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`
 pub async fn get_state(
     services: Arc<Services>,
     req: Ruma<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response> {
-    let short = require_joined(&services, &req.body.room_id, req.user_id()?)?;
+    let (short, at) = state_view(&services, &req.body.room_id, req.user_id()?)?;
     let mut events = Vec::new();
-    for (_, event_id) in services.timeline.current_state(short)? {
-        if let Some(stored) = services.timeline.get(&event_id)? {
+    for ((event_type, state_key), current) in services.timeline.current_state(short)? {
+        let event_id = match at {
+            None => Some(current),
+            Some(at) => services
+                .timeline
+                .state_id_at(short, &event_type, &state_key, at)?,
+        };
+        if let Some(stored) = event_id
+            .map(|id| services.timeline.get(&id))
+            .transpose()?
+            .flatten()
+        {
             events.push(to_raw(&stored.to_client_event())?);
         }
     }
@@ -214,10 +258,20 @@ pub async fn get_state_event(
     req: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Result<get_state_event_for_key::v3::Response> {
     use get_state_event_for_key::v3::StateEventFormat;
-    let short = require_joined(&services, &req.body.room_id, req.user_id()?)?;
-    let stored = services
-        .timeline
-        .state_event(short, &req.body.event_type.to_string(), &req.body.state_key)?
+    let (short, at) = state_view(&services, &req.body.room_id, req.user_id()?)?;
+    let event_type = req.body.event_type.to_string();
+    let event_id = match at {
+        None => services
+            .timeline
+            .state_event_id(short, &event_type, &req.body.state_key)?,
+        Some(at) => services
+            .timeline
+            .state_id_at(short, &event_type, &req.body.state_key, at)?,
+    };
+    let stored = event_id
+        .map(|id| services.timeline.get(&id))
+        .transpose()?
+        .flatten()
         .ok_or_else(|| Error::not_found("No such state in this room"))?;
     let value = match req.body.format {
         StateEventFormat::Event => stored.to_client_event(),
