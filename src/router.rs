@@ -266,6 +266,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(directory::set_visibility)
         .ruma(directory::public_rooms)
         .ruma(directory::public_rooms_filtered)
+        .ruma(directory::room_summary)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)

@@ -1,5 +1,6 @@
 //! The position of each room's latest change (event or receipt), in memory, so that a sync
-//! passes over rooms where nothing happened without reading them.
+//! passes over rooms where nothing happened without reading them; and of each user's latest
+//! event, so that a client's encryption connection hears when its user sent something.
 //!
 //! A change is recorded while its commit is being built, before its count becomes readable:
 //! a sync that can read the change also sees it recorded. Rooms not seen since the server
@@ -8,10 +9,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ruma::{OwnedRoomId, RoomId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 pub struct Activity {
     latest: Mutex<HashMap<OwnedRoomId, u64>>,
+    /// Each user's latest event.
+    sent: Mutex<HashMap<OwnedUserId, u64>>,
     /// The committed count when the server started.
     started_at: u64,
 }
@@ -20,6 +23,7 @@ impl Activity {
     pub fn new(started_at: u64) -> Self {
         Self {
             latest: Mutex::default(),
+            sent: Mutex::default(),
             started_at,
         }
     }
@@ -29,6 +33,19 @@ impl Activity {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         let slot = latest.entry(room_id.to_owned()).or_insert(count);
         *slot = (*slot).max(count);
+    }
+
+    /// Records that `sender` sent an event at `count`.
+    pub fn record_sent(&self, sender: &UserId, count: u64) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = sent.entry(sender.to_owned()).or_insert(count);
+        *slot = (*slot).max(count);
+    }
+
+    /// Whether the user may have sent an event after `since`.
+    pub fn sent_after(&self, user: &UserId, since: u64) -> bool {
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.get(user).copied().unwrap_or(self.started_at) > since
     }
 
     /// Whether the room may have changed after `since`.
@@ -54,5 +71,11 @@ mod tests {
         assert!(activity.changed_after(one, 149));
         assert!(!activity.changed_after(one, 150));
         assert!(!activity.changed_after(two, 150));
+
+        let alice: &UserId = "@alice:x".try_into().unwrap();
+        assert!(!activity.sent_after(alice, 100));
+        activity.record_sent(alice, 160);
+        assert!(activity.sent_after(alice, 159));
+        assert!(!activity.sent_after(alice, 160));
     }
 }

@@ -543,6 +543,7 @@ impl Draft<'_> {
                 for (index, event) in built.iter().enumerate() {
                     let count = first + index as u64;
                     timeline.activity.record(&event.stored.room_id, count);
+                    timeline.activity.record_sent(&event.parsed.sender, count);
                     event.write(&mut batch, count, first)?;
                     if BUMP_EVENT_TYPES.contains(&event.parsed.kind.to_string().as_str())
                         && let Some(record) = rooms.get_mut(&event.stored.room_id)

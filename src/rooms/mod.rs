@@ -29,6 +29,7 @@ pub mod receipts;
 pub mod relations;
 pub mod reports;
 pub mod state;
+pub mod summary;
 pub mod timeline;
 pub mod upgrade;
 pub mod visibility;

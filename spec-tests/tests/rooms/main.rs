@@ -2133,3 +2133,73 @@ async fn events_say_what_the_readers_membership_was_when_they_were_sent() {
         "{hers}"
     );
 }
+
+#[tokio::test]
+async fn a_room_summary_previews_rooms_one_may_see() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let lobby = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "name": "Lobby", "topic": "say hi", "room_alias_name": "lobby"}),
+    )
+    .await;
+    let summary_path = |room: &str| {
+        format!(
+            "/_matrix/client/v1/room_summary/{}",
+            room.replace('#', "%23")
+        )
+    };
+
+    // Anyone, signed in or not, may preview a public room, by id or alias.
+    let (status, anonymous) = server.get(&summary_path("#lobby:localhost"), None).await;
+    assert_eq!(status, StatusCode::OK, "{anonymous}");
+    assert_eq!(anonymous["room_id"], lobby);
+    assert_eq!(anonymous["name"], "Lobby");
+    assert_eq!(anonymous["topic"], "say hi");
+    assert_eq!(anonymous["canonical_alias"], "#lobby:localhost");
+    // An absent join rule means public.
+    assert!(
+        anonymous
+            .get("join_rule")
+            .is_none_or(|rule| rule == "public"),
+        "{anonymous}"
+    );
+    assert_eq!(anonymous["num_joined_members"], 1);
+    assert!(anonymous["room_version"].is_string(), "{anonymous}");
+    assert!(anonymous.get("membership").is_none(), "{anonymous}");
+    let (status, as_bob) = server.get(&summary_path(&lobby), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{as_bob}");
+    assert_eq!(as_bob["membership"], "leave");
+
+    // An invite-only room is previewed by its members and invitees only; to others it does
+    // not exist, like a room that does not.
+    let private = create_room(
+        &server,
+        &alice,
+        json!({"preset": "private_chat", "name": "Board"}),
+    )
+    .await;
+    for path in [summary_path(&private), summary_path("!nowhere:localhost")] {
+        assert_error(
+            &server.get(&path, bob.token()).await,
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+        );
+    }
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{private}/invite"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, invited) = server.get(&summary_path(&private), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{invited}");
+    assert_eq!(invited["membership"], "invite");
+    assert_eq!(invited["name"], "Board");
+    assert_eq!(invited["join_rule"], "invite");
+    assert_eq!(invited["encryption"], "m.megolm.v1.aes-sha2");
+}

@@ -326,6 +326,44 @@ async fn filters_subscriptions_and_invites() {
 }
 
 #[tokio::test]
+async fn an_encryption_connection_answers_when_its_user_sends() {
+    // Element X keeps a second connection with only the e2ee and to-device extensions; it backs
+    // up the room keys its device made when that connection answers.
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = named_room(&server, &alice, "keys").await;
+    join(&server, &bob, &room).await;
+    let body = json!({
+        "conn_id": "encryption",
+        "extensions": {"e2ee": {"enabled": true}, "to_device": {"enabled": true}},
+    });
+    let first = slide_ok(&server, &alice, None, &body).await;
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    // Someone else's message is nothing for this connection: it waits out its timeout.
+    say(&server, &bob, &room, "b1", "from bob").await;
+    let asked = Instant::now();
+    let (status, quiet) = slide(&server, &alice, Some(&pos), 300, &body).await;
+    assert_eq!(status, StatusCode::OK, "{quiet}");
+    assert!(asked.elapsed() >= Duration::from_millis(250), "{quiet}");
+    let pos = quiet["pos"].as_str().unwrap().to_owned();
+
+    // Alice's own message answers it.
+    let started = Instant::now();
+    let (woken, _) = tokio::join!(slide(&server, &alice, Some(&pos), 20_000, &body), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        say(&server, &alice, &room, "a1", "from alice").await;
+    });
+    assert_eq!(woken.0, StatusCode::OK, "{}", woken.1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered at the send"
+    );
+    assert!(woken.1["extensions"]["e2ee"].is_object(), "{}", woken.1);
+}
+
+#[tokio::test]
 async fn the_spaces_filter_keeps_the_children_of_joined_spaces() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;

@@ -6,14 +6,16 @@ use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
-use ruma::api::client::room::{Visibility, aliases};
+use ruma::api::client::room::{Visibility, aliases, get_summary};
 use ruma::events::StateEventType;
-use ruma::{RoomId, UInt, UserId};
+use ruma::events::room::member::MembershipState;
+use ruma::{OwnedRoomId, RoomId, UInt, UserId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::alias::canonical_without;
 use crate::rooms::directory::{page_token, parse_page_token};
+use crate::rooms::summary;
 use crate::rooms::timeline::NewEvent;
 use crate::services::Services;
 use crate::users::accounts::Role;
@@ -240,5 +242,32 @@ pub async fn public_rooms_filtered(
     response.next_batch = p.next_batch;
     response.prev_batch = p.prev_batch;
     response.total_room_count_estimate = UInt::new(p.total as u64);
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`: a room's preview before joining. A
+/// room this server does not have and one the requester may not see get the same 404.
+pub async fn room_summary(
+    services: Arc<Services>,
+    req: Ruma<get_summary::v1::Request>,
+) -> Result<get_summary::v1::Response> {
+    let not_found = || Error::not_found("No such room, or it is not visible to you");
+    let room_id = match OwnedRoomId::try_from(req.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(alias) => services.aliases.resolve(&alias)?.ok_or_else(not_found)?,
+    };
+    let user = req.session.as_ref().map(|s| s.user_id.as_ref());
+    let summary = summary::summary(&services.timeline, &room_id)?.ok_or_else(not_found)?;
+    if !summary::may_preview(&services.timeline, &summary, user)? {
+        return Err(not_found());
+    }
+    let mut response = get_summary::v1::Response::new(summary);
+    if let Some(user) = user {
+        let membership = services
+            .timeline
+            .membership(&room_id, user)?
+            .map_or_else(|| "leave".to_owned(), |m| m.membership);
+        response.membership = Some(MembershipState::from(membership.as_str()));
+    }
     Ok(response)
 }

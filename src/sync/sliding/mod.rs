@@ -367,7 +367,11 @@ fn extensions(
                 .collect();
             let (changed_users, left) =
                 device_lists(services, user, &memberships, &joined, since, upto)?;
-            changed |= !changed_users.is_empty() || !left.is_empty();
+            // The user's own sends answer too: that is when a device makes new room keys,
+            // which clients back up when this connection returns.
+            changed |= !changed_users.is_empty()
+                || !left.is_empty()
+                || services.timeline.activity.sent_after(user, since);
             e2ee["device_lists"] = json!({"changed": changed_users, "left": left});
         }
         out.insert("e2ee".into(), e2ee);
