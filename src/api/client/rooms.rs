@@ -206,17 +206,16 @@ pub(super) fn state_view(
         return Err(Error::forbidden("You are not in this room"));
     };
     let membership = services.timeline.membership(room_id, user_id)?;
-    match membership.as_ref().map(|m| m.membership.as_str()) {
-        Some("join") => return Ok((room.short, None)),
-        Some("leave" | "ban") if !world_readable(services, room.short)? => {
-            return Ok((room.short, membership.map(|m| m.count)));
-        }
-        _ => {}
+    let membership = membership
+        .as_ref()
+        .map(|m| (m.membership.as_str(), m.count));
+    if let Some(("join", _)) = membership {
+        return Ok((room.short, None));
     }
-    if world_readable(services, room.short)? {
-        Ok((room.short, None))
-    } else {
-        Err(Error::forbidden("You are not in this room"))
+    match (membership, world_readable(services, room.short)?) {
+        (_, true) => Ok((room.short, None)),
+        (Some(("leave" | "ban", left)), false) => Ok((room.short, Some(left))),
+        _ => Err(Error::forbidden("You are not in this room")),
     }
 }
 
