@@ -27,6 +27,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub presence: PresenceConfig,
     pub e2ee: E2eeConfig,
+    pub user_directory: UserDirectoryConfig,
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
     pub media: MediaConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             presence: PresenceConfig::default(),
             e2ee: E2eeConfig::default(),
+            user_directory: UserDirectoryConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             media: MediaConfig::default(),
@@ -138,6 +140,14 @@ impl Default for PresenceConfig {
             offline_after_secs: 30,
         }
     }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserDirectoryConfig {
+    /// Whether the user directory finds every local user (a company's whole staff), not only
+    /// those who share a room with the searcher or are in a room of the public directory.
+    pub search_all_users: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

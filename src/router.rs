@@ -129,6 +129,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(profile::get)
         .ruma(profile::get_field)
         .ruma(profile::set_field)
+        .ruma(profile::search_users)
         .ruma(profile::delete_field)
         // Filters and account data
         .ruma(filter::create)

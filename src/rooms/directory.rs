@@ -42,7 +42,7 @@ impl Directory {
         batch
     }
 
-    fn published(&self) -> Result<Vec<OwnedRoomId>> {
+    pub fn published_rooms(&self) -> Result<Vec<OwnedRoomId>> {
         self.store
             .scan_prefix(Table::PublicRooms, b"")?
             .map(|entry| {
@@ -60,7 +60,7 @@ impl Directory {
     pub fn list(&self, timeline: &Timeline, search: Option<&str>) -> Result<Vec<PublicRoomsChunk>> {
         let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut chunks = Vec::new();
-        for room_id in self.published()? {
+        for room_id in self.published_rooms()? {
             let Some(room) = timeline.room(&room_id)? else {
                 continue;
             };

@@ -138,6 +138,26 @@ impl Accounts {
             .get_json(Table::Accounts, &keys::account(user_id.localpart()))
     }
 
+    /// Every local account that is not deactivated.
+    pub fn active_users(&self) -> Result<Vec<OwnedUserId>> {
+        let mut users = Vec::new();
+        for entry in self.store.scan_prefix(Table::Accounts, b"")? {
+            let (key, value) = entry?;
+            let record: AccountRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt account: {e}")))?;
+            if record.deactivated {
+                continue;
+            }
+            let localpart = String::from_utf8_lossy(&key);
+            if let Ok(user_id) =
+                UserId::parse_with_server_name(localpart.as_ref(), &self.server_name)
+            {
+                users.push(user_id);
+            }
+        }
+        Ok(users)
+    }
+
     /// Whether the id is taken (deactivated accounts keep their name forever).
     pub fn exists(&self, user_id: &UserId) -> Result<bool> {
         Ok(self.get(user_id)?.is_some())

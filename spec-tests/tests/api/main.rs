@@ -13,3 +13,4 @@ mod push_rules;
 mod register;
 mod restart;
 mod server_keys;
+mod user_directory;

@@ -1,5 +1,6 @@
 //! Profiles: the whole profile and single fields (`displayname`, `avatar_url`, custom fields
-//! of v1.16). Anyone may read a local user's profile; only its owner may change it.
+//! of v1.16), and the user directory that finds people by them. Anyone may read a local
+//! user's profile; only its owner may change it.
 
 use std::sync::Arc;
 
@@ -7,12 +8,17 @@ use ruma::UserId;
 use ruma::api::client::profile::{
     delete_profile_field, get_profile, get_profile_field, set_profile_field,
 };
+use ruma::api::client::user_directory::search_users;
 use ruma::profile::{ProfileFieldValue, UserProfile};
 
 use super::require_self;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::services::Services;
+use crate::users::directory;
+
+/// Most users one directory search returns.
+const MAX_DIRECTORY_RESULTS: usize = 100;
 
 fn require_known(services: &Services, user_id: &UserId) -> Result<()> {
     if services.accounts.exists(user_id)? {
@@ -106,4 +112,27 @@ pub async fn delete_field(
         .set_field(&req.body.user_id, req.body.field.as_str(), None)?;
     announce(&services, &req.body.user_id, req.body.field.as_str()).await?;
     Ok(delete_profile_field::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/user_directory/search`: people by display name or user id, among
+/// those the searcher may find (see `users::directory`).
+pub async fn search_users(
+    services: Arc<Services>,
+    req: Ruma<search_users::v3::Request>,
+) -> Result<search_users::v3::Response> {
+    let limit = usize::try_from(u64::from(req.body.limit))
+        .unwrap_or(MAX_DIRECTORY_RESULTS)
+        .min(MAX_DIRECTORY_RESULTS);
+    let (found, limited) =
+        directory::search(&services, req.user_id()?, &req.body.search_term, limit)?;
+    let results = found
+        .into_iter()
+        .map(|found| {
+            let mut user = search_users::v3::User::new(found.user_id);
+            user.display_name = found.display_name;
+            user.avatar_url = found.avatar_url;
+            user
+        })
+        .collect();
+    Ok(search_users::v3::Response::new(results, limited))
 }
