@@ -23,6 +23,8 @@
 //!   something a user should hear of.
 //! - [`sync`]: `/sync` and simplified sliding sync (MSC4186): what changed for a user since a
 //!   token, shaped either way.
+//! - [`search`]: the user directory (Korean names matched inside words); message search to
+//!   come.
 //! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
@@ -48,6 +50,7 @@ pub mod random;
 pub mod rate_limit;
 pub mod rooms;
 pub mod router;
+pub mod search;
 pub mod services;
 pub mod storage;
 pub mod sync;

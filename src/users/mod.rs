@@ -3,7 +3,6 @@
 
 pub mod account_data;
 pub mod accounts;
-pub mod directory;
 pub mod filters;
 pub mod passwords;
 pub mod profiles;

@@ -14,8 +14,8 @@ use ruma::profile::{ProfileFieldValue, UserProfile};
 use super::require_self;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::search::users as directory;
 use crate::services::Services;
-use crate::users::directory;
 
 /// Most users one directory search returns.
 const MAX_DIRECTORY_RESULTS: usize = 100;
