@@ -2203,3 +2203,55 @@ async fn a_room_summary_previews_rooms_one_may_see() {
     assert_eq!(invited["join_rule"], "invite");
     assert_eq!(invited["encryption"], "m.megolm.v1.aes-sha2");
 }
+
+#[tokio::test]
+async fn accepting_a_direct_invite_records_the_dm_in_m_direct() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let m_direct = |user: &User| {
+        let (server, user) = (&server, user.clone());
+        async move {
+            server
+                .get(
+                    &format!(
+                        "/_matrix/client/v3/user/{}/account_data/m.direct",
+                        user.user_id
+                    ),
+                    user.token(),
+                )
+                .await
+        }
+    };
+    // Alice already has a DM elsewhere: it stays.
+    let (status, _) = server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/m.direct",
+                alice.user_id
+            ),
+            alice.token(),
+            &json!({"@carol:localhost": ["!old:localhost"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let plain = create_room(&server, &bob, json!({"invite": [alice.user_id]})).await;
+    join(&server, &alice, &plain).await;
+    let (_, before) = m_direct(&alice).await;
+    assert!(
+        before.get(&bob.user_id).is_none(),
+        "a plain invite is no DM: {before}"
+    );
+
+    let dm = create_room(
+        &server,
+        &bob,
+        json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [alice.user_id]}),
+    )
+    .await;
+    join(&server, &alice, &dm).await;
+    let (status, direct) = m_direct(&alice).await;
+    assert_eq!(status, StatusCode::OK, "{direct}");
+    assert_eq!(direct[&bob.user_id], json!([dm]), "{direct}");
+    assert_eq!(direct["@carol:localhost"], json!(["!old:localhost"]));
+}

@@ -54,6 +54,66 @@ async fn apply(
     change(&services.timeline, change_request).await.map(drop)
 }
 
+/// Joins; when the user accepts an invite its sender marked `is_direct`, the room is also
+/// recorded as a DM with the inviter in the user's `m.direct`. Clients do this themselves
+/// after the join, but one that already saw its join arrive through sync (matrix-sdk, since
+/// this server answers that fast) skips it, and the DM would show as a plain room.
+async fn join(
+    services: &Services,
+    room_id: &RoomId,
+    user: &UserId,
+    reason: Option<&str>,
+) -> Result<()> {
+    let direct_inviter = match services.timeline.room(room_id)? {
+        Some(room) => services
+            .timeline
+            .state_event(room.short, "m.room.member", user.as_str())?
+            .map(|invite| (invite.content(), invite.to_client_event()["sender"].clone()))
+            .filter(|(content, _)| {
+                content["membership"] == "invite" && content["is_direct"] == true
+            })
+            .and_then(|(_, sender)| {
+                sender
+                    .as_str()
+                    .and_then(|s| ruma::OwnedUserId::try_from(s).ok())
+            }),
+        None => None,
+    };
+    apply(services, room_id, user, user, "join", reason).await?;
+    if let Some(inviter) = direct_inviter {
+        remember_direct(services, user, &inviter, room_id)?;
+    }
+    Ok(())
+}
+
+/// Adds `room_id` under `other` in the user's `m.direct`, keeping everything else in it.
+fn remember_direct(
+    services: &Services,
+    user: &UserId,
+    other: &UserId,
+    room_id: &RoomId,
+) -> Result<()> {
+    let mut direct: serde_json::Value = services
+        .account_data
+        .get(user, None, "m.direct")?
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let rooms = &mut direct[other.as_str()];
+    if !rooms.is_array() {
+        *rooms = serde_json::json!([]);
+    }
+    let list = rooms.as_array_mut().expect("made an array above");
+    if list.iter().any(|r| r == room_id.as_str()) {
+        return Ok(());
+    }
+    list.push(room_id.as_str().into());
+    let content = serde_json::value::to_raw_value(&direct)
+        .map_err(|e| Error::internal(format!("serialising m.direct: {e}")))?;
+    services.account_data.set(user, None, "m.direct", content)?;
+    Ok(())
+}
+
 /// A room id as given, or the room an alias of this server names.
 fn resolve(services: &Services, room_id_or_alias: &ruma::RoomOrAliasId) -> Result<OwnedRoomId> {
     match OwnedRoomId::try_from(room_id_or_alias.to_owned()) {
@@ -71,12 +131,10 @@ pub async fn join_by_id(
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<join_room_by_id::v3::Response> {
     let user = req.user_id()?;
-    apply(
+    join(
         &services,
         &req.body.room_id,
         user,
-        user,
-        "join",
         req.body.reason.as_deref(),
     )
     .await?;
@@ -90,15 +148,7 @@ pub async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = req.user_id()?;
     let room_id = resolve(&services, &req.body.room_id_or_alias)?;
-    apply(
-        &services,
-        &room_id,
-        user,
-        user,
-        "join",
-        req.body.reason.as_deref(),
-    )
-    .await?;
+    join(&services, &room_id, user, req.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

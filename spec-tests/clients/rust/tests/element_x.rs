@@ -161,8 +161,7 @@ async fn encrypted_dm_is_joined_from_the_invite_and_decrypts() {
         inviter.map(|member| member.user_id().to_owned()).as_deref(),
         bob.user_id()
     );
-    // The invite says it is direct (the SDK copies that into `m.direct` on joining, unless its
-    // own sync already reported the join: a race inside the SDK, not checked here).
+    // The invite says it is direct.
     assert!(
         invited.is_direct().await.unwrap(),
         "the invite is marked direct"
@@ -183,6 +182,13 @@ async fn encrypted_dm_is_joined_from_the_invite_and_decrypts() {
         },
     )
     .await;
+    // Joined, it stays a DM for Alice: the server records the accepted direct invite in her
+    // `m.direct` (the SDK skips that when its own sync reported the join first).
+    eventually("the DM to be direct for Alice", || async {
+        invited.is_direct().await.unwrap().then_some(())
+    })
+    .await;
+
     // Alice's device keys are on the server before Bob sends (her client uploads them on its
     // first sync), so Bob's client shares the room key with her device when it sends.
     let alice_id = alice.user_id().unwrap().to_owned();
