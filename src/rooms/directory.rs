@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ruma::directory::PublicRoomsChunk;
 use ruma::room::JoinRuleKind;
-use ruma::{OwnedRoomId, RoomId, UInt};
+use ruma::{OwnedRoomId, RoomId};
 
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
@@ -61,19 +61,12 @@ impl Directory {
         let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut chunks = Vec::new();
         for room_id in self.published_rooms()? {
-            let Some(room) = timeline.room(&room_id)? else {
+            let Some(summary) = super::summary::summary(timeline, &room_id)? else {
                 continue;
             };
-            let field = |kind: &str, name: &str| -> Result<Option<String>> {
-                Ok(timeline
-                    .state_event(room.short, kind, "")?
-                    .and_then(|e| e.content()[name].as_str().map(str::to_owned)))
-            };
-            let name = field("m.room.name", "name")?;
-            let topic = field("m.room.topic", "topic")?;
-            let alias = field("m.room.canonical_alias", "alias")?;
+            let alias = summary.canonical_alias.as_ref().map(|a| a.to_string());
             if let Some(needle) = &needle {
-                let haystack = [&name, &topic, &alias]
+                let haystack = [&summary.name, &summary.topic, &alias]
                     .iter()
                     .filter_map(|s| s.as_deref())
                     .collect::<Vec<_>>()
@@ -82,28 +75,25 @@ impl Directory {
                     continue;
                 }
             }
-            let joined = timeline.joined_member_count(&room_id)?;
             let init = ruma::directory::PublicRoomsChunkInit {
-                num_joined_members: UInt::new(joined).unwrap_or_default(),
-                room_id: room_id.clone(),
-                world_readable: field("m.room.history_visibility", "history_visibility")?
-                    .as_deref()
-                    == Some("world_readable"),
-                guest_can_join: field("m.room.guest_access", "guest_access")?.as_deref()
-                    == Some("can_join"),
+                num_joined_members: summary.num_joined_members,
+                room_id,
+                world_readable: summary.world_readable,
+                guest_can_join: summary.guest_can_join,
             };
             let mut chunk = PublicRoomsChunk::from(init);
-            chunk.name = name;
-            chunk.topic = topic;
-            chunk.canonical_alias = alias.and_then(|a| a.try_into().ok());
-            chunk.avatar_url = field("m.room.avatar", "url")?.map(Into::into);
-            chunk.join_rule = match field("m.room.join_rules", "join_rule")?.as_deref() {
-                Some("public") => JoinRuleKind::Public,
-                Some("knock") => JoinRuleKind::Knock,
-                Some("restricted") => JoinRuleKind::Restricted,
-                Some("knock_restricted") => JoinRuleKind::KnockRestricted,
+            chunk.join_rule = match summary.join_rule.kind() {
+                kind @ (JoinRuleKind::Public
+                | JoinRuleKind::Knock
+                | JoinRuleKind::Restricted
+                | JoinRuleKind::KnockRestricted) => kind,
                 _ => JoinRuleKind::Invite,
             };
+            chunk.name = summary.name;
+            chunk.topic = summary.topic;
+            chunk.canonical_alias = summary.canonical_alias;
+            chunk.avatar_url = summary.avatar_url;
+            chunk.room_type = summary.room_type;
             chunks.push(chunk);
         }
         chunks.sort_by(|a, b| {

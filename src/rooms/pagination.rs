@@ -81,7 +81,8 @@ pub fn passes(filter: &RoomEventFilter, event: &StoredPdu) -> bool {
 }
 
 pub struct Page {
-    pub events: Vec<StoredPdu>,
+    /// The events with their timeline positions.
+    pub events: Vec<(u64, StoredPdu)>,
     pub start: String,
     /// Where the next page starts; `None` at the start of the timeline (backwards), or when a
     /// page forwards found nothing newer.
@@ -129,7 +130,7 @@ pub fn page(
         }
         last = Some(count);
         if passes(filter, &stored) && viewer.can_see(count)? {
-            events.push(stored);
+            events.push((count, stored));
         }
     }
     let end = match (exhausted, last, direction) {

@@ -145,21 +145,19 @@ impl Timeline {
     }
 }
 
-/// An event in client format as `to` sees it: with the user's membership at the event
+/// An event (at timeline position `count`) in client format as `to` sees it: with the user's membership at the event
 /// (`unsigned.membership`, which clients read to explain messages they cannot decrypt) and
 /// the bundled aggregations (`unsigned.m.relations`).
 pub fn serve(
     timeline: &Timeline,
     short: u64,
-    event: &StoredPdu,
+    (count, event): (u64, &StoredPdu),
     to: Recipient<'_>,
 ) -> Result<Value> {
     let mut json = event.to_client_event_for(to);
-    if let Some((_, count)) = timeline.position(&event.event_id)? {
-        json["unsigned"]["membership"] = timeline
-            .membership_at(&event.room_id, short, to.user, count)?
-            .into();
-    }
+    json["unsigned"]["membership"] = timeline
+        .membership_at(&event.room_id, short, to.user, count)?
+        .into();
     let all = children(timeline, short, &event.event_id, None)?;
     if all.is_empty() {
         return Ok(json);

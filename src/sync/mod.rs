@@ -498,8 +498,8 @@ pub fn build(
                     unread(services, room.short, user, options.thread_notifications)?;
                 let timeline: Vec<Value> = events
                     .iter()
-                    .map(|(_, e)| {
-                        relations::serve(&services.timeline, room.short, e, recipient)
+                    .map(|(count, e)| {
+                        relations::serve(&services.timeline, room.short, (*count, e), recipient)
                             .map(sync_event)
                     })
                     .collect::<Result<_>>()?;

@@ -58,7 +58,7 @@ pub async fn messages(
         let senders: BTreeSet<String> = page
             .events
             .iter()
-            .filter_map(|e| e.to_client_event()["sender"].as_str().map(str::to_owned))
+            .filter_map(|(_, e)| e.to_client_event()["sender"].as_str().map(str::to_owned))
             .collect();
         for sender in senders {
             if let Some(member) =
@@ -73,11 +73,11 @@ pub async fn messages(
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
-    let serve = |e: &crate::rooms::pdu::StoredPdu| {
+    let serve = |(count, e): &(u64, crate::rooms::pdu::StoredPdu)| {
         raw(&relations::serve(
             &services.timeline,
             viewer.short(),
-            e,
+            (*count, e),
             recipient,
         )?)
     };
@@ -174,6 +174,7 @@ pub async fn context(
         .events
         .iter()
         .chain(after.events.iter())
+        .map(|(_, e)| e)
         .chain(std::iter::once(&event))
     {
         if let Some(sender) = e.to_client_event()["sender"].as_str() {
@@ -197,15 +198,15 @@ pub async fn context(
             .end
             .unwrap_or_else(|| pagination::token(services.store.current_count())),
     );
-    let serve = |e: &crate::rooms::pdu::StoredPdu| {
+    let serve = |(count, e): &(u64, crate::rooms::pdu::StoredPdu)| {
         raw(&relations::serve(
             &services.timeline,
             viewer.short(),
-            e,
+            (*count, e),
             recipient,
         )?)
     };
-    response.event = Some(serve(&event)?);
+    response.event = Some(serve(&(count, event))?);
     response.events_before = before.events.iter().map(serve).collect::<Result<_>>()?;
     response.events_after = after.events.iter().map(serve).collect::<Result<_>>()?;
     response.state = state;

@@ -73,8 +73,8 @@ fn relations(services: &Services, to: Recipient<'_>, q: Query<'_>) -> Result<Ans
     )?;
     let chunk = events
         .iter()
-        .map(|(_, e)| {
-            let json = relations::serve(&services.timeline, viewer.short(), e, to)?;
+        .map(|(count, e)| {
+            let json = relations::serve(&services.timeline, viewer.short(), (*count, e), to)?;
             serde_json::value::to_raw_value(&json)
                 .map(Raw::from_json)
                 .map_err(|e| Error::internal(e.to_string()))
@@ -182,7 +182,7 @@ pub async fn threads(
         let json = relations::serve(
             &services.timeline,
             viewer.short(),
-            &stored,
+            (root_count, &stored),
             req.recipient()?,
         )?;
         if participated_only

@@ -290,7 +290,7 @@ pub async fn get_event(
     let user_id = req.user_id()?;
     let body = &req.body;
     let viewer = Viewer::of_member(&services.timeline, &body.room_id, user_id)?;
-    viewer.position_of(&body.event_id)?;
+    let count = viewer.position_of(&body.event_id)?;
     let stored = services
         .timeline
         .get(&body.event_id)?
@@ -298,7 +298,7 @@ pub async fn get_event(
     let event = crate::rooms::relations::serve(
         &services.timeline,
         viewer.short(),
-        &stored,
+        (count, &stored),
         req.recipient()?,
     )?;
     Ok(get_room_event::v3::Response::new(to_raw(&event)?))

@@ -253,7 +253,7 @@ fn room_section(
     let start = events.first().map_or(until + 1, |(c, _)| *c);
     let served: Vec<Value> = events
         .iter()
-        .map(|(_, e)| relations::serve(timeline, short, e, recipient).map(sync_event))
+        .map(|(count, e)| relations::serve(timeline, short, (*count, e), recipient).map(sync_event))
         .collect::<Result<_>>()?;
     if initial {
         room.insert("initial".into(), json!(true));
