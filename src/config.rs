@@ -28,6 +28,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub e2ee: E2eeConfig,
     pub user_directory: UserDirectoryConfig,
+    pub search: SearchConfig,
     pub rate_limits: RateLimitsConfig,
     pub well_known: WellKnownConfig,
     pub media: MediaConfig,
@@ -49,6 +50,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             e2ee: E2eeConfig::default(),
             user_directory: UserDirectoryConfig::default(),
+            search: SearchConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             well_known: WellKnownConfig::default(),
             media: MediaConfig::default(),
@@ -148,6 +150,21 @@ pub struct UserDirectoryConfig {
     /// Whether the user directory finds every local user (a company's whole staff), not only
     /// those who share a room with the searcher or are in a room of the public directory.
     pub search_all_users: bool,
+}
+
+/// Message search (`POST /_matrix/client/v3/search`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    pub backend: SearchBackend,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    /// An index under `storage.path` (`search/`), with Sori's Korean-aware analyzer.
+    #[default]
+    Embedded,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -23,8 +23,8 @@
 //!   something a user should hear of.
 //! - [`sync`]: `/sync` and simplified sliding sync (MSC4186): what changed for a user since a
 //!   token, shaped either way.
-//! - [`search`]: the user directory (Korean names matched inside words); message search to
-//!   come.
+//! - [`search`]: message search through a backend fed by a durable outbox (the embedded
+//!   index finds Korean words inside inflected forms), and the user directory.
 //! - [`typing`]: typing notifications (memory only).
 //! - [`push`]: push rules (and later their evaluation and delivery).
 //! - [`presence`]: online/offline status.
@@ -96,6 +96,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     tracing::info!(%addr, server_name = %app.services.config.server_name, "listening");
     tokio::spawn(expire_presence(app.services.clone()));
     tokio::spawn(expire_media(app.services.clone()));
+    tokio::spawn(search::indexer::run(app.services.clone()));
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -32,6 +32,17 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the message search index (with the server stopped).
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Empty the search backend and index every searchable event of every room again.
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +138,24 @@ async fn create_user(
     Ok(())
 }
 
+async fn reindex(config: Config) -> Result<(), String> {
+    let app = sori::build(config).map_err(|e| {
+        format!("{e} (is the server running? stop it first: the database allows one process)")
+    })?;
+    let started = std::time::Instant::now();
+    let indexed = sori::search::indexer::reindex(&app.services, |done| {
+        eprint!("\rindexed {done} events");
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!();
+    println!(
+        "reindexed {indexed} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -156,6 +185,9 @@ async fn main() -> ExitCode {
                     password,
                 },
         } => create_user(config, name, admin, password).await,
+        Command::Search {
+            command: SearchCommand::Reindex,
+        } => reindex(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, backup, devices, directory, discovery, filter, keys, media, membership,
-    messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms,
+    messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms, search,
     session, sliding_sync, sync, tags, thirdparty, to_device, typing, voip,
 };
 use crate::api::federation;
@@ -130,6 +130,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(profile::get_field)
         .ruma(profile::set_field)
         .ruma(profile::search_users)
+        .ruma(search::search)
         .ruma(profile::delete_field)
         // Filters and account data
         .ruma(filter::create)

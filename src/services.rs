@@ -19,6 +19,7 @@ use crate::rooms::directory::Directory;
 use crate::rooms::receipts::Receipts;
 use crate::rooms::reports::Reports;
 use crate::rooms::timeline::Timeline;
+use crate::search::Search;
 use crate::storage::Store;
 use crate::sync::sliding::Connections;
 use crate::typing::Typing;
@@ -56,6 +57,7 @@ pub struct Services {
     pub outbound: Outbound,
     pub previews: Previews,
     pub sliding: Connections,
+    pub search: Search,
     pub login_limiter: RateLimiter,
     pub registration_limiter: RateLimiter,
 }
@@ -70,7 +72,9 @@ impl Services {
         )?);
         let push_rules = Arc::new(PushRules::new(account_data.clone()));
         let to_device = ToDevice::new(store.clone(), watchers.clone());
+        let search = Search::new(&config, &watchers)?;
         Ok(Self {
+            search,
             timeline: Timeline::new(
                 store.clone(),
                 server_keys.clone(),

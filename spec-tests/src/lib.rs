@@ -212,6 +212,13 @@ impl TestServer {
         output
     }
 
+    /// Stops the server, runs `f` (on its data directory, say) and starts it again.
+    pub async fn stop_for(&mut self, f: impl FnOnce()) {
+        self.kill();
+        f();
+        self.spawn().await;
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

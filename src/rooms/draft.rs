@@ -558,6 +558,7 @@ impl Draft<'_> {
                 Ok(batch)
             })?;
         drop(locks);
+        timeline.watchers.wake_workers();
         for room_id in rooms.keys() {
             timeline.wake_room(room_id)?;
         }
@@ -595,6 +596,9 @@ impl Built {
                 keys::sent_event(short, self.parsed.sender.as_str(), count),
                 keys::u64_be(u64::from(self.parsed.origin_server_ts.get())).to_vec(),
             );
+        }
+        if crate::search::document::indexable(&self.parsed.kind) {
+            crate::search::outbox::index(batch, short, count);
         }
         if let Some(state_key) = &self.parsed.state_key {
             let event_type = self.parsed.kind.to_string();

@@ -150,6 +150,40 @@ pub fn page(
     })
 }
 
+/// Up to `before` visible events before position `count` and `after` after it, for `/context`
+/// and search results: the page backwards (newest first) and the page forwards.
+pub fn around(
+    timeline: &Timeline,
+    viewer: &Viewer<'_>,
+    count: u64,
+    (before, after): (usize, usize),
+    filter: &RoomEventFilter,
+) -> Result<(Page, Page)> {
+    let page = |from: u64, direction: Direction, n: usize| -> Result<Page> {
+        if n == 0 {
+            return Ok(Page {
+                events: Vec::new(),
+                start: token(from),
+                end: Some(token(from)),
+            });
+        }
+        page(
+            timeline,
+            viewer,
+            viewer.short(),
+            Some(from),
+            None,
+            direction,
+            n,
+            filter,
+        )
+    };
+    Ok((
+        page(count.saturating_sub(1), Direction::Backward, before)?,
+        page(count, Direction::Forward, after)?,
+    ))
+}
+
 /// The event visible to the viewer closest to `ts`: the first at or after it (forwards) or the
 /// last at or before it (backwards). A linear walk of the timeline.
 pub fn event_at_timestamp(

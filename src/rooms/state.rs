@@ -105,6 +105,21 @@ impl Timeline {
         self.state_under(&keys::pdus_of(short))
     }
 
+    /// The state events in force at timeline position `at` (`None`: the current state).
+    pub fn state_events_at(&self, short: u64, at: Option<u64>) -> Result<Vec<StoredPdu>> {
+        let mut events = Vec::new();
+        for ((event_type, state_key), current) in self.current_state(short)? {
+            let event_id = match at {
+                None => Some(current),
+                Some(at) => self.state_id_at(short, &event_type, &state_key, at)?,
+            };
+            if let Some(stored) = event_id.map(|id| self.get(&id)).transpose()?.flatten() {
+                events.push(stored);
+            }
+        }
+        Ok(events)
+    }
+
     /// The current state events of one type: (type, state key) → event id.
     pub fn current_state_of_type(
         &self,

@@ -360,6 +360,23 @@ pub fn key_signature(target: &str, key_id: &str, signer: &str) -> Vec<u8> {
     join(&[target.as_bytes(), key_id.as_bytes(), signer.as_bytes()])
 }
 
+/// `count ++ operation`, in [`super::Table::SearchOutbox`]: in timeline order, and an event's
+/// removal after its indexing.
+pub fn search_outbox(count: u64, operation: u8) -> Vec<u8> {
+    let mut key = u64_be(count).to_vec();
+    key.push(operation);
+    key
+}
+
+/// The count and operation of a [`search_outbox`] key.
+pub fn parse_search_outbox(key: &[u8]) -> Option<(u64, u8)> {
+    let (count, operation) = key.split_first_chunk::<8>()?;
+    match operation {
+        [operation] => Some((u64::from_be_bytes(*count), *operation)),
+        _ => None,
+    }
+}
+
 /// `count`, in [`super::Table::KeyChanges`].
 pub fn key_change(count: u64) -> Vec<u8> {
     u64_be(count).to_vec()

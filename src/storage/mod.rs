@@ -114,10 +114,13 @@ pub enum Table {
     MediaUsage,
     /// media id, width, height, method, animated → a stored thumbnail of the file.
     MediaThumbnails,
+    /// count, operation → what the search backend still has to do: index the event at that
+    /// count (value: its short room id) or remove a redacted one (value: its event id).
+    SearchOutbox,
 }
 
 impl Table {
-    pub const ALL: [Table; 47] = [
+    pub const ALL: [Table; 48] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -165,6 +168,7 @@ impl Table {
         Table::MediaPublic,
         Table::MediaUsage,
         Table::MediaThumbnails,
+        Table::SearchOutbox,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -217,6 +221,7 @@ impl Table {
             Table::MediaPublic => "media_public",
             Table::MediaUsage => "media_usage",
             Table::MediaThumbnails => "media_thumbnails",
+            Table::SearchOutbox => "search_outbox",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! ```
 
 mod media;
+mod search;
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,34 @@ enum Command {
         /// Thumbnail sizes timed (each first made, then read back).
         #[arg(long, default_value_t = 10)]
         thumbnails: usize,
+        /// The server's process id, to report its resident memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Message search: fills rooms with Korean chat lines, reports how fast they become
+    /// searchable, query latency in both orders, and the send-to-findable lag at a steady rate.
+    Search {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        /// Clients sending at once while filling.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Timed queries per order.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Messages per second in the lag phase.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of the lag phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The server's data directory (storage.path), to report the index's size.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
         /// The server's process id, to report its resident memory.
         #[arg(long)]
         pid: Option<u32>,
@@ -702,6 +731,30 @@ async fn main() -> std::process::ExitCode {
             calls,
         } => run_read_by(url, members, calls).await.map(|()| Value::Null),
         Command::Rooms { url, rooms, syncs } => run_rooms(url, rooms, syncs).await,
+        Command::Search {
+            url,
+            messages,
+            rooms,
+            concurrency,
+            queries,
+            rate,
+            seconds,
+            data_dir,
+            pid,
+        } => {
+            search::run(
+                url,
+                messages,
+                rooms,
+                concurrency,
+                queries,
+                rate,
+                seconds,
+                data_dir,
+                pid,
+            )
+            .await
+        }
         Command::Media {
             url,
             size_mib,

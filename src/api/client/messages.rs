@@ -146,28 +146,13 @@ pub async fn context(
         .unwrap_or(pagination::MAX_LIMIT)
         .min(pagination::MAX_LIMIT);
     let before_limit = limit / 2;
-    let after_limit = limit - before_limit;
-    let page = |from: u64, direction: Direction, n: usize| -> Result<pagination::Page> {
-        if n == 0 {
-            return Ok(pagination::Page {
-                events: Vec::new(),
-                start: pagination::token(from),
-                end: Some(pagination::token(from)),
-            });
-        }
-        pagination::page(
-            &services.timeline,
-            &viewer,
-            viewer.short(),
-            Some(from),
-            None,
-            direction,
-            n,
-            &body.filter,
-        )
-    };
-    let before = page(count.saturating_sub(1), Direction::Backward, before_limit)?;
-    let after = page(count, Direction::Forward, after_limit)?;
+    let (before, after) = pagination::around(
+        &services.timeline,
+        &viewer,
+        count,
+        (before_limit, limit - before_limit),
+        &body.filter,
+    )?;
 
     let mut senders = BTreeSet::new();
     for e in before

@@ -21,6 +21,7 @@ pub mod receipts;
 pub mod register;
 pub mod relations;
 pub mod rooms;
+pub mod search;
 pub mod session;
 pub mod sliding_sync;
 pub mod sync;

@@ -232,22 +232,12 @@ pub async fn get_state(
     req: Ruma<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response> {
     let (short, at) = state_view(&services, &req.body.room_id, req.user_id()?)?;
-    let mut events = Vec::new();
-    for ((event_type, state_key), current) in services.timeline.current_state(short)? {
-        let event_id = match at {
-            None => Some(current),
-            Some(at) => services
-                .timeline
-                .state_id_at(short, &event_type, &state_key, at)?,
-        };
-        if let Some(stored) = event_id
-            .map(|id| services.timeline.get(&id))
-            .transpose()?
-            .flatten()
-        {
-            events.push(to_raw(&stored.to_client_event())?);
-        }
-    }
+    let events = services
+        .timeline
+        .state_events_at(short, at)?
+        .iter()
+        .map(|stored| to_raw(&stored.to_client_event()))
+        .collect::<Result<_>>()?;
     Ok(get_state_events::v3::Response::new(events))
 }
 

@@ -1,0 +1,132 @@
+//! The search outbox: what the search backend still has to do, written in the same store
+//! batch as the event it concerns (so a crash cannot lose it) and removed only after the
+//! backend acknowledged it (so a crash can only repeat it, and repeating is harmless: a
+//! document is replaced by its event id).
+
+use ruma::events::TimelineEventType;
+use ruma::{EventId, OwnedEventId};
+
+use super::document::indexable;
+use crate::rooms::pdu::StoredPdu;
+
+use crate::error::{Error, Result};
+use crate::storage::{Batch, Direction, KeyRange, Store, Table, keys};
+
+const INDEX: u8 = 0;
+const REMOVE: u8 = 1;
+
+/// One thing for the backend to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Index the event at this timeline position (or drop it, if it is no longer searchable).
+    Index { short: u64, count: u64 },
+    /// Remove the event's document (it was redacted).
+    Remove { event_id: OwnedEventId },
+}
+
+/// Adds "index the event at (short, count)" to an event's batch.
+pub fn index(batch: &mut Batch, short: u64, count: u64) {
+    batch.put(
+        Table::SearchOutbox,
+        keys::search_outbox(count, INDEX),
+        keys::u64_be(short).to_vec(),
+    );
+}
+
+/// Adds "remove the event at `count`" to a redaction's batch; it sorts after the event's own
+/// indexing, so the two cannot be applied in the wrong order.
+pub fn remove(batch: &mut Batch, count: u64, event_id: &EventId) {
+    batch.put(
+        Table::SearchOutbox,
+        keys::search_outbox(count, REMOVE),
+        event_id.as_bytes(),
+    );
+}
+
+/// Up to `limit` pending jobs, oldest first, with their outbox keys.
+pub fn pending(store: &dyn Store, limit: usize) -> Result<Vec<(Vec<u8>, Job)>> {
+    let scan = store.scan(
+        Table::SearchOutbox,
+        KeyRange {
+            lower: Vec::new(),
+            upper: None,
+        },
+        Direction::Forward,
+    )?;
+    let mut jobs = Vec::new();
+    for entry in scan.take(limit) {
+        let (key, value) = entry?;
+        let corrupt = || Error::internal("corrupt search outbox entry");
+        let (count, operation) = keys::parse_search_outbox(&key).ok_or_else(corrupt)?;
+        let job = match operation {
+            INDEX => Job::Index {
+                short: keys::trailing_u64(&value).ok_or_else(corrupt)?,
+                count,
+            },
+            REMOVE => Job::Remove {
+                event_id: std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|id| OwnedEventId::try_from(id).ok())
+                    .ok_or_else(corrupt)?,
+            },
+            _ => return Err(corrupt()),
+        };
+        jobs.push((key, job));
+    }
+    Ok(jobs)
+}
+
+/// Forgets jobs the backend acknowledged.
+pub fn done(store: &dyn Store, done: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
+    let mut batch = Batch::new();
+    for key in done {
+        batch.delete(Table::SearchOutbox, key);
+    }
+    store.write(batch)
+}
+
+/// Queues every searchable event of every room (for a rebuild of the index).
+pub fn queue_all(store: &dyn Store) -> Result<usize> {
+    let scan = store.scan(
+        Table::Pdus,
+        KeyRange {
+            lower: Vec::new(),
+            upper: None,
+        },
+        Direction::Forward,
+    )?;
+    let mut batch = Batch::new();
+    let mut queued = 0;
+    for entry in scan {
+        let (key, value) = entry?;
+        let (short, count) =
+            keys::parse_pdu(&key).ok_or_else(|| Error::internal("corrupt timeline key"))?;
+        let event: StoredPdu = serde_json::from_slice(&value)
+            .map_err(|e| Error::internal(format!("corrupt stored event: {e}")))?;
+        let kind = event.to_client_event()["type"]
+            .as_str()
+            .map(TimelineEventType::from);
+        if kind.as_ref().is_some_and(indexable) {
+            index(&mut batch, short, count);
+            queued += 1;
+            if queued % 10_000 == 0 {
+                store.write(std::mem::take(&mut batch))?;
+            }
+        }
+    }
+    store.write(batch)?;
+    Ok(queued)
+}
+
+/// How many jobs wait (for the reindex command's progress and the benchmarks).
+pub fn depth(store: &dyn Store) -> Result<usize> {
+    let scan = store.scan(
+        Table::SearchOutbox,
+        KeyRange {
+            lower: Vec::new(),
+            upper: None,
+        },
+        Direction::Forward,
+    )?;
+    Ok(scan.count())
+}
