@@ -157,6 +157,7 @@ pub struct UserDirectoryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
     pub backend: SearchBackend,
+    pub meilisearch: MeilisearchConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -165,6 +166,39 @@ pub enum SearchBackend {
     /// An index under `storage.path` (`search/`), with Sori's Korean-aware analyzer.
     #[default]
     Embedded,
+    Meilisearch,
+}
+
+/// A Meilisearch server (`backend = "meilisearch"`); set up by the operator, so trusted.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeilisearchConfig {
+    pub url: String,
+    /// A key allowed to manage indexes and documents and to search; empty: none sent.
+    pub api_key: String,
+    /// Prefix of the index's name (`<prefix>events`), for several servers on one Meilisearch.
+    pub index_prefix: String,
+}
+
+impl Default for MeilisearchConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:7700".to_owned(),
+            api_key: String::new(),
+            index_prefix: "sori_".to_owned(),
+        }
+    }
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for MeilisearchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeilisearchConfig")
+            .field("url", &self.url)
+            .field("api_key", &"<redacted>")
+            .field("index_prefix", &self.index_prefix)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -193,3 +193,101 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// The Meilisearch stand-in (`services/meilisearch_standin.py`: Meilisearch's API for the
+/// endpoints Sori uses, since no Meilisearch package can be installed) on a loopback port,
+/// with a master key and its data in a temporary directory; killed when dropped.
+pub struct Meilisearch {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    pub key: String,
+}
+
+impl Meilisearch {
+    pub fn start() -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            key: "test-master-key".to_owned(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let manifest = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let script = PathBuf::from(manifest).join("services/meilisearch_standin.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &self.port.to_string(), "--key", &self.key])
+            .arg("--data")
+            .arg(self.dir.path().join("data.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Meilisearch stand-in");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Any answer (401 without a key) means it listens.
+        while http(self.port, "GET", "/health").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the Meilisearch stand-in did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (as an outage would); its data stays for [`Meilisearch::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&mut self) {
+        self.spawn();
+    }
+
+    /// The server's configuration for this backend (`[search]` and `[search.meilisearch]`).
+    pub fn search_toml(&self) -> String {
+        format!(
+            "[search]\nbackend = \"meilisearch\"\n[search.meilisearch]\n\
+             url = \"http://127.0.0.1:{}\"\napi_key = \"{}\"\nindex_prefix = \"test_\"\n",
+            self.port, self.key
+        )
+    }
+
+    /// `GET path` with the master key: status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut socket = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.key
+        );
+        socket.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or_default())
+    }
+}
+
+impl Drop for Meilisearch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

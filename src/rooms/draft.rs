@@ -70,6 +70,8 @@ struct Built {
     transaction: Option<Vec<u8>>,
     /// The users the event notifies, and whether it highlights them.
     notified: Vec<(OwnedUserId, bool)>,
+    /// For a redaction: the event it takes out of the search index.
+    unindexes: Option<OwnedEventId>,
 }
 
 pub struct Draft<'a> {
@@ -468,6 +470,7 @@ impl Draft<'_> {
             media,
             transaction,
             notified,
+            unindexes: None,
         });
         Ok(())
     }
@@ -512,6 +515,14 @@ impl Draft<'_> {
     }
 
     /// Writes to commit together with the drafted events (an alias, a rewritten event).
+    /// Makes the drafted redaction `redaction` take `target` out of the search index, in the
+    /// redaction's own commit and at its position in the search outbox.
+    pub fn unindex(&mut self, redaction: &EventId, target: &EventId) {
+        if let Some(index) = self.events.get(redaction) {
+            self.built[*index].unindexes = Some(target.to_owned());
+        }
+    }
+
     pub fn also(&mut self) -> &mut Batch {
         &mut self.also
     }
@@ -599,6 +610,9 @@ impl Built {
         }
         if crate::search::document::indexable(&self.parsed.kind) {
             crate::search::outbox::index(batch, short, count);
+        }
+        if let Some(target) = &self.unindexes {
+            crate::search::outbox::remove(batch, count, target);
         }
         if let Some(state_key) = &self.parsed.state_key {
             let event_type = self.parsed.kind.to_string();

@@ -302,7 +302,7 @@ impl Timeline {
         draft
             .also()
             .put_json(Table::Pdus, keys::pdu(short, count), &stored)?;
-        crate::search::outbox::remove(draft.also(), count, &target.event_id);
+        draft.unindex(&redaction_id, &target.event_id);
         draft.commit()?;
         Ok(redaction_id)
     }

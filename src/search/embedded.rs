@@ -33,8 +33,9 @@ use super::index::{Change, Hit, Hits, Key, Order, Query, Resume, SearchIndex};
 use crate::error::{Error, Result};
 
 const TOKENIZER: &str = "sori";
-/// The indexing buffer; tantivy's minimum is 15 MB.
-const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// The indexing buffer: tantivy's minimum (15 MB), which holds a few thousand messages
+/// between commits; more would only cost resident memory.
+const WRITER_MEMORY: usize = 15_000_000;
 
 fn failed(what: &str) -> impl Fn(tantivy::TantivyError) -> Error + '_ {
     move |e| Error::internal(format!("search index: {what}: {e}"))

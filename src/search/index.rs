@@ -92,6 +92,12 @@ pub struct Hits {
 
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
+    /// Gets the backend ready (creates the index, applies its settings); the indexer calls it
+    /// before its first batch, and again until it succeeds.
+    async fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Applies the changes in order; once this returns they survive a crash.
     async fn apply(&self, changes: Vec<Change>) -> Result<()>;
 

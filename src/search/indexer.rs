@@ -14,15 +14,22 @@ use crate::services::Services;
 
 /// Outbox entries sent to the backend at once.
 const BATCH: usize = 1000;
-/// After a batch that did not fill, wait this long for more (fewer, larger commits).
-const GATHER: Duration = Duration::from_millis(50);
+/// After a batch that did not fill, wait this long for more: fewer, larger commits (each
+/// commit of the embedded index syncs several files, which competes with the sends' own
+/// syncs), at the price of that much indexing lag.
+const GATHER: Duration = Duration::from_millis(250);
 /// Looks at the outbox this often even without a wake-up.
 const IDLE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Sends up to `limit` outbox entries to the backend; returns how many were done.
-pub async fn index_pending(services: &Services, limit: usize) -> Result<usize> {
-    let jobs = outbox::pending(&*services.store, limit)?;
+/// Sends up to `limit` outbox entries after `cursor` to the backend and moves the cursor past
+/// them; returns how many were done.
+pub async fn index_pending(
+    services: &Services,
+    cursor: &mut Option<Vec<u8>>,
+    limit: usize,
+) -> Result<usize> {
+    let jobs = outbox::pending(&*services.store, cursor.as_deref(), limit)?;
     if jobs.is_empty() {
         return Ok(0);
     }
@@ -44,7 +51,9 @@ pub async fn index_pending(services: &Services, limit: usize) -> Result<usize> {
     }
     services.search.index().apply(changes).await?;
     let done = jobs.len();
+    let last = jobs.last().map(|(key, _)| key.clone());
     outbox::done(&*services.store, jobs.into_iter().map(|(key, _)| key))?;
+    *cursor = last;
     Ok(done)
 }
 
@@ -52,8 +61,15 @@ pub async fn index_pending(services: &Services, limit: usize) -> Result<usize> {
 pub async fn run(services: Arc<Services>) {
     let signal = services.search.signal.clone();
     let mut backoff = Duration::from_secs(1);
+    while let Err(error) = services.search.index().prepare().await {
+        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "search backend not ready");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    backoff = Duration::from_secs(1);
+    let mut cursor = None;
     loop {
-        match index_pending(&services, BATCH).await {
+        match index_pending(&services, &mut cursor, BATCH).await {
             Ok(done) => {
                 backoff = Duration::from_secs(1);
                 if done == 0 {
@@ -76,11 +92,13 @@ pub async fn run(services: Arc<Services>) {
 /// empties the backend, queues every searchable event and indexes them all. Returns how many
 /// outbox entries were indexed.
 pub async fn reindex(services: &Services, progress: impl Fn(usize)) -> Result<usize> {
+    services.search.index().prepare().await?;
     services.search.index().clear().await?;
     outbox::queue_all(&*services.store)?;
     let mut total = 0;
+    let mut cursor = None;
     loop {
-        let done = index_pending(services, BATCH * 10).await?;
+        let done = index_pending(services, &mut cursor, BATCH * 10).await?;
         if done == 0 {
             return Ok(total);
         }

@@ -10,6 +10,7 @@ pub mod document;
 pub mod embedded;
 pub mod index;
 pub mod indexer;
+pub mod meilisearch;
 pub mod messages;
 pub mod outbox;
 pub mod users;
@@ -35,6 +36,9 @@ impl Search {
             SearchBackend::Embedded => Arc::new(embedded::Embedded::open(
                 &config.storage.path.join("search"),
             )?),
+            SearchBackend::Meilisearch => {
+                Arc::new(meilisearch::Meilisearch::new(&config.search.meilisearch)?)
+            }
         };
         Ok(Self {
             index,

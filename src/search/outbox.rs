@@ -33,8 +33,8 @@ pub fn index(batch: &mut Batch, short: u64, count: u64) {
     );
 }
 
-/// Adds "remove the event at `count`" to a redaction's batch; it sorts after the event's own
-/// indexing, so the two cannot be applied in the wrong order.
+/// Adds "remove `event_id`" to the batch of the redaction at `count`; it sorts after the
+/// event's own indexing, so the two cannot be applied in the wrong order.
 pub fn remove(batch: &mut Batch, count: u64, event_id: &EventId) {
     batch.put(
         Table::SearchOutbox,
@@ -43,14 +43,26 @@ pub fn remove(batch: &mut Batch, count: u64, event_id: &EventId) {
     );
 }
 
-/// Up to `limit` pending jobs, oldest first, with their outbox keys.
-pub fn pending(store: &dyn Store, limit: usize) -> Result<Vec<(Vec<u8>, Job)>> {
+/// Up to `limit` pending jobs after the outbox key `after` (from the start: `None`), oldest
+/// first, with their keys.
+///
+/// Entries are written with the count of the commit they belong to, and commits are written
+/// in count order, so a new entry never lands before one already seen: a reader that resumes
+/// after the last key it handled skips the deleted entries before it (in an LSM store, a scan
+/// from the start would walk over every deletion not yet compacted away).
+pub fn pending(
+    store: &dyn Store,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Job)>> {
+    let lower = after.map_or_else(Vec::new, |key| {
+        let mut next = key.to_vec();
+        next.push(0);
+        next
+    });
     let scan = store.scan(
         Table::SearchOutbox,
-        KeyRange {
-            lower: Vec::new(),
-            upper: None,
-        },
+        KeyRange { lower, upper: None },
         Direction::Forward,
     )?;
     let mut jobs = Vec::new();

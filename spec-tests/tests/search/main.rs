@@ -5,6 +5,7 @@
 mod api;
 mod corpus;
 mod durability;
+mod meilisearch;
 mod visibility;
 
 use std::time::{Duration, Instant};
