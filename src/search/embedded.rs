@@ -36,6 +36,7 @@ const TOKENIZER: &str = "sori";
 /// The indexing buffer: tantivy's minimum (15 MB), which holds a few thousand messages
 /// between commits; more would only cost resident memory.
 const WRITER_MEMORY: usize = 15_000_000;
+const QUERIES_AT_ONCE: usize = 4;
 
 fn failed(what: &str) -> impl Fn(tantivy::TantivyError) -> Error + '_ {
     move |e| Error::internal(format!("search index: {what}: {e}"))
@@ -165,6 +166,9 @@ impl Bm25StatisticsProvider for StableStatistics {
 pub struct Embedded {
     writer: Arc<Mutex<IndexWriter<TantivyDocument>>>,
     searching: Arc<Searching>,
+    /// Queries run at once: more would only queue for the cores, and each blocking thread
+    /// the runtime adds keeps its own allocator arena (resident memory).
+    running: tokio::sync::Semaphore,
 }
 
 /// What queries need, shared with the blocking tasks that run them.
@@ -206,6 +210,7 @@ impl Embedded {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             searching: Arc::new(Searching { fields, reader }),
+            running: tokio::sync::Semaphore::new(QUERIES_AT_ONCE),
         })
     }
 }
@@ -439,6 +444,11 @@ impl SearchIndex for Embedded {
     }
 
     async fn search(&self, query: &Query, after: Option<Resume>, limit: usize) -> Result<Hits> {
+        let _permit = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| Error::internal(format!("search index: {e}")))?;
         let searching = self.searching.clone();
         let query = query.clone();
         tokio::task::spawn_blocking(move || searching.search_now(&query, after, limit))

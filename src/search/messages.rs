@@ -33,6 +33,8 @@ pub const MAX_TERM_BYTES: usize = 4096;
 const MAX_WORDS: usize = 16;
 const MAX_CONTEXT: usize = 20;
 const MAX_HIGHLIGHTS: usize = 50;
+/// Backend queries one request makes at most while hidden hits keep its page from filling.
+const MAX_ROUNDS: usize = 8;
 
 /// What a `next_batch` token holds: the order it belongs to and the last hit looked at.
 #[derive(Serialize, Deserialize)]
@@ -177,19 +179,21 @@ pub async fn room_events(
         order,
     };
 
-    // Hits the user may not see are passed over; ask again until the page is full.
+    // Hits the user may not see are passed over; ask again until the page is full, a few
+    // times at most: a page may come back short, with a next_batch to go on from.
     let mut found: Vec<(OwnedRoomId, Found)> = Vec::new();
     let mut total = None;
     let mut more = false;
-    'pages: loop {
-        let wanted = limit - found.len() + 1;
+    'pages: for _ in 0..MAX_ROUNDS {
+        // One more than needed, to know whether there are more.
+        let wanted = (limit - found.len()) * 2 + 1;
         let hits = services
             .search
             .index()
             .search(&query, after, wanted)
             .await?;
         total.get_or_insert(hits.total);
-        let exhausted = hits.hits.len() < wanted;
+        more = hits.hits.len() == wanted;
         for hit in hits.hits {
             if found.len() == limit {
                 more = true;
@@ -203,7 +207,7 @@ pub async fn room_events(
                 found.push((hit.room_id, item));
             }
         }
-        if exhausted {
+        if !more {
             break;
         }
     }

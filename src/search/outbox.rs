@@ -142,3 +142,42 @@ pub fn depth(store: &dyn Store) -> Result<usize> {
     )?;
     Ok(scan.count())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::rocksdb::RocksStore;
+
+    #[test]
+    fn jobs_come_in_key_order_and_resume_after_the_last_one_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), 8).unwrap();
+        let target = OwnedEventId::try_from("$target").unwrap();
+        let mut batch = Batch::new();
+        index(&mut batch, 7, 10);
+        index(&mut batch, 7, 11);
+        remove(&mut batch, 12, &target);
+        store.write(batch).unwrap();
+
+        let first = pending(&store, None, 2).unwrap();
+        assert_eq!(
+            first.iter().map(|(_, job)| job.clone()).collect::<Vec<_>>(),
+            vec![
+                Job::Index {
+                    short: 7,
+                    count: 10
+                },
+                Job::Index {
+                    short: 7,
+                    count: 11
+                }
+            ]
+        );
+        let last = first.last().unwrap().0.clone();
+        done(&store, first.into_iter().map(|(key, _)| key)).unwrap();
+        let rest = pending(&store, Some(&last), 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1, Job::Remove { event_id: target });
+        assert_eq!(depth(&store).unwrap(), 1);
+    }
+}

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::{Batch, Direction, KeyRange, Op, Scan, Store, Table, keys};
@@ -43,7 +43,17 @@ impl RocksStore {
         let mut block = BlockBasedOptions::default();
         block.set_block_cache(&cache);
         block.set_bloom_filter(10.0, false);
+        // Index and filter blocks live in the block cache, partitioned: a big SST's single
+        // index block is megabytes, and once evicted every point read of an old event (the
+        // create and power-level events each send checks) read and decompressed it again —
+        // sends slowed with the database's size. Partitions are small and cached like data;
+        // the top level and L0's blocks stay pinned, at high priority.
         block.set_cache_index_and_filter_blocks(true);
+        block.set_cache_index_and_filter_blocks_with_high_priority(true);
+        block.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        block.set_partition_filters(true);
+        block.set_pin_top_level_index_and_filter(true);
+        block.set_pin_l0_filter_and_index_blocks_in_cache(true);
 
         let mut table_opts = Options::default();
         table_opts.set_block_based_table_factory(&block);
