@@ -11,7 +11,8 @@ import { join } from "node:path";
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
-logger.setLevel("silent");
+// The SDK's own log (sends, remote echoes, scheduler retries) with JSLOG=1.
+logger.setLevel(process.env.JSLOG ? "debug" : "silent");
 
 function freePort() {
   return new Promise((done, fail) => {
