@@ -15,6 +15,31 @@ use tokio::sync::Notify;
 pub struct Watchers {
     users: Mutex<HashMap<OwnedUserId, Weak<Notify>>>,
     workers: Mutex<Vec<Arc<Notify>>>,
+    /// Users with a send request under way: how many, and who waits for them to end.
+    sending: Mutex<HashMap<OwnedUserId, (usize, Arc<Notify>)>>,
+}
+
+/// A send request under way (see [`Watchers::sending`]); ends when dropped.
+pub struct Sending {
+    watchers: Arc<Watchers>,
+    user: OwnedUserId,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let mut sending = self
+            .watchers
+            .sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((count, notify)) = sending.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                notify.notify_waiters();
+                sending.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Watchers {
@@ -62,5 +87,92 @@ impl Watchers {
         {
             worker.notify_one();
         }
+    }
+
+    /// Marks a send request of the user as under way until the guard is dropped (when the
+    /// handler has its response). A client expects the answer to its send before the event
+    /// comes back through its own `/sync`; matrix-js-sdk (Element Web) mishandles the other
+    /// order in threads, and a fast server makes it common.
+    pub fn sending(self: &Arc<Self>, user: &UserId) -> Sending {
+        let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        sending
+            .entry(user.to_owned())
+            .or_insert_with(|| (0, Arc::new(Notify::new())))
+            .0 += 1;
+        Sending {
+            watchers: self.clone(),
+            user: user.to_owned(),
+        }
+    }
+
+    /// Waits (at most `limit`) until none of the user's send requests is under way.
+    pub async fn sends_settled(&self, user: &UserId, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notify = match self
+                .sending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(user)
+            {
+                Some((count, notify)) if *count > 0 => notify.clone(),
+                _ => return,
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // The last send may have ended between the look and the registration.
+            if !self
+                .sending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(user)
+                .is_some_and(|(count, _)| *count > 0)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_woken_long_poll_lets_the_users_own_sends_finish_first() {
+        let watchers = Arc::new(Watchers::default());
+        let user: OwnedUserId = "@alice:sori.test".try_into().unwrap();
+        // Nobody sending: nothing to wait for.
+        watchers.sends_settled(&user, Duration::from_secs(60)).await;
+
+        let first = watchers.sending(&user);
+        let second = watchers.sending(&user);
+        let waiter = {
+            let watchers = watchers.clone();
+            let user = user.clone();
+            tokio::spawn(
+                async move { watchers.sends_settled(&user, Duration::from_secs(60)).await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "two sends under way");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one send still under way");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(60), waiter)
+            .await
+            .expect("woken when the last send ended")
+            .unwrap();
+        // Another user's sends are not waited for.
+        let bob: OwnedUserId = "@bob:sori.test".try_into().unwrap();
+        let _other = watchers.sending(&bob);
+        watchers.sends_settled(&user, Duration::from_secs(60)).await;
     }
 }

@@ -54,9 +54,18 @@ pub async fn long_poll<T>(
         if let Some(answer) = attempt(services.store.committed_count(), last)? {
             return Ok(answer);
         }
-        let _ = tokio::time::timeout_at(deadline, notified).await;
+        if tokio::time::timeout_at(deadline, notified).await.is_ok() {
+            // Woken by the user's own send, perhaps: its response goes out first.
+            services
+                .watchers
+                .sends_settled(user, SEND_ANSWER_FIRST)
+                .await;
+        }
     }
 }
+
+/// How long a woken long-poll lets the user's own send requests finish first.
+const SEND_ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Whether `other` is the user or is joined to one of the rooms the user is joined to.
 fn shares_a_room(
