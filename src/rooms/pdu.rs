@@ -425,3 +425,10 @@ mod tests {
         );
     }
 }
+
+/// A JSON value (an event in client format) as ruma's raw event type for a response.
+pub fn raw<T>(value: &serde_json::Value) -> Result<ruma::serde::Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(ruma::serde::Raw::from_json)
+        .map_err(|e| Error::internal(format!("serialising an event: {e}")))
+}

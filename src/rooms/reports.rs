@@ -49,14 +49,7 @@ impl Reports {
     /// The newest reports first (for the admin API).
     pub fn latest(&self, limit: usize) -> Result<Vec<Report>> {
         self.store
-            .scan(
-                Table::Reports,
-                KeyRange {
-                    lower: Vec::new(),
-                    upper: None,
-                },
-                Direction::Backward,
-            )?
+            .scan(Table::Reports, KeyRange::all(), Direction::Backward)?
             .take(limit)
             .map(|entry| {
                 let (_, value) = entry?;

@@ -12,7 +12,6 @@ use ruma::api::client::search::search_events::v3::{
     Criteria, EventContextResult, GroupingKey, OrderBy, ResultGroup, ResultGroupMap,
     ResultGroupMapsByGroupingKey, ResultRoomEvents, SearchKeys, SearchResult, UserProfile,
 };
-use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId, UInt};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +20,7 @@ use super::document::Document;
 use super::index::{Key, Order, Query, Resume, RoomScope};
 use crate::error::{Error, Result};
 use crate::rooms::pagination::{self, type_and_sender_pass};
+use crate::rooms::pdu::raw;
 use crate::rooms::pdu::{Recipient, StoredPdu};
 use crate::rooms::relations;
 use crate::rooms::visibility::Viewer;
@@ -103,12 +103,6 @@ fn exact(values: Option<&[String]>) -> Option<Vec<String>> {
 
 fn users(values: &[OwnedUserId]) -> Vec<String> {
     values.iter().map(ToString::to_string).collect()
-}
-
-fn raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(format!("serialising an event: {e}")))
 }
 
 /// The `room_events` results for the user.

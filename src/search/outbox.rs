@@ -99,14 +99,7 @@ pub fn done(store: &dyn Store, done: impl IntoIterator<Item = Vec<u8>>) -> Resul
 
 /// Queues every searchable event of every room (for a rebuild of the index).
 pub fn queue_all(store: &dyn Store) -> Result<usize> {
-    let scan = store.scan(
-        Table::Pdus,
-        KeyRange {
-            lower: Vec::new(),
-            upper: None,
-        },
-        Direction::Forward,
-    )?;
+    let scan = store.scan(Table::Pdus, KeyRange::all(), Direction::Forward)?;
     let mut batch = Batch::new();
     let mut queued = 0;
     for entry in scan {
@@ -132,14 +125,7 @@ pub fn queue_all(store: &dyn Store) -> Result<usize> {
 
 /// How many jobs wait (for the reindex command's progress and the benchmarks).
 pub fn depth(store: &dyn Store) -> Result<usize> {
-    let scan = store.scan(
-        Table::SearchOutbox,
-        KeyRange {
-            lower: Vec::new(),
-            upper: None,
-        },
-        Direction::Forward,
-    )?;
+    let scan = store.scan(Table::SearchOutbox, KeyRange::all(), Direction::Forward)?;
     Ok(scan.count())
 }
 

@@ -302,6 +302,14 @@ impl KeyRange {
         }
     }
 
+    /// Every key of the table.
+    pub fn all() -> Self {
+        Self {
+            lower: Vec::new(),
+            upper: None,
+        }
+    }
+
     /// Keys from `lower` (inclusive) to `upper` (exclusive).
     pub fn between(lower: &[u8], upper: &[u8]) -> Self {
         Self {

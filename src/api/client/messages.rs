@@ -6,23 +6,17 @@ use std::sync::Arc;
 use ruma::api::Direction as ApiDirection;
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::redact::redact_event;
-use ruma::serde::Raw;
 use serde_json::json;
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::pagination::{self, parse_token};
+use crate::rooms::pdu::raw;
 use crate::rooms::relations;
 use crate::rooms::timeline::NewEvent;
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 use crate::storage::Direction;
-
-fn raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(format!("serialising an event: {e}")))
-}
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
 pub async fn messages(

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::create::{CreateOptions, Preset, create_room as create};
+use crate::rooms::pdu::raw as to_raw;
 use crate::rooms::timeline::NewEvent;
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
@@ -36,12 +37,6 @@ pub(super) fn require_joined(
         (true, Some(room)) => Ok(room.short),
         _ => Err(Error::forbidden("You are not in this room")),
     }
-}
-
-fn to_raw<T>(value: &Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(format!("serialising an event: {e}")))
 }
 
 fn object(raw: Option<&serde_json::value::RawValue>, what: &str) -> Result<Map<String, Value>> {
