@@ -34,6 +34,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub url_preview: UrlPreviewConfig,
     pub outbound: OutboundConfig,
+    pub push: PushConfig,
     pub log: LogConfig,
 }
 
@@ -56,6 +57,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             url_preview: UrlPreviewConfig::default(),
             outbound: OutboundConfig::default(),
+            push: PushConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -424,7 +426,23 @@ impl Default for UrlPreviewConfig {
     }
 }
 
-/// Where requests that users can aim (link previews, later federation and push gateways) may
+/// Push notifications to the users' push gateways.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Most pushers one user may have (phones and apps, each with its own pushkey).
+    pub max_pushers_per_user: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            max_pushers_per_user: 20,
+        }
+    }
+}
+
+/// Where requests that users can aim (link previews, push gateways, later federation) may
 /// go. Addresses that are not the public internet are refused by default.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

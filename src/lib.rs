@@ -26,7 +26,8 @@
 //! - [`search`]: message search through a backend fed by a durable outbox (the embedded
 //!   index finds Korean words inside inflected forms), and the user directory.
 //! - [`typing`]: typing notifications (memory only).
-//! - [`push`]: push rules (and later their evaluation and delivery).
+//! - [`push`]: push rules, pushers, and notifications delivered to push gateways from a
+//!   durable per-pusher queue.
 //! - [`presence`]: online/offline status.
 //! - [`rate_limit`]: per-address token buckets for login and registration.
 //! - [`random`]: secure tokens and ids.
@@ -97,6 +98,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     tokio::spawn(expire_presence(app.services.clone()));
     tokio::spawn(expire_media(app.services.clone()));
     tokio::spawn(search::indexer::run(app.services.clone()));
+    tokio::spawn(push::sender::run(app.services.clone()));
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -19,8 +19,8 @@ use tracing::Instrument;
 
 use crate::api::client::{
     account, account_data, backup, devices, directory, discovery, filter, keys, media, membership,
-    messages, presence, profile, push_rules, read_by, receipts, register, relations, rooms, search,
-    session, sliding_sync, sync, tags, thirdparty, to_device, typing, voip,
+    messages, presence, profile, push_rules, pushers, read_by, receipts, register, relations,
+    rooms, search, session, sliding_sync, sync, tags, thirdparty, to_device, typing, voip,
 };
 use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
@@ -140,6 +140,9 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(account_data::get_room)
         .ruma(account_data::set_room)
         // Push rules
+        .ruma(pushers::get)
+        .ruma(pushers::set)
+        .ruma(pushers::notifications)
         .ruma(push_rules::get_all)
         .ruma(push_rules::get_global)
         .ruma(push_rules::get)

@@ -12,6 +12,7 @@ use crate::media::Media;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
 use crate::preview::Previews;
+use crate::push::pushers::Pushers;
 use crate::push::rules::PushRules;
 use crate::rate_limit::RateLimiter;
 use crate::rooms::alias::Aliases;
@@ -48,6 +49,7 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub filters: Filters,
     pub push_rules: Arc<PushRules>,
+    pub pushers: Arc<Pushers>,
     pub presence: Presence,
     pub uia: Uia,
     pub keys: Keys,
@@ -71,6 +73,10 @@ impl Services {
             config.server_name.clone(),
         )?);
         let push_rules = Arc::new(PushRules::new(account_data.clone()));
+        let pushers = Arc::new(Pushers::new(
+            store.clone(),
+            config.push.max_pushers_per_user,
+        )?);
         let to_device = ToDevice::new(store.clone(), watchers.clone());
         let search = Search::new(&config, &watchers)?;
         Ok(Self {
@@ -81,6 +87,7 @@ impl Services {
                 config.server_name.clone(),
                 watchers.clone(),
                 push_rules.clone(),
+                pushers.clone(),
             ),
             watchers,
             server_keys,
@@ -94,6 +101,7 @@ impl Services {
             profiles: Profiles::new(store.clone()),
             filters: Filters::new(store.clone()),
             push_rules: push_rules.clone(),
+            pushers,
             account_data,
             presence: Presence::new(&config.presence),
             uia: Uia::default(),

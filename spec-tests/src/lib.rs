@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod gateway;
 pub mod services;
 
 use std::net::TcpListener;

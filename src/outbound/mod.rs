@@ -1,5 +1,5 @@
-//! The one way out for requests whose destination users can influence (URL previews now;
-//! federation and push gateways later). Names are resolved here and only addresses that
+//! The one way out for requests whose destination users can influence (URL previews, push
+//! gateways; federation later). Names are resolved here and only addresses that
 //! [`address::AddressPolicy`] allows are handed to the connection, so a name cannot be made to
 //! point at an internal address between the check and the connect; address literals are checked
 //! before anything is sent; every redirect is checked again; only http and https; short
@@ -125,11 +125,7 @@ impl Outbound {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(TIMEOUT)
             .timeout(TIMEOUT)
-            .user_agent(concat!(
-                "Sori/",
-                env!("CARGO_PKG_VERSION"),
-                " (link preview)"
-            ))
+            .user_agent(concat!("Sori/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the outbound HTTP client");
@@ -158,6 +154,60 @@ impl Outbound {
         } else {
             Err(FetchError::Refused(format!("{ip} may not be reached")))
         }
+    }
+
+    /// Checks a URL as [`Outbound::check`] does, and a name by resolving it now: refused when
+    /// every address it resolves to is refused. A name that does not resolve passes (it may
+    /// resolve later, and is checked again at every request).
+    pub async fn check_resolved(&self, url: &Url) -> std::result::Result<(), FetchError> {
+        self.check(url)?;
+        let Some(Host::Domain(name)) = url.host() else {
+            return Ok(());
+        };
+        let Ok(found) = tokio::net::lookup_host((name, 0)).await else {
+            return Ok(());
+        };
+        let found: Vec<SocketAddr> = found.collect();
+        if !found.is_empty() && !found.iter().any(|addr| self.policy.allows(addr.ip())) {
+            return Err(FetchError::Refused(
+                RefusedName(name.to_owned()).to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST url` with a JSON body; redirects are not followed (a POST is not repeated
+    /// elsewhere), and at most `max_bytes` of the answer are read. Returns the status and body.
+    pub async fn post_json(
+        &self,
+        url: Url,
+        body: Vec<u8>,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> std::result::Result<(reqwest::StatusCode, Vec<u8>), FetchError> {
+        self.check(&url)?;
+        let response = self
+            .client()?
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = response.status();
+        let mut answer = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(&e))?;
+            if answer.len() + chunk.len() > max_bytes {
+                return Err(FetchError::Failed(format!(
+                    "The answer is larger than {max_bytes} bytes"
+                )));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        Ok((status, answer))
     }
 
     /// `GET url`, following up to three redirects (each checked like the first), reading at

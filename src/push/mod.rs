@@ -1,4 +1,9 @@
 //! Push: each user's push rules (stored as the `m.push_rules` account data clients expect),
-//! and later their evaluation on new events and delivery to push gateways.
+//! their pushers, and the delivery of notifications to push gateways through a durable
+//! per-pusher queue.
 
+pub mod gateway;
+pub mod pushers;
+pub mod queue;
 pub mod rules;
+pub mod sender;

@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OwnedMutexGuard;
 
 use super::members::MembershipRecord;
+use super::notifications::{NotificationRecord, Notified};
 use super::pdu::{self, Pdu, StoredPdu, Transaction};
 use super::relations::Child;
 use super::state::StateChange;
@@ -68,8 +69,8 @@ struct Built {
     /// Files of this server the event refers to, and whether it shows each as an avatar.
     media: Vec<(String, bool)>,
     transaction: Option<Vec<u8>>,
-    /// The users the event notifies, and whether it highlights them.
-    notified: Vec<(OwnedUserId, bool)>,
+    /// The users the event notifies, how, and through which pushers.
+    notified: Vec<Notified>,
     /// For a redaction: the event it takes out of the search index.
     unindexes: Option<OwnedEventId>,
 }
@@ -396,7 +397,7 @@ impl Draft<'_> {
         stored: StoredPdu,
         parsed: Pdu,
         transaction: Option<Vec<u8>>,
-        notified: Vec<(OwnedUserId, bool)>,
+        notified: Vec<Notified>,
     ) -> Result<()> {
         let index = self.built.len();
         let short = record.short;
@@ -570,6 +571,12 @@ impl Draft<'_> {
             })?;
         drop(locks);
         timeline.watchers.wake_workers();
+        timeline.pushers.work.queued(built.iter().flat_map(|event| {
+            event
+                .notified
+                .iter()
+                .flat_map(|n| n.pushers.iter().copied())
+        }));
         for room_id in rooms.keys() {
             timeline.wake_room(room_id)?;
         }
@@ -698,16 +705,21 @@ impl Built {
         if let Some(key) = &self.transaction {
             batch.put(Table::Transactions, key.clone(), stored.event_id.as_bytes());
         }
-        for (user, highlight) in &self.notified {
-            let mut notification = serde_json::json!({"highlight": highlight});
-            if let Some(root) = thread {
-                notification["thread"] = root.as_str().into();
-            }
+        for notified in &self.notified {
+            let notification = NotificationRecord {
+                highlight: notified.highlight(),
+                thread: thread.map(ToString::to_string),
+                actions: notified.actions.clone(),
+                call: self.parsed.kind == TimelineEventType::CallInvite,
+            };
             batch.put_json(
                 Table::Notifications,
-                keys::notification(user.as_str(), short, count),
+                keys::notification(notified.user.as_str(), short, count),
                 &notification,
             )?;
+            for pusher in &notified.pushers {
+                crate::push::queue::event(batch, *pusher, short, count);
+            }
         }
         Ok(())
     }

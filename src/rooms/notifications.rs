@@ -3,19 +3,66 @@
 
 use ruma::events::TimelineEventType;
 use ruma::events::room::power_levels::RoomPowerLevels;
+use ruma::push::Action;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
 
 use super::pdu::{Pdu, StoredPdu};
 use super::receipts::ReadPositions;
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
-use crate::storage::{Direction, KeyRange, Table, keys};
+use crate::storage::{Direction, KeyRange, StoreExt, Table, keys};
 
 /// Unread notifying events and highlights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unread {
     pub notifications: u64,
     pub highlights: u64,
+    /// Of the notifications, calls (`m.call.invite`): missed calls, for push gateways.
+    pub calls: u64,
+}
+
+impl std::ops::Add for Unread {
+    type Output = Unread;
+
+    fn add(self, other: Unread) -> Unread {
+        Unread {
+            notifications: self.notifications + other.notifications,
+            highlights: self.highlights + other.highlights,
+            calls: self.calls + other.calls,
+        }
+    }
+}
+
+/// An event that notifies a user, as stored (the user, room and count are the key).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct NotificationRecord {
+    #[serde(default)]
+    pub highlight: bool,
+    /// The thread the event is in, by its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// What the user's push rules said to do (tweaks: sound, highlight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// The event is a call invitation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub call: bool,
+}
+
+/// A member an event notifies: what their push rules said, and which of their pushers get
+/// it.
+#[derive(Clone, Debug)]
+pub struct Notified {
+    pub user: OwnedUserId,
+    pub actions: Vec<Action>,
+    pub pushers: Vec<u64>,
+}
+
+impl Notified {
+    pub fn highlight(&self) -> bool {
+        self.actions.iter().any(Action::is_highlight)
+    }
 }
 
 /// A user's unread counts in a room: the main timeline, and each thread by its root.
@@ -66,7 +113,7 @@ impl Timeline {
         member_count: u64,
         power: RoomPowerLevels,
         candidates: Vec<(OwnedUserId, String)>,
-    ) -> Result<Vec<(OwnedUserId, bool)>> {
+    ) -> Result<Vec<Notified>> {
         use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx};
         if candidates.is_empty() {
             return Ok(Vec::new());
@@ -88,7 +135,11 @@ impl Timeline {
             let ruleset = self.push_rules.cached(&user)?;
             let actions = ruleset.get_actions(&raw, &context).await;
             if actions.iter().any(|a| a.should_notify()) {
-                notified.push((user, actions.iter().any(|a| a.is_highlight())));
+                notified.push(Notified {
+                    pushers: self.pushers.active_ids(&user),
+                    user,
+                    actions: actions.to_vec(),
+                });
             }
         }
         Ok(notified)
@@ -115,9 +166,9 @@ impl Timeline {
         {
             let (key, value) = entry?;
             let count = keys::trailing_u64(&key).unwrap_or_default();
-            let notification: serde_json::Value =
+            let notification: NotificationRecord =
                 serde_json::from_slice(&value).unwrap_or_default();
-            let thread = notification["thread"].as_str();
+            let thread = notification.thread.as_deref();
             if count <= read.of(thread) {
                 continue;
             }
@@ -126,8 +177,68 @@ impl Timeline {
                 Some(root) => counts.threads.entry(root.to_owned()).or_default(),
             };
             slot.notifications += 1;
-            slot.highlights += u64::from(notification["highlight"] == true);
+            slot.highlights += u64::from(notification.highlight);
+            slot.calls += u64::from(notification.call);
         }
         Ok(counts)
+    }
+
+    /// How the event at (short, count) notifies the user, if it does.
+    pub fn notification(
+        &self,
+        user_id: &UserId,
+        short: u64,
+        count: u64,
+    ) -> Result<Option<NotificationRecord>> {
+        self.store.get_json(
+            Table::Notifications,
+            &keys::notification(user_id.as_str(), short, count),
+        )
+    }
+
+    /// The user's notifications before timeline position `before` (from the latest when
+    /// `None`), newest first, at most `limit`, only highlights if asked: over every room the
+    /// user has been in, each room's own index read backwards and merged.
+    pub fn notifications_before(
+        &self,
+        user_id: &UserId,
+        before: Option<u64>,
+        limit: usize,
+        only_highlights: bool,
+    ) -> Result<Vec<(OwnedRoomId, u64, u64, NotificationRecord)>> {
+        let mut found = Vec::new();
+        for (room_id, _) in self.memberships_of(user_id)? {
+            let Some(room) = self.room(&room_id)? else {
+                continue;
+            };
+            let prefix = keys::notifications_of(user_id.as_str(), room.short);
+            let range = KeyRange {
+                lower: prefix.clone(),
+                upper: match before {
+                    Some(before) => Some(keys::notification(user_id.as_str(), room.short, before)),
+                    None => keys::prefix_successor(&prefix),
+                },
+            };
+            let mut taken = 0;
+            for entry in self
+                .store
+                .scan(Table::Notifications, range, Direction::Backward)?
+            {
+                let (key, value) = entry?;
+                let count = keys::trailing_u64(&key).unwrap_or_default();
+                let record: NotificationRecord = serde_json::from_slice(&value).unwrap_or_default();
+                if only_highlights && !record.highlight {
+                    continue;
+                }
+                found.push((room_id.clone(), room.short, count, record));
+                taken += 1;
+                if taken == limit {
+                    break;
+                }
+            }
+        }
+        found.sort_by(|a, b| b.2.cmp(&a.2));
+        found.truncate(limit);
+        Ok(found)
     }
 }

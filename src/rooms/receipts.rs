@@ -33,7 +33,8 @@ impl Receipts {
         Self { store }
     }
 
-    /// Records a receipt and wakes the room's syncs.
+    /// Records a receipt and wakes the room's syncs; a receipt for an event before the user's
+    /// current one of the same type and thread is ignored.
     pub fn set(
         &self,
         timeline: &Timeline,
@@ -56,9 +57,43 @@ impl Receipts {
             .filter(|(s, _)| *s == short)
             .map(|(_, position)| position)
             .ok_or_else(|| Error::not_found("No such event in this room"))?;
+        // A receipt never moves back (a client catching up on an old device sends receipts
+        // for events the user read long ago): it would make read messages unread again.
+        let current = self.store.get(
+            Table::UserReceipts,
+            &keys::user_receipt(user_id.as_str(), short, receipt_type, thread),
+        )?;
+        if current
+            .as_deref()
+            .and_then(keys::trailing_u64)
+            .is_some_and(|current| current > position)
+        {
+            return Ok(());
+        }
+        // A read that lowers the user's unread count changes their app's badge: each of their
+        // pushers is told, from the same commit.
+        let mut pushers = timeline.pushers.active_ids(user_id);
+        if !pushers.is_empty() {
+            let before = self.read_positions(short, user_id)?;
+            let after = before.with(thread, position);
+            let unread = |read: &ReadPositions| -> Result<u64> {
+                let counts = timeline.unread_counts(user_id, short, read)?;
+                Ok(counts
+                    .threads
+                    .values()
+                    .fold(counts.main, |sum, u| sum + *u)
+                    .notifications)
+            };
+            if unread(&after)? >= unread(&before)? {
+                pushers.clear();
+            }
+        }
         self.store.commit(&mut |count| {
             timeline.activity.record(room_id, count);
             let mut batch = Batch::new();
+            for pusher in &pushers {
+                crate::push::queue::badge(&mut batch, *pusher, count);
+            }
             batch.put(
                 Table::UserReceipts,
                 keys::user_receipt(user_id.as_str(), short, receipt_type, thread),
@@ -72,6 +107,7 @@ impl Receipts {
             batch.put_json(Table::ReceiptChanges, keys::pdu(short, count), &receipt)?;
             Ok(batch)
         })?;
+        timeline.pushers.work.queued(pushers);
         timeline.wake_room(room_id)
     }
 
@@ -238,7 +274,7 @@ impl Receipts {
 
 /// How far a user has read a room: by unthreaded receipts (everything), main-timeline receipts
 /// and each thread's receipts; `m.read` and `m.read.private` alike.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ReadPositions {
     unthreaded: u64,
     main: u64,
@@ -258,6 +294,19 @@ impl ReadPositions {
     /// Below this position everything is read, in every thread.
     pub fn everywhere(&self) -> u64 {
         self.unthreaded
+    }
+
+    /// The positions after a receipt at `position` in `thread` (a receipt's thread: unthreaded,
+    /// `main` or a root).
+    pub fn with(&self, thread: &str, position: u64) -> ReadPositions {
+        let mut positions = self.clone();
+        let slot = match thread {
+            UNTHREADED => &mut positions.unthreaded,
+            "main" => &mut positions.main,
+            root => positions.threads.entry(root.to_owned()).or_default(),
+        };
+        *slot = (*slot).max(position);
+        positions
     }
 }
 

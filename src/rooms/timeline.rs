@@ -62,6 +62,7 @@ pub struct Timeline {
     pub(super) server_name: OwnedServerName,
     pub(super) watchers: Arc<crate::watchers::Watchers>,
     pub(super) push_rules: Arc<crate::push::rules::PushRules>,
+    pub(super) pushers: Arc<crate::push::pushers::Pushers>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The `origin_server_ts` of the latest create event: each one gets its own millisecond.
     last_create_ts: AtomicU64,
@@ -112,8 +113,10 @@ impl Timeline {
         server_name: OwnedServerName,
         watchers: Arc<crate::watchers::Watchers>,
         push_rules: Arc<crate::push::rules::PushRules>,
+        pushers: Arc<crate::push::pushers::Pushers>,
     ) -> Self {
         Self {
+            pushers,
             activity: super::activity::Activity::new(store.committed_count()),
             store,
             keys,
@@ -413,8 +416,9 @@ mod tests {
                 name,
                 Default::default(),
                 Arc::new(crate::push::rules::PushRules::new(Arc::new(
-                    crate::users::account_data::AccountData::new(store, Default::default()),
+                    crate::users::account_data::AccountData::new(store.clone(), Default::default()),
                 ))),
+                Arc::new(crate::push::pushers::Pushers::new(store, 20).unwrap()),
             )),
         }
     }

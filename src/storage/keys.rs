@@ -377,6 +377,30 @@ pub fn parse_search_outbox(key: &[u8]) -> Option<(u64, u8)> {
     }
 }
 
+/// `user ++ SEP ++ app id ++ SEP ++ pushkey`, in [`super::Table::Pushers`].
+pub fn pusher(user_id: &str, app_id: &str, pushkey: &str) -> Vec<u8> {
+    join(&[user_id.as_bytes(), app_id.as_bytes(), pushkey.as_bytes()])
+}
+
+/// `pusher id ++ count ++ kind`, in [`super::Table::PushQueue`]: a pusher's work in timeline
+/// order.
+pub fn push_queue(pusher: u64, count: u64, kind: u8) -> Vec<u8> {
+    let mut key = u64_be(pusher).to_vec();
+    key.extend_from_slice(&u64_be(count));
+    key.push(kind);
+    key
+}
+
+/// The count and kind of a [`push_queue`] key.
+pub fn parse_push_queue(key: &[u8]) -> Option<(u64, u8)> {
+    let (_, rest) = key.split_first_chunk::<8>()?;
+    let (count, kind) = rest.split_first_chunk::<8>()?;
+    match kind {
+        [kind] => Some((u64::from_be_bytes(*count), *kind)),
+        _ => None,
+    }
+}
+
 /// `count`, in [`super::Table::KeyChanges`].
 pub fn key_change(count: u64) -> Vec<u8> {
     u64_be(count).to_vec()

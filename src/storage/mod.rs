@@ -117,10 +117,15 @@ pub enum Table {
     /// count, operation → what the search backend still has to do: index the event at that
     /// count (value: its short room id) or remove a redacted one (value: its event id).
     SearchOutbox,
+    /// user id, app id, pushkey → a pusher: where and how to push the user's notifications.
+    Pushers,
+    /// pusher id, count, kind → what the pusher's gateway still has to be told: the event at
+    /// that count (value: its short room id) or a new badge count (value: empty).
+    PushQueue,
 }
 
 impl Table {
-    pub const ALL: [Table; 48] = [
+    pub const ALL: [Table; 50] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -169,6 +174,8 @@ impl Table {
         Table::MediaUsage,
         Table::MediaThumbnails,
         Table::SearchOutbox,
+        Table::Pushers,
+        Table::PushQueue,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -222,6 +229,8 @@ impl Table {
             Table::MediaUsage => "media_usage",
             Table::MediaThumbnails => "media_thumbnails",
             Table::SearchOutbox => "search_outbox",
+            Table::Pushers => "pushers",
+            Table::PushQueue => "push_queue",
         }
     }
 }

@@ -345,10 +345,7 @@ pub(super) fn unread(
             .collect();
         Ok((as_json(counts.main), Value::Object(threads)))
     } else {
-        let total = counts.threads.values().fold(counts.main, |sum, u| Unread {
-            notifications: sum.notifications + u.notifications,
-            highlights: sum.highlights + u.highlights,
-        });
+        let total = counts.threads.values().fold(counts.main, |sum, u| sum + *u);
         Ok((as_json(total), json!({})))
     }
 }

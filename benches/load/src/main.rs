@@ -9,6 +9,7 @@
 //! ```
 
 mod media;
+mod push;
 mod search;
 
 use std::time::{Duration, Instant};
@@ -59,6 +60,30 @@ enum Command {
         /// Seconds of sending.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The server's process id, to report its resident memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Push notifications: every user has a pusher at a gateway this tool runs on loopback
+    /// (the server must allow it: `[outbound] ip_range_whitelist = ["127.0.0.1/32"]`); times
+    /// send → gateway POST at a steady rate, then the drain after a gateway outage.
+    Push {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Rooms; user i is in room i mod rooms.
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        /// Messages per second, over all rooms.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of steady sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds the gateway refuses everything while sending goes on.
+        #[arg(long, default_value_t = 10)]
+        outage_seconds: u64,
         /// The server's process id, to report its resident memory.
         #[arg(long)]
         pid: Option<u32>,
@@ -725,6 +750,15 @@ async fn main() -> std::process::ExitCode {
             seconds,
             pid,
         } => run_deliver(url, users, rooms, rate, seconds, pid).await,
+        Command::Push {
+            url,
+            users,
+            rooms,
+            rate,
+            seconds,
+            outage_seconds,
+            pid,
+        } => push::run(url, users, rooms, rate, seconds, outage_seconds, pid).await,
         Command::ReadBy {
             url,
             members,

@@ -16,6 +16,7 @@ pub mod messages;
 pub mod presence;
 pub mod profile;
 pub mod push_rules;
+pub mod pushers;
 pub mod read_by;
 pub mod receipts;
 pub mod register;
@@ -62,6 +63,7 @@ fn delete_devices(
     let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
     services.keys.remove_devices(user_id, &deleted)?;
     services.to_device.remove_devices(user_id, &deleted)?;
+    services.pushers.remove_devices(user_id, &deleted)?;
     crate::sync::wake_sharers(services, user_id)
 }
 
