@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware::{self, Next, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, get, on, post, put};
 use axum::{Extension, Router};
@@ -26,6 +26,18 @@ use crate::api::federation;
 use crate::api::ruma::{AuthRequirement, EmptyLastPathArg, Ruma, RumaResponse};
 use crate::error::{Error, Result};
 use crate::services::Services;
+
+/// A refused upload is answered before its body was read: `Connection: close` tells the
+/// client not to send its next request on a connection the server is closing.
+async fn close_after_refusal(mut response: Response) -> Response {
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
 
 /// Adds a ruma endpoint under every path its spec history gives (r0, v3, unstable).
 trait RumaRoutes {
@@ -181,11 +193,17 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma_raw(backup::delete_room_keys)
         .ruma_raw(backup::delete_session_key)
         // Media: uploads and downloads stream, so they read and write their bodies themselves.
-        .route("/_matrix/media/v3/upload", post(media::upload))
-        .route("/_matrix/media/r0/upload", post(media::upload))
+        .route(
+            "/_matrix/media/v3/upload",
+            post(media::upload).layer(map_response(close_after_refusal)),
+        )
+        .route(
+            "/_matrix/media/r0/upload",
+            post(media::upload).layer(map_response(close_after_refusal)),
+        )
         .route(
             "/_matrix/media/v3/upload/{server_name}/{media_id}",
-            put(media::upload_to),
+            put(media::upload_to).layer(map_response(close_after_refusal)),
         )
         .ruma(media::create)
         .ruma(media::config)

@@ -188,6 +188,7 @@ impl Media {
         }
         let max = self.config.max_upload_size;
         if described.declared_size.is_some_and(|size| size > max) {
+            upload::discard_small(body, described.declared_size).await;
             return Err(Error::too_large(format!(
                 "The file is larger than {max} bytes"
             )));
@@ -196,6 +197,7 @@ impl Media {
         if let (Some(left), Some(size)) = (quota, described.declared_size)
             && size > left
         {
+            upload::discard_small(body, described.declared_size).await;
             return Err(over_quota());
         }
         let limits = Limits {

@@ -132,6 +132,19 @@ pub struct Limits {
     pub over_quota: fn() -> Error,
 }
 
+/// Bodies up to this size are read (and thrown away) before a refusal is answered.
+const DISCARD_LIMIT: u64 = 64 * 1024;
+
+/// Reads and drops a refused body when it is small: answering before the client has sent it
+/// makes the connection close under the client, which then sees a reset instead of the
+/// answer. Large bodies are not read: the refusal exists to spare that.
+pub async fn discard_small(body: Body, declared_size: Option<u64>) {
+    if declared_size.is_some_and(|size| size <= DISCARD_LIMIT) {
+        let mut stream = body.into_data_stream();
+        while let Some(Ok(_)) = stream.next().await {}
+    }
+}
+
 /// Receives a request body into a temporary file in `dir`.
 pub async fn receive(body: Body, dir: &Path, limits: Limits) -> Result<TempFile> {
     let (path, mut file) = new_file(dir).await?;
