@@ -35,6 +35,7 @@ pub struct Config {
     pub url_preview: UrlPreviewConfig,
     pub outbound: OutboundConfig,
     pub push: PushConfig,
+    pub ldap: LdapConfig,
     pub log: LogConfig,
 }
 
@@ -58,6 +59,7 @@ impl Default for Config {
             url_preview: UrlPreviewConfig::default(),
             outbound: OutboundConfig::default(),
             push: PushConfig::default(),
+            ldap: LdapConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -422,6 +424,67 @@ impl Default for UrlPreviewConfig {
             enabled: false,
             max_page_bytes: 512 * 1024,
             max_image_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// Sign-in against the company directory (OpenLDAP, Active Directory): people log in with
+/// their directory password; their account is created on first sign-in.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    pub enabled: bool,
+    /// `ldap://host:389` (plain, or StartTLS with `starttls`) or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    pub starttls: bool,
+    /// The service account that searches for people (unset: anonymous search).
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// A file holding the service account's password (preferred over `bind_password`).
+    pub bind_password_file: Option<String>,
+    /// Where people are searched for (the whole subtree).
+    pub base_dn: String,
+    /// Which entries are people who may sign in; leave disabled accounts out here.
+    pub user_filter: String,
+    /// Attributes a person may sign in with (any of them matches).
+    pub login_attributes: Vec<String>,
+    /// The attribute that becomes the Matrix localpart (lowercased).
+    pub localpart_attribute: String,
+    pub displayname_attribute: Option<String>,
+    pub mail_attribute: Option<String>,
+    /// People whose entry matches this filter are server admins (e.g. a `memberOf` test).
+    pub admin_filter: Option<String>,
+    /// People whose entry matches this filter are auditors (when not admins).
+    pub auditor_filter: Option<String>,
+    /// A PEM file with the CA that signed the directory's certificate (default: the system's).
+    pub ca_file: Option<String>,
+    /// Longest wait for the directory: connecting, and each operation.
+    pub timeout_ms: u64,
+    /// Local accounts (with a password kept by Sori) may still sign in.
+    pub fallback_to_local: bool,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "ldap://127.0.0.1:389".into(),
+            starttls: false,
+            bind_dn: None,
+            bind_password: None,
+            bind_password_file: None,
+            base_dn: String::new(),
+            user_filter: "(objectClass=inetOrgPerson)".into(),
+            login_attributes: vec!["uid".into()],
+            localpart_attribute: "uid".into(),
+            displayname_attribute: Some("displayName".into()),
+            mail_attribute: Some("mail".into()),
+            admin_filter: None,
+            auditor_filter: None,
+            ca_file: None,
+            timeout_ms: 5000,
+            fallback_to_local: true,
         }
     }
 }

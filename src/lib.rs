@@ -11,10 +11,12 @@
 //!   ruma's state-res, state, history visibility, relations, aliases and the directory.
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
+//! - [`identity`]: who may sign in with which password: local accounts, and the company
+//!   directory (LDAP), whose people get an account and a role at their first sign-in.
 //! - [`media`]: uploaded files: streamed uploads, content-addressed storage, who may
 //!   download them.
-//! - [`outbound`]: the one guarded way out for requests users can aim (link previews, later
-//!   federation and push): resolved and checked addresses only.
+//! - [`outbound`]: the one guarded way out for requests users can aim (link previews, push
+//!   gateways; later federation): resolved and checked addresses only.
 //! - [`preview`]: link previews (OpenGraph), fetched through [`outbound`].
 //! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
 //! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
@@ -42,6 +44,7 @@ pub mod config;
 pub mod e2ee;
 pub mod error;
 pub mod federation;
+pub mod identity;
 pub mod media;
 pub mod outbound;
 pub mod presence;

@@ -257,6 +257,11 @@ pub fn router(services: Arc<Services>) -> Router {
             "/_matrix/client/unstable/io.sori/rooms/{room_id}/read_by/{event_id}",
             get(read_by::read_by),
         )
+        // Sori's admin API
+        .route(
+            "/_sori/admin/v1/users/{user_id}/role",
+            get(crate::api::admin::roles::get),
+        )
         // Rooms
         .ruma(rooms::create_room)
         .ruma(rooms::send_message)

@@ -8,6 +8,7 @@ use crate::e2ee::keys::Keys;
 use crate::e2ee::to_device::ToDevice;
 use crate::error::Result;
 use crate::federation::keys::ServerKeys;
+use crate::identity::SignIn;
 use crate::media::Media;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
@@ -52,6 +53,7 @@ pub struct Services {
     pub pushers: Arc<Pushers>,
     pub presence: Presence,
     pub uia: Uia,
+    pub signin: SignIn,
     pub keys: Keys,
     pub to_device: ToDevice,
     pub backup: Backup,
@@ -105,6 +107,7 @@ impl Services {
             account_data,
             presence: Presence::new(&config.presence),
             uia: Uia::default(),
+            signin: SignIn::new(&config)?,
             keys: Keys::new(store.clone()),
             to_device,
             backup: Backup::new(store.clone()),

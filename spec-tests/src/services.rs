@@ -291,3 +291,272 @@ impl Drop for Meilisearch {
         self.stop();
     }
 }
+
+/// OpenLDAP's `slapd` on a loopback port with a company directory (`dc=sori,dc=test`): the
+/// people of [`LDAP_PEOPLE`], an `admins` and an `auditors` group (kept in each member's
+/// `memberOf` by the memberof overlay), and a service account that may search.
+pub struct Slapd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The directory's base DN.
+pub const LDAP_BASE: &str = "dc=sori,dc=test";
+/// The service account and its password.
+pub const LDAP_SERVICE_DN: &str = "cn=sori,dc=sori,dc=test";
+pub const LDAP_SERVICE_PASSWORD: &str = "service-secret";
+
+/// A person in the test directory.
+pub struct LdapPerson {
+    pub uid: &'static str,
+    pub employee_number: &'static str,
+    pub mail: &'static str,
+    pub display_name: &'static str,
+    pub password: &'static str,
+    /// `employeeType: disabled`, which the server's `user_filter` leaves out.
+    pub disabled: bool,
+    /// Member of `cn=admins` / `cn=auditors`.
+    pub group: Option<&'static str>,
+}
+
+pub const LDAP_PEOPLE: &[LdapPerson] = &[
+    LdapPerson {
+        uid: "minsu",
+        employee_number: "1001",
+        mail: "minsu.kim@sori.test",
+        display_name: "김민수",
+        password: "minsu-ldap-password",
+        disabled: false,
+        group: None,
+    },
+    LdapPerson {
+        uid: "jiwoo",
+        employee_number: "1002",
+        mail: "jiwoo.lee@sori.test",
+        display_name: "이지우",
+        password: "jiwoo-ldap-password",
+        disabled: false,
+        group: Some("admins"),
+    },
+    LdapPerson {
+        uid: "seoyeon",
+        employee_number: "1003",
+        mail: "seoyeon.park@sori.test",
+        display_name: "박서연",
+        password: "seoyeon-ldap-password",
+        disabled: false,
+        group: Some("auditors"),
+    },
+    LdapPerson {
+        uid: "retired",
+        employee_number: "0999",
+        mail: "retired@sori.test",
+        display_name: "퇴사자",
+        password: "retired-ldap-password",
+        disabled: true,
+        group: None,
+    },
+];
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn person_ldif(person: &LdapPerson) -> String {
+    // Non-ASCII values go base64 (`attr:: value`), as LDIF requires.
+    format!(
+        "dn: uid={uid},ou=people,{LDAP_BASE}\nobjectClass: inetOrgPerson\nuid: {uid}\n\
+         cn: {uid}\nsn: {uid}\ndisplayName:: {name}\nmail: {mail}\nemployeeNumber: {number}\n\
+         userPassword: {password}\n{disabled}\n",
+        uid = person.uid,
+        name = base64(person.display_name.as_bytes()),
+        mail = person.mail,
+        number = person.employee_number,
+        password = person.password,
+        disabled = if person.disabled {
+            "employeeType: disabled\n"
+        } else {
+            ""
+        },
+    )
+}
+
+fn slapd_binary() -> PathBuf {
+    let path = PathBuf::from("/usr/sbin/slapd");
+    assert!(
+        path.exists(),
+        "slapd is not installed: run scripts/test (it installs slapd and ldap-utils)"
+    );
+    path
+}
+
+impl Slapd {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let port = free_port();
+        let config = dir.path().join("slapd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
+                 pidfile {pid}\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload memberof\n\
+                 database mdb\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=root,{LDAP_BASE}\"\n\
+                 rootpw root-secret\ndirectory {db}\nmaxsize 10485760\noverlay memberof\n\
+                 access to attrs=userPassword by self write by anonymous auth by * none\n\
+                 access to * by dn.exact=\"{LDAP_SERVICE_DN}\" read by self read by * none\n",
+                pid = dir.path().join("slapd.pid").display(),
+                db = db.display(),
+            ),
+        )
+        .unwrap();
+        // The tree and the people offline; the groups online, so that the memberof overlay
+        // writes each member's `memberOf`.
+        let mut people = format!(
+            "dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Sori\ndc: sori\n\n\
+             dn: {LDAP_SERVICE_DN}\nobjectClass: person\nobjectClass: simpleSecurityObject\n\
+             cn: sori\nsn: sori\nuserPassword: {LDAP_SERVICE_PASSWORD}\n\n\
+             dn: ou=people,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: ou=groups,{LDAP_BASE}\nobjectClass: organizationalUnit\nou: groups\n\n"
+        );
+        for person in LDAP_PEOPLE {
+            people.push_str(&person_ldif(person));
+        }
+        let people_file = dir.path().join("people.ldif");
+        std::fs::write(&people_file, people).unwrap();
+        let loaded = Command::new("/usr/sbin/slapadd")
+            .arg("-f")
+            .arg(&config)
+            .arg("-l")
+            .arg(&people_file)
+            .output()
+            .expect("run slapadd");
+        assert!(
+            loaded.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        let child = Command::new(slapd_binary())
+            .arg("-f")
+            .arg(&config)
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            // In the foreground (so the PID is the child's), logging nothing.
+            .arg("-d")
+            .arg("0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start slapd");
+        let mut slapd = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = slapd.child.try_wait() {
+                panic!("slapd exited with {status} at start-up");
+            }
+            assert!(Instant::now() < deadline, "slapd did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut groups = String::new();
+        for group in ["admins", "auditors"] {
+            // A group of names needs a member: the service account is one of each, so that
+            // the people can leave.
+            groups.push_str(&format!(
+                "dn: cn={group},ou=groups,{LDAP_BASE}\nobjectClass: groupOfNames\ncn: {group}\n\
+                 member: {LDAP_SERVICE_DN}\n"
+            ));
+            for person in LDAP_PEOPLE.iter().filter(|p| p.group == Some(group)) {
+                groups.push_str(&format!(
+                    "member: uid={},ou=people,{LDAP_BASE}\n",
+                    person.uid
+                ));
+            }
+            groups.push('\n');
+        }
+        slapd.modify("ldapadd", &groups);
+        slapd
+    }
+
+    /// Runs `ldapadd` / `ldapmodify` / `ldapdelete` as the directory's root with `input`.
+    pub fn modify(&self, tool: &str, input: &str) {
+        let mut child = Command::new(format!("/usr/bin/{tool}"))
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                &format!("cn=root,{LDAP_BASE}"),
+            ])
+            .args(["-w", "root-secret"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {tool} (ldap-utils): {e}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[ldap]` section for a server that signs people in against this directory.
+    pub fn ldap_toml(&self) -> String {
+        let password_file = self.dir.path().join("bind-password");
+        std::fs::write(&password_file, format!("{LDAP_SERVICE_PASSWORD}\n")).unwrap();
+        format!(
+            "[ldap]\nenabled = true\nurl = \"{url}\"\nbind_dn = \"{LDAP_SERVICE_DN}\"\n\
+             bind_password_file = \"{file}\"\nbase_dn = \"ou=people,{LDAP_BASE}\"\n\
+             user_filter = \"(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))\"\n\
+             login_attributes = [\"uid\", \"employeeNumber\", \"mail\"]\n\
+             localpart_attribute = \"uid\"\ndisplayname_attribute = \"displayName\"\n\
+             mail_attribute = \"mail\"\n\
+             admin_filter = \"(memberOf=cn=admins,ou=groups,{LDAP_BASE})\"\n\
+             auditor_filter = \"(memberOf=cn=auditors,ou=groups,{LDAP_BASE})\"\n\
+             timeout_ms = 2000\n",
+            url = self.url(),
+            file = password_file.display(),
+        )
+    }
+
+    /// Stops the directory (a directory outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -34,6 +34,10 @@ pub struct AccountRecord {
     pub created_ts: u64,
     #[serde(default)]
     pub deactivated: bool,
+    /// Where the password lives when not here (`ldap`): such an account signs in there, and
+    /// its password cannot be changed through Sori.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signs_in_with: Option<String>,
 }
 
 pub struct Accounts {
@@ -182,12 +186,39 @@ impl Accounts {
             Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
         };
-        let record = AccountRecord {
-            password_hash,
-            role,
-            created_ts: crate::now_ms(),
-            deactivated: false,
-        };
+        self.insert(
+            user_id,
+            AccountRecord {
+                password_hash,
+                role,
+                created_ts: crate::now_ms(),
+                deactivated: false,
+                signs_in_with: None,
+            },
+        )
+    }
+
+    /// Creates an account whose password lives elsewhere (`signs_in_with`, e.g. the company
+    /// directory); `M_USER_IN_USE` if the name is taken.
+    pub async fn create_external(
+        &self,
+        user_id: &UserId,
+        signs_in_with: &str,
+        role: Role,
+    ) -> Result<()> {
+        self.insert(
+            user_id,
+            AccountRecord {
+                password_hash: None,
+                role,
+                created_ts: crate::now_ms(),
+                deactivated: false,
+                signs_in_with: Some(signs_in_with.to_owned()),
+            },
+        )
+    }
+
+    fn insert(&self, user_id: &UserId, record: AccountRecord) -> Result<()> {
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.exists(user_id)? {
             return Err(Error::user_in_use());
@@ -231,8 +262,19 @@ impl Accounts {
         self.update(user_id, |record| record.password_hash = Some(hash))
     }
 
+    /// Sets the user's server role. Every role change goes through here, so this is where it
+    /// is recorded (the audit log's `role_change`).
     pub fn set_role(&self, user_id: &UserId, role: Role) -> Result<()> {
-        self.update(user_id, |record| record.role = role)
+        let before = self
+            .get(user_id)?
+            .ok_or_else(|| Error::not_found("No such user"))?
+            .role;
+        if before == role {
+            return Ok(());
+        }
+        self.update(user_id, |record| record.role = role)?;
+        tracing::info!(user_id = %user_id, from = ?before, to = ?role, "role_change");
+        Ok(())
     }
 
     /// Marks the account deactivated; the name stays taken and nobody can log in to it.

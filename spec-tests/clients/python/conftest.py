@@ -37,7 +37,7 @@ def password(name: str) -> str:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, extra_toml: str = "") -> None:
         self.dir = tempfile.mkdtemp(prefix="sori-clients-")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,7 +50,7 @@ class Server:
             "[rate_limits]\n"
             "login = { per_second = 1000.0, burst = 1000 }\n"
             "registration = { per_second = 1000.0, burst = 1000 }\n"
-            '[log]\nformat = "json"\nlevel = "info"\n'
+            '[log]\nformat = "json"\nlevel = "info"\n' + extra_toml
         )
         self.log = open(Path(self.dir) / "sori.log", "w")
         self.process = subprocess.Popen(

@@ -19,6 +19,9 @@ pub async fn change_password(
 ) -> Result<change_password::v3::Response> {
     let session = req.session()?;
     let body = &req.body;
+    services
+        .signin
+        .check_password_change(&services.accounts, &session.user_id)?;
     accounts::check_password_shape(&body.new_password)?;
     require_password(&services, &session.user_id, "password", body.auth.as_ref()).await?;
     services

@@ -94,11 +94,20 @@ async fn require_password(
             if services.accounts.parse_login_name(&id.user).as_deref() != Some(user_id) {
                 return Err(Error::forbidden("You can only authenticate as yourself"));
             }
-            if services
-                .accounts
-                .check_password(user_id, &password.password)
-                .await?
-            {
+            let whose = services
+                .signin
+                .check_password(
+                    &services.accounts,
+                    &services.profiles,
+                    &crate::identity::Login::Name(user_id.localpart().to_owned()),
+                    &password.password,
+                )
+                .await
+                .map_err(|e| match e.errcode().as_str() {
+                    "M_FORBIDDEN" => Error::forbidden("Invalid password"),
+                    _ => e,
+                })?;
+            if whose == user_id {
                 Ok(())
             } else {
                 Err(Error::forbidden("Invalid password"))

@@ -13,11 +13,8 @@ use ruma::api::error::ErrorKind;
 use super::delete_devices;
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
+use crate::identity::Login;
 use crate::services::Services;
-
-fn bad_credentials() -> Error {
-    Error::forbidden("Invalid username or password")
-}
 
 /// `GET /_matrix/client/v3/login`
 pub async fn login_types(
@@ -45,29 +42,33 @@ pub async fn login(
         ));
     };
     #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
-    let name = match (&password.identifier, &password.user) {
-        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+    let login = match (&password.identifier, &password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => Login::Name(id.user.clone()),
+        (Some(UserIdentifier::Email(email)), _) => Login::Email(email.address.clone()),
         (Some(_), _) => {
             return Err(Error::new(
                 StatusCode::BAD_REQUEST,
                 ErrorKind::Unknown,
-                "Only m.id.user identifiers are supported",
+                "Only m.id.user identifiers and e-mail addresses are supported",
             ));
         }
-        (None, Some(user)) => user.clone(),
+        (None, Some(user)) => Login::Name(user.clone()),
         (None, None) => return Err(Error::missing_param("Missing identifier")),
     };
-    let Some(user_id) = services.accounts.parse_login_name(&name) else {
-        return Err(bad_credentials());
-    };
-    if !services
-        .accounts
-        .check_password(&user_id, &password.password)
-        .await?
-    {
-        tracing::info!(user_id = %user_id, "failed login");
-        return Err(bad_credentials());
-    }
+    let user_id = services
+        .signin
+        .check_password(
+            &services.accounts,
+            &services.profiles,
+            &login,
+            &password.password,
+        )
+        .await
+        .inspect_err(|e| {
+            if e.errcode() == "M_FORBIDDEN" {
+                tracing::info!("failed login");
+            }
+        })?;
     if !services.accounts.is_active(&user_id)? {
         return Err(Error::new(
             StatusCode::FORBIDDEN,

@@ -1,0 +1,142 @@
+//! Company identity: who may sign in with which password. Passwords kept here (argon2id) for
+//! local accounts, and the company directory (LDAP bind) for everyone else, with the account
+//! created on a person's first sign-in and their server role taken from the directory. Every
+//! password check goes through here: `/login`, and user-interactive auth.
+
+pub mod ldap;
+
+use ruma::{OwnedUserId, UserId};
+
+use self::ldap::Directory;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::users::accounts::{Accounts, Role};
+use crate::users::profiles::Profiles;
+
+/// Where an account's password lives, when not here.
+pub const LDAP: &str = "ldap";
+
+/// What a person typed to say who they are.
+#[derive(Clone, Debug)]
+pub enum Login {
+    /// `m.id.user`: a localpart, a user id, or any directory login attribute (an employee
+    /// number).
+    Name(String),
+    /// `m.id.thirdparty` with medium `email`.
+    Email(String),
+}
+
+pub struct SignIn {
+    directory: Option<Directory>,
+    fallback_to_local: bool,
+}
+
+fn bad_credentials() -> Error {
+    Error::forbidden("Invalid username or password")
+}
+
+impl SignIn {
+    pub fn new(config: &Config) -> Result<Self> {
+        Ok(Self {
+            directory: Directory::new(&config.ldap)?,
+            fallback_to_local: config.ldap.fallback_to_local,
+        })
+    }
+
+    /// Whether passwords are checked by the directory.
+    pub fn uses_directory(&self) -> bool {
+        self.directory.is_some()
+    }
+
+    /// Checks a password and returns whose it is: a local account's, or a directory person's
+    /// (whose account is created on first sign-in and whose role follows the directory).
+    /// Wrong passwords, unknown and filtered-out people all get the same `M_FORBIDDEN`; a
+    /// directory that cannot be reached gets 503 `M_UNAVAILABLE`.
+    pub async fn check_password(
+        &self,
+        accounts: &Accounts,
+        profiles: &Profiles,
+        login: &Login,
+        password: &str,
+    ) -> Result<OwnedUserId> {
+        let named = match login {
+            Login::Name(name) => accounts.parse_login_name(name),
+            Login::Email(_) => None,
+        };
+        let Some(directory) = &self.directory else {
+            let user = named.ok_or_else(bad_credentials)?;
+            return if accounts.check_password(&user, password).await? {
+                Ok(user)
+            } else {
+                Err(bad_credentials())
+            };
+        };
+        // Local accounts (bots, break-glass admins) first: they do not need the directory.
+        if self.fallback_to_local
+            && let Some(user) = &named
+            && accounts
+                .get(user)?
+                .is_some_and(|a| a.password_hash.is_some() && a.signs_in_with.is_none())
+            && accounts.check_password(user, password).await?
+        {
+            return Ok(user.clone());
+        }
+        let directory_login = match login {
+            // `@minsu:server` is looked up as `minsu`.
+            Login::Name(name) if name.starts_with('@') => match &named {
+                Some(user) => user.localpart().to_owned(),
+                None => return Err(bad_credentials()),
+            },
+            Login::Name(name) => name.clone(),
+            Login::Email(address) => address.clone(),
+        };
+        let Some(person) = directory.authenticate(&directory_login, password).await? else {
+            tracing::info!("failed directory sign-in");
+            return Err(bad_credentials());
+        };
+        let user = accounts.user_id_for(&person.localpart).map_err(|e| {
+            tracing::warn!(dn = %person.dn, error = %e, "a directory entry's localpart is not a valid user id");
+            bad_credentials()
+        })?;
+        // A local account of the same name with its own password is someone else's (or was
+        // registered to squat the name): the directory person does not get into it.
+        if accounts
+            .get(&user)?
+            .is_some_and(|a| a.signs_in_with.as_deref() != Some(LDAP) && a.password_hash.is_some())
+        {
+            tracing::warn!(user_id = %user, dn = %person.dn,
+                "a directory person matches a local account with its own password; refused");
+            return Err(bad_credentials());
+        }
+        let role = person.role.unwrap_or(Role::User);
+        match accounts.create_external(&user, LDAP, role).await {
+            Ok(()) => {
+                tracing::info!(user_id = %user, "account created from the directory");
+                if let Some(name) = &person.display_name {
+                    profiles.set_field(&user, "displayname", Some(name.clone().into()))?;
+                }
+            }
+            // Known already: its role follows the directory.
+            Err(e) if e.errcode() == "M_USER_IN_USE" => {
+                if let Some(role) = person.role {
+                    accounts.set_role(&user, role)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(user)
+    }
+
+    /// Refuses a password change for an account whose password lives elsewhere.
+    pub fn check_password_change(&self, accounts: &Accounts, user_id: &UserId) -> Result<()> {
+        if accounts
+            .get(user_id)?
+            .is_some_and(|a| a.signs_in_with.is_some())
+        {
+            return Err(Error::forbidden(
+                "This account's password is managed by the company directory; change it there",
+            ));
+        }
+        Ok(())
+    }
+}
