@@ -36,6 +36,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub push: PushConfig,
     pub ldap: LdapConfig,
+    pub jwt: JwtConfig,
     pub log: LogConfig,
 }
 
@@ -60,6 +61,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             push: PushConfig::default(),
             ldap: LdapConfig::default(),
+            jwt: JwtConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -485,6 +487,53 @@ impl Default for LdapConfig {
             ca_file: None,
             timeout_ms: 5000,
             fallback_to_local: true,
+        }
+    }
+}
+
+/// Login with a JSON Web Token from a company system (`org.matrix.login.jwt`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    pub enabled: bool,
+    /// Create the account of a subject that has none yet.
+    pub create_users: bool,
+    /// The shared secret (HS256, HS384, HS512).
+    pub secret: Option<String>,
+    /// The issuer's public key, PEM (RS*, PS*, ES*, EdDSA).
+    pub public_key_file: Option<String>,
+    /// The one algorithm accepted.
+    pub algorithm: String,
+    /// The `iss` required, if any.
+    pub issuer: Option<String>,
+    /// `aud` must name one of these (when any are set).
+    pub audiences: Vec<String>,
+    /// The claim whose value is the localpart.
+    pub subject_claim: String,
+    pub displayname_claim: Option<String>,
+    /// A claim (a string or a list of strings) that gives the server role.
+    pub role_claim: Option<String>,
+    /// Values of `role_claim` that make a server admin.
+    pub admin_roles: Vec<String>,
+    /// Values of `role_claim` that make an auditor.
+    pub auditor_roles: Vec<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            create_users: true,
+            secret: None,
+            public_key_file: None,
+            algorithm: "HS256".into(),
+            issuer: None,
+            audiences: Vec::new(),
+            subject_claim: "sub".into(),
+            displayname_claim: None,
+            role_claim: None,
+            admin_roles: Vec::new(),
+            auditor_roles: Vec::new(),
         }
     }
 }

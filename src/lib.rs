@@ -11,8 +11,8 @@
 //!   ruma's state-res, state, history visibility, relations, aliases and the directory.
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
-//! - [`identity`]: who may sign in with which password: local accounts, and the company
-//!   directory (LDAP), whose people get an account and a role at their first sign-in.
+//! - [`identity`]: who may sign in and how: local passwords, the company directory (LDAP),
+//!   signed tokens (JWT); accounts and roles follow the directory or the token.
 //! - [`media`]: uploaded files: streamed uploads, content-addressed storage, who may
 //!   download them.
 //! - [`outbound`]: the one guarded way out for requests users can aim (link previews, push

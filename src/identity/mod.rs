@@ -1,12 +1,15 @@
-//! Company identity: who may sign in with which password. Passwords kept here (argon2id) for
-//! local accounts, and the company directory (LDAP bind) for everyone else, with the account
-//! created on a person's first sign-in and their server role taken from the directory. Every
-//! password check goes through here: `/login`, and user-interactive auth.
+//! Company identity: who may sign in, and how. Passwords kept here (argon2id) for local
+//! accounts, the company directory (LDAP bind) for everyone else, and tokens a company system
+//! signed (JWT). A person's account is created at their first sign-in and their server role
+//! follows the directory or the token. Every password check goes through here: `/login`, and
+//! user-interactive auth.
 
+pub mod jwt;
 pub mod ldap;
 
 use ruma::{OwnedUserId, UserId};
 
+use self::jwt::JwtLogin;
 use self::ldap::Directory;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -15,6 +18,8 @@ use crate::users::profiles::Profiles;
 
 /// Where an account's password lives, when not here.
 pub const LDAP: &str = "ldap";
+/// Accounts created by a JWT login.
+pub const JWT: &str = "jwt";
 
 /// What a person typed to say who they are.
 #[derive(Clone, Debug)]
@@ -29,6 +34,7 @@ pub enum Login {
 pub struct SignIn {
     directory: Option<Directory>,
     fallback_to_local: bool,
+    jwt: Option<JwtLogin>,
 }
 
 fn bad_credentials() -> Error {
@@ -40,12 +46,13 @@ impl SignIn {
         Ok(Self {
             directory: Directory::new(&config.ldap)?,
             fallback_to_local: config.ldap.fallback_to_local,
+            jwt: JwtLogin::new(&config.jwt)?,
         })
     }
 
-    /// Whether passwords are checked by the directory.
-    pub fn uses_directory(&self) -> bool {
-        self.directory.is_some()
+    /// Whether `org.matrix.login.jwt` is offered.
+    pub fn offers_jwt(&self) -> bool {
+        self.jwt.is_some()
     }
 
     /// Checks a password and returns whose it is: a local account's, or a directory person's
@@ -123,6 +130,48 @@ impl SignIn {
                 }
             }
             Err(e) => return Err(e),
+        }
+        Ok(user)
+    }
+
+    /// Checks a JWT and returns whose it is, creating the account (when allowed) and setting
+    /// the role from the token.
+    pub async fn check_jwt(
+        &self,
+        accounts: &Accounts,
+        profiles: &Profiles,
+        token: &str,
+    ) -> Result<OwnedUserId> {
+        let invalid = || Error::forbidden("Invalid token");
+        let jwt = self.jwt.as_ref().ok_or_else(invalid)?;
+        let claims = jwt.verify(token).ok_or_else(invalid)?;
+        let user = accounts
+            .user_id_for(&claims.subject.to_lowercase())
+            .map_err(|_| invalid())?;
+        if !accounts.exists(&user)? {
+            if !jwt.creates_users() {
+                return Err(Error::forbidden("No account for this token's subject"));
+            }
+            match accounts
+                .create_external(&user, JWT, claims.role.unwrap_or(Role::User))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(user_id = %user, "account created from a JWT");
+                    if let Some(name) = &claims.display_name {
+                        profiles.set_field(&user, "displayname", Some(name.clone().into()))?;
+                    } else {
+                        profiles.set_field(&user, "displayname", Some(user.localpart().into()))?;
+                    }
+                    return Ok(user);
+                }
+                // Created by a login racing this one.
+                Err(e) if e.errcode() == "M_USER_IN_USE" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(role) = claims.role {
+            accounts.set_role(&user, role)?;
         }
         Ok(user)
     }

@@ -8,6 +8,7 @@
 //! sori-load send --url http://127.0.0.1:8008 --rooms 1 --messages 500 --concurrency 4
 //! ```
 
+mod login;
 mod media;
 mod push;
 mod search;
@@ -87,6 +88,23 @@ enum Command {
         /// The server's process id, to report its resident memory.
         #[arg(long)]
         pid: Option<u32>,
+    },
+    /// Login latency: local passwords (argon2id), and LDAP and JWT logins when given what
+    /// they need (the server configured for them).
+    Login {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        /// Timed logins of each kind.
+        #[arg(long, default_value_t = 200)]
+        logins: usize,
+        /// A directory person's login name, for LDAP logins.
+        #[arg(long)]
+        ldap_user: Option<String>,
+        #[arg(long)]
+        ldap_password: Option<String>,
+        /// The server's `[jwt] secret` (HS256), for JWT logins.
+        #[arg(long)]
+        jwt_secret: Option<String>,
     },
     /// "Who hasn't read" (`io.sori.read_by`) in one big room: `members` join, half of them send
     /// a read receipt, then the endpoint is timed.
@@ -759,6 +777,13 @@ async fn main() -> std::process::ExitCode {
             outage_seconds,
             pid,
         } => push::run(url, users, rooms, rate, seconds, outage_seconds, pid).await,
+        Command::Login {
+            url,
+            logins,
+            ldap_user,
+            ldap_password,
+            jwt_secret,
+        } => login::run(url, logins, ldap_user.zip(ldap_password), jwt_secret).await,
         Command::ReadBy {
             url,
             members,

@@ -16,15 +16,23 @@ use crate::error::{Error, Result};
 use crate::identity::Login;
 use crate::services::Services;
 
-/// `GET /_matrix/client/v3/login`
+/// The login type of a JWT login (Synapse's name, which clients and bridges use).
+const JWT_LOGIN: &str = "org.matrix.login.jwt";
+
+/// `GET /_matrix/client/v3/login`: exactly the flows that are enabled.
 pub async fn login_types(
-    _services: Arc<Services>,
+    services: Arc<Services>,
     _req: Ruma<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response> {
     use get_login_types::v3::{LoginType, PasswordLoginType};
-    Ok(get_login_types::v3::Response::new(vec![
-        LoginType::Password(PasswordLoginType::new()),
-    ]))
+    let mut flows = vec![LoginType::Password(PasswordLoginType::new())];
+    if services.signin.offers_jwt() {
+        flows.push(
+            LoginType::new(JWT_LOGIN, Default::default())
+                .map_err(|e| Error::internal(format!("login type: {e}")))?,
+        );
+    }
+    Ok(get_login_types::v3::Response::new(flows))
 }
 
 /// `POST /_matrix/client/v3/login`
@@ -34,41 +42,28 @@ pub async fn login(
 ) -> Result<login::v3::Response> {
     services.login_limiter.check(req.client_ip)?;
     let body = &req.body;
-    let login::v3::LoginInfo::Password(password) = &body.login_info else {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::Unknown,
-            "Unsupported login type",
-        ));
-    };
-    #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
-    let login = match (&password.identifier, &password.user) {
-        (Some(UserIdentifier::Matrix(id)), _) => Login::Name(id.user.clone()),
-        (Some(UserIdentifier::Email(email)), _) => Login::Email(email.address.clone()),
-        (Some(_), _) => {
+    let user_id = match &body.login_info {
+        login::v3::LoginInfo::Password(password) => password_login(&services, password).await?,
+        other if other.login_type() == JWT_LOGIN && services.signin.offers_jwt() => {
+            let data = other.data();
+            let token = data
+                .get("token")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| Error::missing_param("A JWT login needs a token"))?;
+            services
+                .signin
+                .check_jwt(&services.accounts, &services.profiles, token)
+                .await?
+        }
+        _ => {
             return Err(Error::new(
                 StatusCode::BAD_REQUEST,
                 ErrorKind::Unknown,
-                "Only m.id.user identifiers and e-mail addresses are supported",
+                "Unsupported login type",
             ));
         }
-        (None, Some(user)) => Login::Name(user.clone()),
-        (None, None) => return Err(Error::missing_param("Missing identifier")),
     };
-    let user_id = services
-        .signin
-        .check_password(
-            &services.accounts,
-            &services.profiles,
-            &login,
-            &password.password,
-        )
-        .await
-        .inspect_err(|e| {
-            if e.errcode() == "M_FORBIDDEN" {
-                tracing::info!("failed login");
-            }
-        })?;
+
     if !services.accounts.is_active(&user_id)? {
         return Err(Error::new(
             StatusCode::FORBIDDEN,
@@ -93,6 +88,41 @@ pub async fn login(
     response.refresh_token = issued.refresh_token;
     response.expires_in = issued.expires_in_ms.map(Duration::from_millis);
     Ok(response)
+}
+
+/// `m.login.password`: whose password it is.
+async fn password_login(
+    services: &Services,
+    password: &login::v3::Password,
+) -> Result<ruma::OwnedUserId> {
+    #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
+    let login = match (&password.identifier, &password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => Login::Name(id.user.clone()),
+        (Some(UserIdentifier::Email(email)), _) => Login::Email(email.address.clone()),
+        (Some(_), _) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::Unknown,
+                "Only m.id.user identifiers and e-mail addresses are supported",
+            ));
+        }
+        (None, Some(user)) => Login::Name(user.clone()),
+        (None, None) => return Err(Error::missing_param("Missing identifier")),
+    };
+    services
+        .signin
+        .check_password(
+            &services.accounts,
+            &services.profiles,
+            &login,
+            &password.password,
+        )
+        .await
+        .inspect_err(|e| {
+            if e.errcode() == "M_FORBIDDEN" {
+                tracing::info!("failed login");
+            }
+        })
 }
 
 /// `POST /_matrix/client/v3/refresh`
