@@ -123,6 +123,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(register::token_validity)
         .ruma(session::login_types)
         .ruma(session::login)
+        .ruma(session::get_login_token)
         .ruma(session::refresh)
         .ruma(session::logout)
         .ruma(session::logout_all)

@@ -9,6 +9,7 @@ use crate::e2ee::to_device::ToDevice;
 use crate::error::Result;
 use crate::federation::keys::ServerKeys;
 use crate::identity::SignIn;
+use crate::identity::login_tokens::LoginTokens;
 use crate::media::Media;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
@@ -54,6 +55,7 @@ pub struct Services {
     pub presence: Presence,
     pub uia: Uia,
     pub signin: SignIn,
+    pub login_tokens: LoginTokens,
     pub keys: Keys,
     pub to_device: ToDevice,
     pub backup: Backup,
@@ -108,6 +110,7 @@ impl Services {
             presence: Presence::new(&config.presence),
             uia: Uia::default(),
             signin: SignIn::new(&config)?,
+            login_tokens: LoginTokens::new(store.clone()),
             keys: Keys::new(store.clone()),
             to_device,
             backup: Backup::new(store.clone()),

@@ -6,6 +6,7 @@
 
 pub mod jwt;
 pub mod ldap;
+pub mod login_tokens;
 
 use ruma::{OwnedUserId, UserId};
 

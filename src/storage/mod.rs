@@ -122,10 +122,12 @@ pub enum Table {
     /// pusher id, count, kind → what the pusher's gateway still has to be told: the event at
     /// that count (value: its short room id) or a new badge count (value: empty).
     PushQueue,
+    /// SHA-256 of a login token → whose it is and until when (single-use `m.login.token`).
+    LoginTokens,
 }
 
 impl Table {
-    pub const ALL: [Table; 50] = [
+    pub const ALL: [Table; 51] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -176,6 +178,7 @@ impl Table {
         Table::SearchOutbox,
         Table::Pushers,
         Table::PushQueue,
+        Table::LoginTokens,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -231,6 +234,7 @@ impl Table {
             Table::SearchOutbox => "search_outbox",
             Table::Pushers => "pushers",
             Table::PushQueue => "push_queue",
+            Table::LoginTokens => "login_tokens",
         }
     }
 }

@@ -5,17 +5,84 @@ const LOGIN: &str = "/_matrix/client/v3/login";
 const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
 
 #[tokio::test]
-async fn login_flows_offer_passwords() {
+async fn login_flows_offer_passwords_and_login_tokens() {
     let server = TestServer::start().await;
     let (status, body) = server.get(LOGIN, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        body["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["type"] == "m.login.password"),
-        "{body}"
+    let flows = body["flows"].as_array().unwrap();
+    let types: Vec<&str> = flows.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["m.login.password", "m.login.token"], "{body}");
+    assert_eq!(flows[1]["get_login_token"], true);
+}
+
+#[tokio::test]
+async fn a_login_token_lets_another_device_in_once() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let (_, capabilities) = server
+        .get("/_matrix/client/v3/capabilities", alice.token())
+        .await;
+    assert_eq!(
+        capabilities["capabilities"]["m.get_login_token"]["enabled"],
+        true
+    );
+    let get_token = "/_matrix/client/v1/login/get_token";
+    // The user proves it is them again first.
+    let (status, challenge) = server.post(get_token, alice.token(), &json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let session = challenge["session"].as_str().unwrap();
+    assert_error(
+        &server
+            .post(
+                get_token,
+                alice.token(),
+                &json!({"auth": {"type": "m.login.password", "session": session,
+                                 "identifier": {"type": "m.id.user", "user": "alice"},
+                                 "password": "wrong-password"}}),
+            )
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "M_FORBIDDEN",
+    );
+    let (status, issued) = server
+        .post(
+            get_token,
+            alice.token(),
+            &json!({"auth": {"type": "m.login.password", "session": session,
+                             "identifier": {"type": "m.id.user", "user": "alice"},
+                             "password": alice.password}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["expires_in_ms"], 120_000);
+    let token = issued["login_token"].as_str().unwrap();
+
+    let login = json!({"type": "m.login.token", "token": token});
+    let (status, body) = server.post(LOGIN, None, &login).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@alice:localhost");
+    assert_ne!(body["device_id"], alice.device_id);
+    // Single use.
+    assert_error(
+        &server.post(LOGIN, None, &login).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .post(
+                LOGIN,
+                None,
+                &json!({"type": "m.login.token", "token": "made-up"}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.post(get_token, None, &json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
     );
 }
 
@@ -71,7 +138,11 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     assert_eq!(wrong, remote);
     assert_error(
         &server
-            .post(LOGIN, None, &json!({"type": "m.login.token", "token": "x"}))
+            .post(
+                LOGIN,
+                None,
+                &json!({"type": "m.login.carrier_pigeon", "token": "x"}),
+            )
             .await,
         StatusCode::BAD_REQUEST,
         "M_UNKNOWN",

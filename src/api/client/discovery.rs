@@ -79,11 +79,15 @@ pub async fn well_known_server(State(services): State<Arc<Services>>) -> Json<Va
 
 /// `GET /_matrix/client/v3/capabilities`
 pub async fn capabilities(
-    _services: Arc<Services>,
-    _req: Ruma<get_capabilities::v3::Request>,
+    services: Arc<Services>,
+    req: Ruma<get_capabilities::v3::Request>,
 ) -> Result<get_capabilities::v3::Response> {
     let mut caps = get_capabilities::v3::Capabilities::new();
-    caps.change_password.enabled = true;
+    // A directory account's password is changed in the directory.
+    caps.change_password.enabled = services
+        .signin
+        .check_password_change(&services.accounts, req.user_id()?)
+        .is_ok();
     // Clients before v1.16 read these; newer ones read profile_fields.
     #[allow(deprecated)]
     {
@@ -91,7 +95,7 @@ pub async fn capabilities(
         caps.set_avatar_url.enabled = true;
     }
     caps.thirdparty_id_changes.enabled = false;
-    caps.get_login_token.enabled = false;
+    caps.get_login_token.enabled = true;
     caps.profile_fields = Some(get_capabilities::v3::ProfileFieldsCapability::new(true));
     caps.room_versions = get_capabilities::v3::RoomVersionsCapability::new(
         crate::rooms::create::DEFAULT_ROOM_VERSION,

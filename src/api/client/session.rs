@@ -6,7 +6,9 @@ use std::time::Duration;
 use http::StatusCode;
 use ruma::api::client::account::whoami;
 use ruma::api::client::session::login::v3::{DiscoveryInfo, HomeserverInfo};
-use ruma::api::client::session::{get_login_types, login, logout, logout_all, refresh_token};
+use ruma::api::client::session::{
+    get_login_token, get_login_types, login, logout, logout_all, refresh_token,
+};
 use ruma::api::client::uiaa::UserIdentifier;
 use ruma::api::error::ErrorKind;
 
@@ -24,8 +26,13 @@ pub async fn login_types(
     services: Arc<Services>,
     _req: Ruma<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response> {
-    use get_login_types::v3::{LoginType, PasswordLoginType};
-    let mut flows = vec![LoginType::Password(PasswordLoginType::new())];
+    use get_login_types::v3::{LoginType, PasswordLoginType, TokenLoginType};
+    let mut token = TokenLoginType::new();
+    token.get_login_token = true;
+    let mut flows = vec![
+        LoginType::Password(PasswordLoginType::new()),
+        LoginType::Token(token),
+    ];
     if services.signin.offers_jwt() {
         flows.push(
             LoginType::new(JWT_LOGIN, Default::default())
@@ -44,6 +51,7 @@ pub async fn login(
     let body = &req.body;
     let user_id = match &body.login_info {
         login::v3::LoginInfo::Password(password) => password_login(&services, password).await?,
+        login::v3::LoginInfo::Token(token) => services.login_tokens.redeem(&token.token)?,
         other if other.login_type() == JWT_LOGIN && services.signin.offers_jwt() => {
             let data = other.data();
             let token = data
@@ -123,6 +131,31 @@ async fn password_login(
                 tracing::info!("failed login");
             }
         })
+}
+
+/// How long a token from `/login/get_token` works (the spec's recommendation).
+const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
+
+/// `POST /_matrix/client/v1/login/get_token`: a single-use token that lets another device of
+/// the user in (QR login), after the user proves it is them again.
+pub async fn get_login_token(
+    services: Arc<Services>,
+    req: Ruma<get_login_token::v1::Request>,
+) -> Result<get_login_token::v1::Response> {
+    let user_id = req.user_id()?;
+    super::require_password(
+        &services,
+        user_id,
+        "get_login_token",
+        req.body.auth.as_ref(),
+    )
+    .await?;
+    let token = services.login_tokens.issue(user_id, LOGIN_TOKEN_LIFETIME)?;
+    tracing::info!(user_id = %user_id, "login token issued");
+    Ok(get_login_token::v1::Response::new(
+        LOGIN_TOKEN_LIFETIME,
+        token,
+    ))
 }
 
 /// `POST /_matrix/client/v3/refresh`
