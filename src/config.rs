@@ -37,6 +37,7 @@ pub struct Config {
     pub push: PushConfig,
     pub ldap: LdapConfig,
     pub jwt: JwtConfig,
+    pub oidc: OidcConfig,
     pub log: LogConfig,
 }
 
@@ -62,6 +63,7 @@ impl Default for Config {
             push: PushConfig::default(),
             ldap: LdapConfig::default(),
             jwt: JwtConfig::default(),
+            oidc: OidcConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -536,6 +538,70 @@ impl Default for JwtConfig {
             auditor_roles: Vec::new(),
         }
     }
+}
+
+/// Single sign-on through OpenID Connect providers (Keycloak and others).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Client URLs (by prefix) that a finished sign-on returns to at once; any other gets a
+    /// page asking the person to confirm, so a phishing link cannot collect a login.
+    pub client_redirect_allowlist: Vec<String>,
+    pub providers: Vec<OidcProviderConfig>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_localpart_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_displayname_claim() -> Option<String> {
+    Some("name".into())
+}
+
+fn default_email_claim() -> Option<String> {
+    Some("email".into())
+}
+
+/// One OpenID Connect provider.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The identity provider id clients see (`/login/sso/redirect/{id}`).
+    pub id: String,
+    /// The name clients show on the sign-in button.
+    pub name: String,
+    /// The issuer; its `/.well-known/openid-configuration` is read. `http://` only on
+    /// loopback.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (preferred over `client_secret`).
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that becomes the localpart (lowercased).
+    #[serde(default = "default_localpart_claim")]
+    pub localpart_claim: String,
+    #[serde(default = "default_displayname_claim")]
+    pub displayname_claim: Option<String>,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: Option<String>,
+    /// A claim (a string or a list of strings) that gives the server role.
+    #[serde(default)]
+    pub role_claim: Option<String>,
+    #[serde(default)]
+    pub admin_roles: Vec<String>,
+    #[serde(default)]
+    pub auditor_roles: Vec<String>,
+    /// Sign people into an account of the same name that this provider did not create.
+    #[serde(default)]
+    pub allow_existing_users: bool,
 }
 
 /// Push notifications to the users' push gateways.

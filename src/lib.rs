@@ -12,7 +12,8 @@
 //! - [`users`]: accounts, devices and tokens, profiles, account data, filters, and
 //!   user-interactive authentication.
 //! - [`identity`]: who may sign in and how: local passwords, the company directory (LDAP),
-//!   signed tokens (JWT); accounts and roles follow the directory or the token.
+//!   single sign-on (OpenID Connect), signed tokens (JWT), login tokens; accounts and roles
+//!   follow the identity provider.
 //! - [`media`]: uploaded files: streamed uploads, content-addressed storage, who may
 //!   download them.
 //! - [`outbound`]: the one guarded way out for requests users can aim (link previews, push

@@ -258,6 +258,23 @@ pub fn router(services: Arc<Services>) -> Router {
             "/_matrix/client/unstable/io.sori/rooms/{room_id}/read_by/{event_id}",
             get(read_by::read_by),
         )
+        // Single sign-on
+        .route(
+            "/_matrix/client/v3/login/sso/redirect",
+            get(crate::api::client::sso::redirect),
+        )
+        .route(
+            "/_matrix/client/r0/login/sso/redirect",
+            get(crate::api::client::sso::redirect),
+        )
+        .route(
+            "/_matrix/client/v3/login/sso/redirect/{idp_id}",
+            get(crate::api::client::sso::redirect_to),
+        )
+        .route(
+            crate::identity::sso::CALLBACK_PATH,
+            get(crate::api::client::sso::callback),
+        )
         // Sori's admin API
         .route(
             "/_sori/admin/v1/users/{user_id}/role",

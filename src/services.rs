@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::federation::keys::ServerKeys;
 use crate::identity::SignIn;
 use crate::identity::login_tokens::LoginTokens;
+use crate::identity::sso::Sso;
 use crate::media::Media;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
@@ -56,6 +57,7 @@ pub struct Services {
     pub uia: Uia,
     pub signin: SignIn,
     pub login_tokens: LoginTokens,
+    pub sso: Sso,
     pub keys: Keys,
     pub to_device: ToDevice,
     pub backup: Backup,
@@ -111,6 +113,7 @@ impl Services {
             uia: Uia::default(),
             signin: SignIn::new(&config)?,
             login_tokens: LoginTokens::new(store.clone()),
+            sso: Sso::new(&config)?,
             keys: Keys::new(store.clone()),
             to_device,
             backup: Backup::new(store.clone()),

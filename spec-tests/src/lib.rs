@@ -60,7 +60,8 @@ pub fn free_port() -> u16 {
 pub struct ServerOptions {
     pub registration_enabled: bool,
     pub registration_token: Option<String>,
-    /// Extra TOML appended to the config file (sections and keys).
+    /// Extra TOML appended to the config file (sections and keys); `{port}` in it becomes the
+    /// server's port.
     pub extra_toml: String,
 }
 
@@ -112,7 +113,7 @@ impl TestServer {
                  registration = { per_second = 1000.0, burst = 1000 }\n",
             );
         }
-        config.push_str(&options.extra_toml);
+        config.push_str(&options.extra_toml.replace("{port}", &port.to_string()));
         std::fs::write(dir.path().join("sori.toml"), config).expect("write config");
 
         let mut server = Self {

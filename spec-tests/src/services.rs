@@ -560,3 +560,66 @@ impl Drop for Slapd {
         self.stop();
     }
 }
+
+/// A real OpenID Connect provider (panva's `oidc-provider`, `spec-tests/services/oidc`, which
+/// `scripts/test` installs with npm) on a free loopback port: PKCE required, RS256 ID tokens,
+/// a plain login form, and the clients and people given.
+pub struct OidcProvider {
+    child: Child,
+    pub issuer: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OidcProvider {
+    /// `config`: `{"clients": [{client_id, client_secret, redirect_uris}], "people": [{sub,
+    /// login, password, claims}]}`; `port`: where to listen (0: any free port).
+    pub fn start(config: &serde_json::Value, port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("provider.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let services = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("services/oidc");
+        assert!(
+            services.join("node_modules/oidc-provider").exists(),
+            "oidc-provider is not installed: run scripts/test (npm ci in {})",
+            services.display()
+        );
+        let mut child = Command::new("node")
+            .arg(services.join("provider.mjs"))
+            .arg(&file)
+            .arg(port.to_string())
+            .current_dir(&services)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        // The provider prints one JSON line with its issuer once it listens.
+        let stdout = child.stdout.take().unwrap();
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(issuer) = ready["issuer"].as_str()
+                {
+                    let _ = send.send(issuer.to_owned());
+                }
+            }
+        });
+        let issuer = receive
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the OIDC provider did not start in 30 s");
+        Self {
+            child,
+            issuer,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,12 +1,14 @@
 //! Company identity: who may sign in, and how. Passwords kept here (argon2id) for local
-//! accounts, the company directory (LDAP bind) for everyone else, and tokens a company system
-//! signed (JWT). A person's account is created at their first sign-in and their server role
+//! accounts, the company directory (LDAP bind) for everyone else, tokens a company system
+//! signed (JWT), and single sign-on through OpenID Connect providers. A person's account is created at their first sign-in and their server role
 //! follows the directory or the token. Every password check goes through here: `/login`, and
 //! user-interactive auth.
 
 pub mod jwt;
 pub mod ldap;
 pub mod login_tokens;
+pub mod oidc;
+pub mod sso;
 
 use ruma::{OwnedUserId, UserId};
 

@@ -1,10 +1,11 @@
-//! Company sign-in over HTTP: JWT login (HS256 and RS256 tokens, every way a token can be
+//! Company sign-in over HTTP: single sign-on through a real OpenID Connect provider, JWT login (HS256 and RS256 tokens, every way a token can be
 //! wrong), and LDAP password login against a real OpenLDAP `slapd` (people
 //! found by any login attribute, created on first login, roles from groups, disabled and
 //! removed entries, injection attempts, a directory that is down or hangs).
 
 mod jwt;
 mod ldap;
+mod oidc;
 
 use serde_json::{Value, json};
 use spec_tests::{StatusCode, TestServer};

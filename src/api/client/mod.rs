@@ -25,6 +25,7 @@ pub mod rooms;
 pub mod search;
 pub mod session;
 pub mod sliding_sync;
+pub mod sso;
 pub mod sync;
 pub mod tags;
 pub mod thirdparty;

@@ -33,6 +33,16 @@ pub async fn login_types(
         LoginType::Password(PasswordLoginType::new()),
         LoginType::Token(token),
     ];
+    let providers = services.sso.providers();
+    if !providers.is_empty() {
+        use get_login_types::v3::{IdentityProvider, SsoLoginType};
+        let mut sso = SsoLoginType::new();
+        sso.identity_providers = providers
+            .into_iter()
+            .map(|(id, name)| IdentityProvider::new(id, name))
+            .collect();
+        flows.push(LoginType::Sso(sso));
+    }
     if services.signin.offers_jwt() {
         flows.push(
             LoginType::new(JWT_LOGIN, Default::default())
