@@ -298,7 +298,74 @@ impl Drop for Meilisearch {
 pub struct Slapd {
     child: Child,
     port: u16,
+    /// Where it listens for `ldaps://` (the plain port also takes StartTLS).
+    tls_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 that it signed, with `openssl`, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Sori Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 /// The directory's base DN.
@@ -412,12 +479,16 @@ impl Slapd {
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).unwrap();
         let port = free_port();
+        let tls_port = free_port();
+        make_certificates(dir.path());
         let config = dir.path().join("slapd.conf");
         std::fs::write(
             &config,
             format!(
                 "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
                  include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
+                 TLSCACertificateFile {tls}/ca.pem\nTLSCertificateFile {tls}/server.pem\n\
+                 TLSCertificateKeyFile {tls}/server.key\n\
                  pidfile {pid}\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload memberof\n\
                  database mdb\nsuffix \"{LDAP_BASE}\"\nrootdn \"cn=root,{LDAP_BASE}\"\n\
                  rootpw root-secret\ndirectory {db}\nmaxsize 10485760\noverlay memberof\n\
@@ -425,6 +496,7 @@ impl Slapd {
                  access to * by dn.exact=\"{LDAP_SERVICE_DN}\" read by self read by * none\n",
                 pid = dir.path().join("slapd.pid").display(),
                 db = db.display(),
+                tls = dir.path().display(),
             ),
         )
         .unwrap();
@@ -458,7 +530,9 @@ impl Slapd {
             .arg("-f")
             .arg(&config)
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .arg(format!(
+                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+            ))
             // In the foreground (so the PID is the child's), logging nothing.
             .arg("-d")
             .arg("0")
@@ -466,9 +540,16 @@ impl Slapd {
             .stderr(Stdio::null())
             .spawn()
             .expect("start slapd");
-        let mut slapd = Self { child, port, dir };
+        let mut slapd = Self {
+            child,
+            port,
+            tls_port,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err()
+            || TcpStream::connect(("127.0.0.1", tls_port)).is_err()
+        {
             if let Ok(Some(status)) = slapd.child.try_wait() {
                 panic!("slapd exited with {status} at start-up");
             }
@@ -527,6 +608,16 @@ impl Slapd {
 
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// The `ldaps://` URL (TLS from the first byte).
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The CA that signed the directory's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// The `[ldap]` section for a server that signs people in against this directory.

@@ -235,3 +235,38 @@ async fn a_directory_that_is_down_or_hangs_answers_503_quickly() {
     );
     drop(silent);
 }
+
+#[tokio::test]
+async fn the_directory_is_reached_over_starttls_or_ldaps_with_its_ca() {
+    let slapd = Slapd::start();
+    let minsu = person("minsu");
+    let ca = slapd.ca_file();
+    let starttls = server_with(
+        &slapd,
+        &format!("starttls = true\nca_file = \"{}\"\n", ca.display()),
+    )
+    .await;
+    let (status, body) = password_login(&starttls, "minsu", minsu.password).await;
+    assert_eq!(status, StatusCode::OK, "StartTLS: {body}");
+    drop(starttls);
+
+    let ldaps = |ca_line: String| {
+        let toml = slapd.ldap_toml().replace(&slapd.url(), &slapd.ldaps_url());
+        TestServer::start_with(ServerOptions {
+            extra_toml: format!("{toml}{ca_line}"),
+            ..Default::default()
+        })
+    };
+    let server = ldaps(format!("ca_file = \"{}\"\n", ca.display())).await;
+    let (status, body) = password_login(&server, "minsu", minsu.password).await;
+    assert_eq!(status, StatusCode::OK, "ldaps: {body}");
+    drop(server);
+
+    // Without the directory's CA its certificate is not trusted: no password is sent.
+    let server = ldaps(String::new()).await;
+    assert_error(
+        &password_login(&server, "minsu", minsu.password).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "M_UNAVAILABLE",
+    );
+}
