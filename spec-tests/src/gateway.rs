@@ -126,15 +126,9 @@ impl Gateway {
 }
 
 async fn serve(mut socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
-            return;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
+    let Some(head) = crate::read_request_head(&mut socket).await else {
+        return;
+    };
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let length: usize = head
         .lines()

@@ -46,6 +46,22 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     bin
 }
 
+/// Reads an HTTP request's head (up to the blank line) from a socket, byte by byte so that
+/// nothing of the body is consumed; `None` when the peer closes first. For the small servers
+/// the tests run (web pages for previews, push gateways).
+pub async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 /// A port nothing listens on yet, on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

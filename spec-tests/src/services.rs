@@ -426,25 +426,6 @@ pub const LDAP_PEOPLE: &[LdapPerson] = &[
     },
 ];
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn person_ldif(person: &LdapPerson) -> String {
     // Non-ASCII values go base64 (`attr:: value`), as LDIF requires.
     format!(
@@ -452,7 +433,10 @@ fn person_ldif(person: &LdapPerson) -> String {
          cn: {uid}\nsn: {uid}\ndisplayName:: {name}\nmail: {mail}\nemployeeNumber: {number}\n\
          userPassword: {password}\n{disabled}\n",
         uid = person.uid,
-        name = base64(person.display_name.as_bytes()),
+        name = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(person.display_name.as_bytes())
+        },
         mail = person.mail,
         number = person.employee_number,
         password = person.password,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use spec_tests::{ServerOptions, TestServer, User, assert_error, register};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::download;
 
@@ -66,15 +66,9 @@ impl Site {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let pages = pages.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head);
+                    let Some(head) = spec_tests::read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let found = pages.get(&path).cloned().unwrap_or(Page {
                         status: 404,

@@ -196,6 +196,20 @@ async fn sign_on_at_provider(
     callback
 }
 
+/// A new browser that signed on as minsu at the provider, and the callback it was sent to.
+async fn signed_on_at_provider(server: &TestServer, provider: &OidcProvider) -> (Browser, String) {
+    let mut browser = Browser::new();
+    let callback = sign_on_at_provider(
+        &mut browser,
+        server,
+        provider,
+        "http://127.0.0.1:9/app",
+        ("minsu", "pw-minsu"),
+    )
+    .await;
+    (browser, callback)
+}
+
 async fn exchange(server: &TestServer, token: &str) -> (StatusCode, Value) {
     server
         .post(
@@ -226,15 +240,7 @@ async fn a_person_signs_on_and_the_client_gets_a_login_token() {
     assert_eq!(providers[0]["id"], "company");
     assert_eq!(providers[0]["name"], "Company account");
 
-    let mut browser = Browser::new();
-    let callback = sign_on_at_provider(
-        &mut browser,
-        &server,
-        &provider,
-        "http://127.0.0.1:9/app",
-        ("minsu", "pw-minsu"),
-    )
-    .await;
+    let (mut browser, callback) = signed_on_at_provider(&server, &provider).await;
     let response = browser.get(&callback).await;
     assert_eq!(
         response.status(),
@@ -297,15 +303,7 @@ async fn tampered_sign_ons_are_refused_and_create_nothing() {
     let provider = OidcProvider::start(&provider_config(server.port()), provider_port);
 
     // The callback in another browser (no cookie): refused.
-    let mut browser = Browser::new();
-    let callback = sign_on_at_provider(
-        &mut browser,
-        &server,
-        &provider,
-        "http://127.0.0.1:9/app",
-        ("minsu", "pw-minsu"),
-    )
-    .await;
+    let (mut browser, callback) = signed_on_at_provider(&server, &provider).await;
     let stranger = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -316,15 +314,7 @@ async fn tampered_sign_ons_are_refused_and_create_nothing() {
     assert_eq!(browser.get(&callback).await.status(), StatusCode::FORBIDDEN);
 
     // A made-up state, a changed code, a provider error.
-    let mut browser = Browser::new();
-    let callback = sign_on_at_provider(
-        &mut browser,
-        &server,
-        &provider,
-        "http://127.0.0.1:9/app",
-        ("minsu", "pw-minsu"),
-    )
-    .await;
+    let (mut browser, callback) = signed_on_at_provider(&server, &provider).await;
     let params = query_of(&callback);
     let base = callback.split('?').next().unwrap().to_owned();
     for query in [
@@ -334,30 +324,14 @@ async fn tampered_sign_ons_are_refused_and_create_nothing() {
         let response = browser.get(&format!("{base}?{query}")).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{query}");
     }
-    let mut browser = Browser::new();
-    let callback = sign_on_at_provider(
-        &mut browser,
-        &server,
-        &provider,
-        "http://127.0.0.1:9/app",
-        ("minsu", "pw-minsu"),
-    )
-    .await;
+    let (mut browser, callback) = signed_on_at_provider(&server, &provider).await;
     let params = query_of(&callback);
     let forged = format!(
         "{base}?code=forged-{}&state={}",
         params["code"], params["state"]
     );
     assert_eq!(browser.get(&forged).await.status(), StatusCode::FORBIDDEN);
-    let mut browser = Browser::new();
-    let callback = sign_on_at_provider(
-        &mut browser,
-        &server,
-        &provider,
-        "http://127.0.0.1:9/app",
-        ("minsu", "pw-minsu"),
-    )
-    .await;
+    let (mut browser, callback) = signed_on_at_provider(&server, &provider).await;
     let params = query_of(&callback);
     let denied = format!("{base}?error=access_denied&state={}", params["state"]);
     assert_eq!(browser.get(&denied).await.status(), StatusCode::FORBIDDEN);
