@@ -1,8 +1,8 @@
 //! Company identity: who may sign in, and how. Passwords kept here (argon2id) for local
 //! accounts, the company directory (LDAP bind) for everyone else, tokens a company system
-//! signed (JWT), and single sign-on through OpenID Connect providers. A person's account is created at their first sign-in and their server role
-//! follows the directory or the token. Every password check goes through here: `/login`, and
-//! user-interactive auth.
+//! signed (JWT), and single sign-on through OpenID Connect providers. A person's account is
+//! created at their first sign-in and their server role follows the identity provider. Every
+//! password check goes through here: `/login`, and user-interactive auth.
 
 pub mod jwt;
 pub mod ldap;
@@ -118,22 +118,15 @@ impl SignIn {
                 "a directory person matches a local account with its own password; refused");
             return Err(bad_credentials());
         }
-        let role = person.role.unwrap_or(Role::User);
-        match accounts.create_external(&user, LDAP, role).await {
-            Ok(()) => {
-                tracing::info!(user_id = %user, "account created from the directory");
-                if let Some(name) = &person.display_name {
-                    profiles.set_field(&user, "displayname", Some(name.clone().into()))?;
-                }
-            }
-            // Known already: its role follows the directory.
-            Err(e) if e.errcode() == "M_USER_IN_USE" => {
-                if let Some(role) = person.role {
-                    accounts.set_role(&user, role)?;
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        provision(
+            accounts,
+            profiles,
+            &user,
+            LDAP,
+            person.role,
+            person.display_name.as_deref(),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -151,31 +144,18 @@ impl SignIn {
         let user = accounts
             .user_id_for(&claims.subject.to_lowercase())
             .map_err(|_| invalid())?;
-        if !accounts.exists(&user)? {
-            if !jwt.creates_users() {
-                return Err(Error::forbidden("No account for this token's subject"));
-            }
-            match accounts
-                .create_external(&user, JWT, claims.role.unwrap_or(Role::User))
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(user_id = %user, "account created from a JWT");
-                    if let Some(name) = &claims.display_name {
-                        profiles.set_field(&user, "displayname", Some(name.clone().into()))?;
-                    } else {
-                        profiles.set_field(&user, "displayname", Some(user.localpart().into()))?;
-                    }
-                    return Ok(user);
-                }
-                // Created by a login racing this one.
-                Err(e) if e.errcode() == "M_USER_IN_USE" => {}
-                Err(e) => return Err(e),
-            }
+        if !jwt.creates_users() && !accounts.exists(&user)? {
+            return Err(Error::forbidden("No account for this token's subject"));
         }
-        if let Some(role) = claims.role {
-            accounts.set_role(&user, role)?;
-        }
+        provision(
+            accounts,
+            profiles,
+            &user,
+            JWT,
+            claims.role,
+            claims.display_name.as_deref(),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -186,9 +166,41 @@ impl SignIn {
             .is_some_and(|a| a.signs_in_with.is_some())
         {
             return Err(Error::forbidden(
-                "This account's password is managed by the company directory; change it there",
+                "This account signs in through the company directory or single sign-on; \
+                 its password is changed there",
             ));
         }
         Ok(())
+    }
+}
+
+/// Makes sure the account an identity provider vouched for exists: created (signing in
+/// through `origin`, named `display_name` or its localpart) with `role`, or, when it exists,
+/// given `role` if the provider sets one. Whether an existing account may be entered at all is
+/// the caller's decision.
+pub(crate) async fn provision(
+    accounts: &Accounts,
+    profiles: &Profiles,
+    user: &UserId,
+    origin: &str,
+    role: Option<Role>,
+    display_name: Option<&str>,
+) -> Result<()> {
+    match accounts
+        .create_external(user, origin, role.unwrap_or(Role::User))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(user_id = %user, origin, "account created at first sign-in");
+            let name = display_name.unwrap_or(user.localpart());
+            profiles.set_field(user, "displayname", Some(name.into()))
+        }
+        // Known already (or created by a sign-in racing this one): its role follows the
+        // provider.
+        Err(e) if e.errcode() == "M_USER_IN_USE" => match role {
+            Some(role) => accounts.set_role(user, role),
+            None => Ok(()),
+        },
+        Err(e) => Err(e),
     }
 }

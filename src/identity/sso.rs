@@ -17,7 +17,7 @@ use super::login_tokens::LoginTokens;
 use super::oidc::OidcProvider;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::users::accounts::{Accounts, Role};
+use crate::users::accounts::Accounts;
 use crate::users::profiles::Profiles;
 
 /// The path providers send people back to.
@@ -227,41 +227,20 @@ impl Sso {
             )
         });
         let origin = format!("oidc:{}", config.id);
-        match accounts.get(&user)? {
-            None => {
-                match accounts
-                    .create_external(&user, &origin, role.unwrap_or(Role::User))
-                    .await
-                {
-                    Ok(()) => {
-                        let name = config
-                            .displayname_claim
-                            .as_ref()
-                            .and_then(|c| claims.get(c))
-                            .and_then(Value::as_str)
-                            .unwrap_or(user.localpart());
-                        profiles.set_field(&user, "displayname", Some(name.into()))?;
-                        tracing::info!(user_id = %user, "account created by single sign-on");
-                        return Ok(user);
-                    }
-                    // Created by a sign-on racing this one.
-                    Err(e) if e.errcode() == "M_USER_IN_USE" => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Some(account)
-                if account.signs_in_with.as_deref() != Some(origin.as_str())
-                    && !config.allow_existing_users =>
-            {
-                return Err(refused(format!(
-                    "{user} exists and was not created by this provider"
-                )));
-            }
-            Some(_) => {}
+        if let Some(account) = accounts.get(&user)?
+            && account.signs_in_with.as_deref() != Some(origin.as_str())
+            && !config.allow_existing_users
+        {
+            return Err(refused(format!(
+                "{user} exists and was not created by this provider"
+            )));
         }
-        if let Some(role) = role {
-            accounts.set_role(&user, role)?;
-        }
+        let display_name = config
+            .displayname_claim
+            .as_ref()
+            .and_then(|c| claims.get(c))
+            .and_then(Value::as_str);
+        super::provision(accounts, profiles, &user, &origin, role, display_name).await?;
         Ok(user)
     }
 }
