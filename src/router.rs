@@ -278,7 +278,11 @@ pub fn router(services: Arc<Services>) -> Router {
         // Sori's admin API
         .route(
             "/_sori/admin/v1/users/{user_id}/role",
-            get(crate::api::admin::roles::get),
+            get(crate::api::admin::roles::get).put(crate::api::admin::roles::put),
+        )
+        .route(
+            "/_synapse/admin/v1/users/{user_id}/admin",
+            get(crate::api::admin::synapse::get_admin).put(crate::api::admin::synapse::set_admin),
         )
         // Rooms
         .ruma(rooms::create_room)

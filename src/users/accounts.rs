@@ -277,6 +277,33 @@ impl Accounts {
         Ok(())
     }
 
+    /// Sets a role as an admin asks it (the admin API): like [`Accounts::set_role`], but never
+    /// leaves the server without an active admin.
+    pub fn change_role(&self, user_id: &UserId, role: Role) -> Result<()> {
+        let current = self
+            .get(user_id)?
+            .ok_or_else(|| Error::not_found("No such user"))?;
+        if current.role == Role::Admin && role != Role::Admin && !current.deactivated {
+            let admins = self.count_active(|record| record.role == Role::Admin)?;
+            if admins <= 1 {
+                return Err(Error::forbidden("The last admin cannot be demoted"));
+            }
+        }
+        self.set_role(user_id, role)
+    }
+
+    /// How many active accounts `keep` selects.
+    fn count_active(&self, keep: impl Fn(&AccountRecord) -> bool) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.store.scan_prefix(Table::Accounts, b"")? {
+            let (_, value) = entry?;
+            let record: AccountRecord = serde_json::from_slice(&value)
+                .map_err(|e| Error::internal(format!("corrupt account: {e}")))?;
+            count += usize::from(!record.deactivated && keep(&record));
+        }
+        Ok(count)
+    }
+
     /// Marks the account deactivated; the name stays taken and nobody can log in to it.
     pub fn deactivate(&self, user_id: &UserId) -> Result<()> {
         self.update(user_id, |record| record.deactivated = true)
