@@ -64,8 +64,9 @@ pub async fn long_poll<T>(
     }
 }
 
-/// How long a woken long-poll lets the user's own send requests finish first.
-const SEND_ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a woken long-poll lets the user's own send requests finish first (a send slowed by
+/// a busy disk can take tens of milliseconds).
+const SEND_ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Whether `other` is the user or is joined to one of the rooms the user is joined to.
 fn shares_a_room(
