@@ -148,14 +148,13 @@ impl Directory {
             return Ok(None);
         };
         let entry = SearchEntry::construct(entry);
-        let first = |attribute: &Option<String>| {
+        let first = |attribute: Option<&str>| {
             attribute
-                .as_ref()
                 .and_then(|a| entry.attrs.get(a))
                 .and_then(|values| values.first())
                 .cloned()
         };
-        let Some(localpart) = first(&Some(self.config.localpart_attribute.clone())) else {
+        let Some(localpart) = first(Some(&self.config.localpart_attribute)) else {
             tracing::warn!(dn = %entry.dn, "an LDAP entry has no localpart attribute");
             return Ok(None);
         };
@@ -180,8 +179,8 @@ impl Directory {
         Ok(Some(Person {
             dn: entry.dn.clone(),
             localpart: localpart.to_lowercase(),
-            display_name: first(&self.config.displayname_attribute),
-            mail: first(&self.config.mail_attribute),
+            display_name: first(self.config.displayname_attribute.as_deref()),
+            mail: first(self.config.mail_attribute.as_deref()),
             role,
         }))
     }

@@ -390,16 +390,7 @@ async fn existing_accounts_are_only_entered_when_allowed() {
 
     let provider_port = free_port();
     let issuer = format!("http://127.0.0.1:{provider_port}");
-    let server = TestServer::start_with(ServerOptions {
-        extra_toml: format!(
-            "[oidc]\nclient_redirect_allowlist = [\"http://127.0.0.1:9/app\"]\n\
-             [[oidc.providers]]\nid = \"company\"\nname = \"Company account\"\n\
-             issuer = \"{issuer}\"\nclient_id = \"sori\"\nclient_secret = \"oidc-client-secret\"\n\
-             allow_existing_users = true\n"
-        ),
-        ..Default::default()
-    })
-    .await;
+    let server = sso_server(&issuer, "allow_existing_users = true\n").await;
     let provider = OidcProvider::start(&provider_config(server.port()), provider_port);
     register(&server, "jiyeon").await;
     let mut browser = Browser::new();
