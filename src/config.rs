@@ -38,6 +38,7 @@ pub struct Config {
     pub ldap: LdapConfig,
     pub jwt: JwtConfig,
     pub oidc: OidcConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
 }
 
@@ -64,6 +65,7 @@ impl Default for Config {
             ldap: LdapConfig::default(),
             jwt: JwtConfig::default(),
             oidc: OidcConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -602,6 +604,17 @@ pub struct OidcProviderConfig {
     /// Sign people into an account of the same name that this provider did not create.
     #[serde(default)]
     pub allow_existing_users: bool,
+}
+
+/// The audit log (who did what, hash-chained; `GET /_sori/admin/v1/audit`, `sori audit`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days entries are kept; 0 keeps them forever. Pruning leaves an anchor, so what remains
+    /// still verifies.
+    pub retention_days: u64,
+    /// Also record every media download (one entry per download: a busy server writes many).
+    pub media_downloads: bool,
 }
 
 /// Push notifications to the users' push gateways.

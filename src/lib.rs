@@ -33,6 +33,8 @@
 //!   durable per-pusher queue.
 //! - [`presence`]: online/offline status.
 //! - [`rate_limit`]: per-address token buckets for login and registration.
+//! - [`admin`]: running the server: the hash-chained audit log, written in the same batch as
+//!   each audited action.
 //! - [`random`]: secure tokens and ids.
 //! - [`services`]: [`Services`](services::Services), every service built once and shared.
 //! - [`api`]: the HTTP surface, ruma request/response plumbing and thin handlers.
@@ -40,6 +42,7 @@
 //!
 //! [`build`] opens the store and wires the services and router; [`serve`] runs it.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod e2ee;
@@ -103,6 +106,9 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     tokio::spawn(expire_media(app.services.clone()));
     tokio::spawn(search::indexer::run(app.services.clone()));
     tokio::spawn(push::sender::run(app.services.clone()));
+    app.services
+        .audit
+        .spawn_retention(app.services.config.audit.retention_days);
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

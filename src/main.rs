@@ -37,6 +37,23 @@ enum Command {
         #[command(subcommand)]
         command: SearchCommand,
     },
+    /// Check or export the audit log (with the server stopped).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and name the first entry that was changed or removed (exit 1).
+    Verify,
+    /// Write every entry, oldest first, to standard output.
+    Export {
+        /// One JSON object per line (the only format).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,7 +141,12 @@ async fn create_user(
     });
     let role = if admin { Role::Admin } else { Role::User };
     accounts
-        .create(&user_id, Some(password.clone()), role)
+        .create(
+            &user_id,
+            Some(password.clone()),
+            role,
+            &sori::admin::audit::Origin::server(),
+        )
         .await
         .map_err(|e| e.to_string())?;
     app.services
@@ -135,6 +157,48 @@ async fn create_user(
     if generated {
         println!("password: {password}");
     }
+    Ok(())
+}
+
+/// Opens only the store (not the whole server) for offline reads.
+fn open_store(config: &Config) -> Result<sori::storage::rocksdb::RocksStore, String> {
+    sori::storage::rocksdb::RocksStore::open(&config.storage.path, config.storage.cache_mb).map_err(
+        |e| format!("{e} (is the server running? stop it first: the database allows one process)"),
+    )
+}
+
+fn audit_verify(config: Config) -> Result<(), String> {
+    let store = open_store(&config)?;
+    let report = sori::admin::audit::chain::verify(&store).map_err(|e| e.to_string())?;
+    if let Some(anchor) = &report.anchor {
+        println!(
+            "entries up to {} were pruned; the chain starts from its hash",
+            anchor.id
+        );
+    }
+    match report.broken {
+        None => {
+            println!(
+                "audit log intact: {} entries, last id {}",
+                report.intact, report.last_id
+            );
+            Ok(())
+        }
+        Some((id, problem)) => Err(format!(
+            "audit log broken at entry {id}: {problem} ({} entries before it are intact)",
+            report.intact
+        )),
+    }
+}
+
+fn audit_export(config: Config) -> Result<(), String> {
+    let store = open_store(&config)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written =
+        sori::admin::audit::Audit::export_jsonl(&store, &mut out).map_err(|e| e.to_string())?;
+    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+    eprintln!("exported {written} entries");
     Ok(())
 }
 
@@ -188,6 +252,12 @@ async fn main() -> ExitCode {
         Command::Search {
             command: SearchCommand::Reindex,
         } => reindex(config).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(config),
+        Command::Audit {
+            command: AuditCommand::Export { format: _ },
+        } => audit_export(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,6 +280,11 @@ pub fn router(services: Arc<Services>) -> Router {
             "/_sori/admin/v1/users/{user_id}/role",
             get(crate::api::admin::roles::get).put(crate::api::admin::roles::put),
         )
+        .route("/_sori/admin/v1/audit", get(crate::api::admin::audit::list))
+        .route(
+            "/_sori/admin/v1/rooms/{room_id}/export",
+            get(crate::api::admin::audit::export_room),
+        )
         .route(
             "/_synapse/admin/v1/users/{user_id}/admin",
             get(crate::api::admin::synapse::get_admin).put(crate::api::admin::synapse::set_admin),
@@ -339,6 +344,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             Error::internal("a request handler panicked").into_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            crate::api::ruma::with_request_origin,
+        ))
         .layer(middleware::from_fn(request_span))
         .layer(middleware::from_fn(cors))
         .with_state(services)

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::admin::audit::Audit;
 use crate::config::Config;
 use crate::e2ee::backup::Backup;
 use crate::e2ee::keys::Keys;
@@ -38,6 +39,7 @@ use crate::watchers::Watchers;
 pub struct Services {
     pub config: Config,
     pub store: Arc<dyn Store>,
+    pub audit: Arc<Audit>,
     pub server_keys: Arc<ServerKeys>,
     pub timeline: Timeline,
     pub watchers: Arc<Watchers>,
@@ -73,6 +75,7 @@ pub struct Services {
 impl Services {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self> {
         let watchers = Arc::new(Watchers::default());
+        let audit = Arc::new(Audit::new(store.clone())?);
         let account_data = Arc::new(AccountData::new(store.clone(), watchers.clone()));
         let server_keys = Arc::new(ServerKeys::load_or_generate(
             &store,
@@ -94,6 +97,7 @@ impl Services {
                 watchers.clone(),
                 push_rules.clone(),
                 pushers.clone(),
+                audit.clone(),
             ),
             watchers,
             server_keys,
@@ -102,8 +106,12 @@ impl Services {
             reports: Reports::new(store.clone()),
             receipts: Receipts::new(store.clone()),
             typing: Typing::default(),
-            accounts: Accounts::new(store.clone(), config.server_name.clone()),
-            sessions: Sessions::new(store.clone(), config.login.refreshable_token_lifetime_ms),
+            accounts: Accounts::new(store.clone(), config.server_name.clone(), audit.clone()),
+            sessions: Sessions::new(
+                store.clone(),
+                config.login.refreshable_token_lifetime_ms,
+                audit.clone(),
+            ),
             profiles: Profiles::new(store.clone()),
             filters: Filters::new(store.clone()),
             push_rules: push_rules.clone(),
@@ -123,6 +131,7 @@ impl Services {
             sliding: Connections::default(),
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
+            audit,
             store,
             config,
         })

@@ -17,6 +17,7 @@ use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt};
 use ruma::{DeviceId, UserId};
 
+use crate::admin::audit::Origin;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Recipient;
 use crate::services::Services;
@@ -69,6 +70,8 @@ pub struct Ruma<T> {
     pub session: Option<Session>,
     /// The client's address (from the socket, or `X-Forwarded-For` when trusted).
     pub client_ip: IpAddr,
+    /// The client's `User-Agent`, for the audit log.
+    pub user_agent: Option<String>,
     /// Whether a POST/PUT came without a body (ruma reads that as `{}`; endpoints whose body
     /// is the content itself refuse it).
     pub body_empty: bool,
@@ -113,6 +116,15 @@ impl<T> Ruma<T> {
     pub fn session(&self) -> Result<&Session> {
         self.session.as_ref().ok_or_else(Error::missing_token)
     }
+
+    /// Who makes the request and from where, for the audit log.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            actor: self.session.as_ref().map(|s| s.user_id.clone()),
+            ip: Some(self.client_ip),
+            user_agent: self.user_agent.clone(),
+        }
+    }
 }
 
 /// The session of a request's access token (header or `access_token` query), for handlers
@@ -134,10 +146,66 @@ impl FromRequestParts<Arc<Services>> for Authenticated {
     }
 }
 
-fn client_ip(parts: &http::request::Parts, trust_forwarded_for: bool) -> IpAddr {
+/// The request's address and user agent (no actor: see [`Authenticated`]), for handlers
+/// outside the [`Ruma`] extractor.
+pub struct RequestOrigin(pub Origin);
+
+impl FromRequestParts<Arc<Services>> for RequestOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self> {
+        Ok(RequestOrigin(origin_of(
+            &parts.headers,
+            &parts.extensions,
+            services.config.listen.trust_forwarded_for,
+        )))
+    }
+}
+
+/// Runs the rest of the request with its address and user agent known to the audit log
+/// (events drafted deep below the handler are audited with them).
+pub async fn with_request_origin(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = origin_of(
+        request.headers(),
+        request.extensions(),
+        services.config.listen.trust_forwarded_for,
+    );
+    crate::admin::audit::within_request(origin, next.run(request)).await
+}
+
+fn origin_of(
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    trust_forwarded_for: bool,
+) -> Origin {
+    Origin {
+        actor: None,
+        ip: Some(client_ip(headers, extensions, trust_forwarded_for)),
+        user_agent: user_agent(headers),
+    }
+}
+
+fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::admin::audit::clip)
+}
+
+fn client_ip(
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    trust_forwarded_for: bool,
+) -> IpAddr {
     if trust_forwarded_for
-        && let Some(ip) = parts
-            .headers
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -145,8 +213,7 @@ fn client_ip(parts: &http::request::Parts, trust_forwarded_for: bool) -> IpAddr 
     {
         return ip;
     }
-    parts
-        .extensions
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
@@ -227,7 +294,12 @@ where
         if parts.extensions.get::<EmptyLastPathArg>().is_some() {
             path_args.push(String::new());
         }
-        let client_ip = client_ip(&parts, services.config.listen.trust_forwarded_for);
+        let client_ip = client_ip(
+            &parts.headers,
+            &parts.extensions,
+            services.config.listen.trust_forwarded_for,
+        );
+        let user_agent = user_agent(&parts.headers);
 
         let limit = services.config.limits.max_request_bytes;
         let bytes = read_body(body, &parts.headers, limit).await?;
@@ -275,6 +347,7 @@ where
             body,
             session,
             client_ip,
+            user_agent,
             body_empty,
             raw_body,
         })

@@ -14,6 +14,7 @@ use ruma::{OwnedUserId, UserId};
 
 use self::jwt::JwtLogin;
 use self::ldap::Directory;
+use crate::admin::audit::Origin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::users::accounts::{Accounts, Role};
@@ -68,6 +69,7 @@ impl SignIn {
         profiles: &Profiles,
         login: &Login,
         password: &str,
+        from: &Origin,
     ) -> Result<OwnedUserId> {
         let named = match login {
             Login::Name(name) => accounts.parse_login_name(name),
@@ -125,6 +127,7 @@ impl SignIn {
             LDAP,
             person.role,
             person.display_name.as_deref(),
+            from,
         )
         .await?;
         Ok(user)
@@ -137,6 +140,7 @@ impl SignIn {
         accounts: &Accounts,
         profiles: &Profiles,
         token: &str,
+        from: &Origin,
     ) -> Result<OwnedUserId> {
         let invalid = || Error::forbidden("Invalid token");
         let jwt = self.jwt.as_ref().ok_or_else(invalid)?;
@@ -154,6 +158,7 @@ impl SignIn {
             JWT,
             claims.role,
             claims.display_name.as_deref(),
+            from,
         )
         .await?;
         Ok(user)
@@ -175,30 +180,38 @@ impl SignIn {
 }
 
 /// Makes sure the account an identity provider vouched for exists: created (signing in
-/// through `origin`, named `display_name` or its localpart) with `role`, or, when it exists,
-/// given `role` if the provider sets one. Whether an existing account may be entered at all is
-/// the caller's decision.
+/// through `signs_in_with`, named `display_name` or its localpart) with `role`, or, when it
+/// exists, given `role` if the provider sets one. Whether an existing account may be entered
+/// at all is the caller's decision. `from` is the sign-in request, for the audit log.
 pub(crate) async fn provision(
     accounts: &Accounts,
     profiles: &Profiles,
     user: &UserId,
-    origin: &str,
+    signs_in_with: &str,
     role: Option<Role>,
     display_name: Option<&str>,
+    from: &Origin,
 ) -> Result<()> {
+    // The provider vouched for the person: the account is created by its own first sign-in,
+    // and a role change follows the provider (the server acts, not the person).
+    let created_by = from.acting_as(user);
+    let following = Origin {
+        actor: None,
+        ..from.clone()
+    };
     match accounts
-        .create_external(user, origin, role.unwrap_or(Role::User))
+        .create_external(user, signs_in_with, role.unwrap_or(Role::User), &created_by)
         .await
     {
         Ok(()) => {
-            tracing::info!(user_id = %user, origin, "account created at first sign-in");
+            tracing::info!(user_id = %user, signs_in_with, "account created at first sign-in");
             let name = display_name.unwrap_or(user.localpart());
             profiles.set_field(user, "displayname", Some(name.into()))
         }
         // Known already (or created by a sign-in racing this one): its role follows the
         // provider.
         Err(e) if e.errcode() == "M_USER_IN_USE" => match role {
-            Some(role) => accounts.set_role(user, role),
+            Some(role) => accounts.set_role(user, role, &following),
             None => Ok(()),
         },
         Err(e) => Err(e),

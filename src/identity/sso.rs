@@ -15,6 +15,7 @@ use url::Url;
 use super::jwt::role_from;
 use super::login_tokens::LoginTokens;
 use super::oidc::OidcProvider;
+use crate::admin::audit::Origin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::users::accounts::Accounts;
@@ -160,6 +161,7 @@ impl Sso {
         accounts: &Accounts,
         profiles: &Profiles,
         login_tokens: &LoginTokens,
+        from: &Origin,
     ) -> Result<Finished> {
         let refused = |why: &str| {
             tracing::info!(reason = why, "single sign-on refused");
@@ -185,7 +187,9 @@ impl Sso {
         let claims = provider
             .sign_in(code, &self.callback, &pending.verifier, &pending.nonce)
             .await?;
-        let user = self.account(provider, &claims, accounts, profiles).await?;
+        let user = self
+            .account(provider, &claims, accounts, profiles, from)
+            .await?;
         let token = login_tokens.issue(&user, LOGIN_TOKEN_LIFETIME)?;
         let mut redirect = pending.client_redirect;
         redirect.query_pairs_mut().append_pair("loginToken", &token);
@@ -205,6 +209,7 @@ impl Sso {
         claims: &Map<String, Value>,
         accounts: &Accounts,
         profiles: &Profiles,
+        from: &Origin,
     ) -> Result<OwnedUserId> {
         let config = &provider.config;
         let refused = |why: String| {
@@ -226,9 +231,9 @@ impl Sso {
                 &config.auditor_roles,
             )
         });
-        let origin = format!("oidc:{}", config.id);
+        let signs_in_with = format!("oidc:{}", config.id);
         if let Some(account) = accounts.get(&user)?
-            && account.signs_in_with.as_deref() != Some(origin.as_str())
+            && account.signs_in_with.as_deref() != Some(signs_in_with.as_str())
             && !config.allow_existing_users
         {
             return Err(refused(format!(
@@ -240,7 +245,16 @@ impl Sso {
             .as_ref()
             .and_then(|c| claims.get(c))
             .and_then(Value::as_str);
-        super::provision(accounts, profiles, &user, &origin, role, display_name).await?;
+        super::provision(
+            accounts,
+            profiles,
+            &user,
+            &signs_in_with,
+            role,
+            display_name,
+            from,
+        )
+        .await?;
         Ok(user)
     }
 }

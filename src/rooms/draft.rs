@@ -27,6 +27,7 @@ use super::pdu::{self, Pdu, StoredPdu, Transaction};
 use super::relations::Child;
 use super::state::StateChange;
 use super::timeline::{BUMP_EVENT_TYPES, NewEvent, RoomRecord, Timeline, check_content};
+use crate::admin::audit::Record;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, StoreExt, Table, keys};
 
@@ -73,6 +74,9 @@ struct Built {
     notified: Vec<Notified>,
     /// For a redaction: the event it takes out of the search index.
     unindexes: Option<OwnedEventId>,
+    /// What the audit log records of the event (a room created, an invite, kick, ban or
+    /// unban), and on whom.
+    audited: Option<(&'static str, String)>,
 }
 
 pub struct Draft<'a> {
@@ -404,6 +408,10 @@ impl Draft<'_> {
         let room_id = stored.room_id.clone();
         let mut replaces = None;
         let mut member = None;
+        let mut audited = None;
+        if parsed.kind == TimelineEventType::RoomCreate {
+            audited = Some(("room_create", room_id.to_string()));
+        }
         if let Some(state_key) = &parsed.state_key {
             replaces = self.state_event_id(short, &parsed.kind.to_string(), state_key)?;
             if parsed.kind == TimelineEventType::RoomMember {
@@ -417,7 +425,14 @@ impl Draft<'_> {
                     .map_err(|_| Error::bad_json("A member event's state key is a user id"))?;
                 // A profile change (join to join) is no new membership: it keeps its position,
                 // so that `/sync` does not treat the room as newly joined.
-                let since = match self.membership(&room_id, &user)? {
+                let held = self.membership(&room_id, &user)?;
+                audited = membership_action(
+                    held.as_ref().map(|(held, _)| held.as_str()),
+                    &new.membership,
+                    parsed.sender == user,
+                )
+                .map(|action| (action, user.to_string()));
+                let since = match held {
                     Some((held, since)) if held == new.membership => since,
                     _ => Position::Drafted(index),
                 };
@@ -472,6 +487,7 @@ impl Draft<'_> {
             transaction,
             notified,
             unindexes: None,
+            audited,
         });
         Ok(())
     }
@@ -547,6 +563,22 @@ impl Draft<'_> {
             };
         }
         let mut also = Some(also);
+        // The request's address and user agent; each event's sender is its actor.
+        let origin = crate::admin::audit::current_request();
+        let mut audited: Vec<Record> = built
+            .iter()
+            .filter_map(|event| {
+                let (action, target) = event.audited.as_ref()?;
+                let origin = origin.acting_as(&event.parsed.sender);
+                let mut details = serde_json::json!({"room_id": event.stored.room_id});
+                if *action != "room_create" {
+                    details["event_id"] = event.stored.event_id.as_str().into();
+                }
+                Some(origin.record(action, target, details))
+            })
+            .collect();
+        // Entries for the events go into the events' own commit: the chain is held across it.
+        let mut chain = (!audited.is_empty()).then(|| timeline.audit.chain());
         timeline
             .store
             .commit_many(built.len() as u64, &mut |first| {
@@ -567,8 +599,16 @@ impl Draft<'_> {
                     batch.put_json(Table::Rooms, room_id.as_bytes(), record)?;
                 }
                 batch.extend(also.take().unwrap_or_default());
+                if let Some(chain) = chain.as_mut() {
+                    for record in audited.drain(..) {
+                        chain.append(&mut batch, record)?;
+                    }
+                }
                 Ok(batch)
             })?;
+        if let Some(chain) = chain {
+            chain.written();
+        }
         drop(locks);
         timeline.watchers.wake_workers();
         timeline.pushers.work.queued(built.iter().flat_map(|event| {
@@ -725,6 +765,18 @@ impl Built {
     }
 }
 
+/// The audit action of a membership change from `held` to `new`, if it is one the log
+/// records; `own` when the user changes their own membership.
+fn membership_action(held: Option<&str>, new: &str, own: bool) -> Option<&'static str> {
+    match (held, new) {
+        (_, "invite") if held != Some("invite") => Some("invite"),
+        (_, "ban") if held != Some("ban") => Some("ban"),
+        (Some("ban"), "leave") => Some("unban"),
+        (Some("join" | "invite" | "knock"), "leave") if !own => Some("kick"),
+        _ => None,
+    }
+}
+
 /// An unsigned PDU in the federation format, without `hashes` and `signatures`; `dag` is its
 /// `prev_events`, `auth_events` and depth.
 fn pdu_object(
@@ -755,4 +807,34 @@ fn pdu_object(
     }
     serde_json::from_value::<CanonicalJsonObject>(json)
         .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::membership_action;
+
+    #[test]
+    fn membership_changes_map_to_audit_actions() {
+        let cases = [
+            (None, "invite", false, Some("invite")),
+            (Some("leave"), "invite", false, Some("invite")),
+            (Some("invite"), "invite", false, None),
+            (Some("join"), "ban", false, Some("ban")),
+            (None, "ban", false, Some("ban")),
+            (Some("ban"), "leave", false, Some("unban")),
+            (Some("join"), "leave", false, Some("kick")),
+            (Some("invite"), "leave", false, Some("kick")),
+            (Some("join"), "leave", true, None),
+            (Some("invite"), "leave", true, None),
+            (Some("invite"), "join", true, None),
+            (Some("join"), "join", true, None),
+        ];
+        for (held, new, own, expected) in cases {
+            assert_eq!(
+                membership_action(held, new, own),
+                expected,
+                "{held:?} → {new} (own: {own})"
+            );
+        }
+    }
 }

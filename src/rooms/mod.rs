@@ -20,6 +20,7 @@ pub mod alias;
 pub mod create;
 pub mod directory;
 pub mod draft;
+pub mod export;
 pub mod members;
 pub mod membership;
 pub mod notifications;

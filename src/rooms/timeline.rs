@@ -63,6 +63,7 @@ pub struct Timeline {
     pub(super) watchers: Arc<crate::watchers::Watchers>,
     pub(super) push_rules: Arc<crate::push::rules::PushRules>,
     pub(super) pushers: Arc<crate::push::pushers::Pushers>,
+    pub(super) audit: Arc<crate::admin::audit::Audit>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The `origin_server_ts` of the latest create event: each one gets its own millisecond.
     last_create_ts: AtomicU64,
@@ -114,9 +115,11 @@ impl Timeline {
         watchers: Arc<crate::watchers::Watchers>,
         push_rules: Arc<crate::push::rules::PushRules>,
         pushers: Arc<crate::push::pushers::Pushers>,
+        audit: Arc<crate::admin::audit::Audit>,
     ) -> Self {
         Self {
             pushers,
+            audit,
             activity: super::activity::Activity::new(store.committed_count()),
             store,
             keys,
@@ -418,7 +421,8 @@ mod tests {
                 Arc::new(crate::push::rules::PushRules::new(Arc::new(
                     crate::users::account_data::AccountData::new(store.clone(), Default::default()),
                 ))),
-                Arc::new(crate::push::pushers::Pushers::new(store, 20).unwrap()),
+                Arc::new(crate::push::pushers::Pushers::new(store.clone(), 20).unwrap()),
+                Arc::new(crate::admin::audit::Audit::new(store).unwrap()),
             )),
         }
     }

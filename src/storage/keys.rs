@@ -401,6 +401,11 @@ pub fn parse_push_queue(key: &[u8]) -> Option<(u64, u8)> {
     }
 }
 
+/// An audit log entry: its id, so entries sort in the order they were appended.
+pub fn audit_entry(id: u64) -> Vec<u8> {
+    u64_be(id).to_vec()
+}
+
 /// `count`, in [`super::Table::KeyChanges`].
 pub fn key_change(count: u64) -> Vec<u8> {
     u64_be(count).to_vec()

@@ -124,10 +124,12 @@ pub enum Table {
     PushQueue,
     /// SHA-256 of a login token → whose it is and until when (single-use `m.login.token`).
     LoginTokens,
+    /// entry id → an audit log entry, each carrying the hash of the one before it.
+    Audit,
 }
 
 impl Table {
-    pub const ALL: [Table; 51] = [
+    pub const ALL: [Table; 52] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -179,6 +181,7 @@ impl Table {
         Table::Pushers,
         Table::PushQueue,
         Table::LoginTokens,
+        Table::Audit,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -235,6 +238,7 @@ impl Table {
             Table::Pushers => "pushers",
             Table::PushQueue => "push_queue",
             Table::LoginTokens => "login_tokens",
+            Table::Audit => "audit",
         }
     }
 }

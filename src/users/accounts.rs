@@ -8,6 +8,7 @@ use ruma::api::error::ErrorKind;
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::audit::{Audit, Origin, Record};
 use crate::error::{Error, Result};
 use crate::storage::{Store, StoreExt, Table, keys};
 use crate::users::passwords::Passwords;
@@ -49,6 +50,9 @@ pub struct Accounts {
     /// check costs, so timing does not tell unknown users from wrong passwords.
     decoy_hash: OnceLock<String>,
     passwords: Passwords,
+    /// Registrations, role changes, password resets and deactivations are audited in the
+    /// batch that makes them.
+    audit: Arc<Audit>,
 }
 
 /// Refuses passwords the server will not store.
@@ -71,8 +75,9 @@ pub fn check_password_shape(password: &str) -> Result<()> {
 }
 
 impl Accounts {
-    pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName) -> Self {
+    pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName, audit: Arc<Audit>) -> Self {
         Self {
+            audit,
             store,
             server_name,
             create_lock: Mutex::new(()),
@@ -178,6 +183,7 @@ impl Accounts {
         user_id: &UserId,
         password: Option<String>,
         role: Role,
+        origin: &Origin,
     ) -> Result<()> {
         if let Some(p) = &password {
             check_password_shape(p)?;
@@ -195,6 +201,7 @@ impl Accounts {
                 deactivated: false,
                 signs_in_with: None,
             },
+            origin.record("register", user_id, serde_json::json!({"role": role})),
         )
     }
 
@@ -205,6 +212,7 @@ impl Accounts {
         user_id: &UserId,
         signs_in_with: &str,
         role: Role,
+        origin: &Origin,
     ) -> Result<()> {
         self.insert(
             user_id,
@@ -215,17 +223,22 @@ impl Accounts {
                 deactivated: false,
                 signs_in_with: Some(signs_in_with.to_owned()),
             },
+            origin.record(
+                "register",
+                user_id,
+                serde_json::json!({"role": role, "signs_in_with": signs_in_with}),
+            ),
         )
     }
 
-    fn insert(&self, user_id: &UserId, record: AccountRecord) -> Result<()> {
+    fn insert(&self, user_id: &UserId, record: AccountRecord, audited: Record) -> Result<()> {
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.exists(user_id)? {
             return Err(Error::user_in_use());
         }
         let mut batch = crate::storage::Batch::new();
         batch.put_json(Table::Accounts, keys::account(user_id.localpart()), &record)?;
-        self.store.write(batch)
+        self.audit.write(batch, [audited])
     }
 
     /// Checks a password. Unknown and password-less accounts fail the same way, and take the
@@ -256,15 +269,30 @@ impl Accounts {
         }
     }
 
-    pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
+    /// Sets a new password (audited as `password_reset`, by the user or an admin).
+    pub async fn set_password(
+        &self,
+        user_id: &UserId,
+        password: String,
+        origin: &Origin,
+    ) -> Result<()> {
         check_password_shape(&password)?;
         let hash = self.passwords.hash(password).await?;
-        self.update(user_id, |record| record.password_hash = Some(hash))
+        let by_self = origin.actor.as_deref() == Some(user_id);
+        self.update(
+            user_id,
+            |record| record.password_hash = Some(hash),
+            origin.record(
+                "password_reset",
+                user_id,
+                serde_json::json!({"by_self": by_self}),
+            ),
+        )
     }
 
     /// Sets the user's server role. Every role change goes through here, so this is where it
     /// is recorded (the audit log's `role_change`).
-    pub fn set_role(&self, user_id: &UserId, role: Role) -> Result<()> {
+    pub fn set_role(&self, user_id: &UserId, role: Role, origin: &Origin) -> Result<()> {
         let before = self
             .get(user_id)?
             .ok_or_else(|| Error::not_found("No such user"))?
@@ -272,14 +300,20 @@ impl Accounts {
         if before == role {
             return Ok(());
         }
-        self.update(user_id, |record| record.role = role)?;
-        tracing::info!(user_id = %user_id, from = ?before, to = ?role, "role_change");
-        Ok(())
+        self.update(
+            user_id,
+            |record| record.role = role,
+            origin.record(
+                "role_change",
+                user_id,
+                serde_json::json!({"from": before, "to": role}),
+            ),
+        )
     }
 
     /// Sets a role as an admin asks it (the admin API): like [`Accounts::set_role`], but never
     /// leaves the server without an active admin.
-    pub fn change_role(&self, user_id: &UserId, role: Role) -> Result<()> {
+    pub fn change_role(&self, user_id: &UserId, role: Role, origin: &Origin) -> Result<()> {
         let current = self
             .get(user_id)?
             .ok_or_else(|| Error::not_found("No such user"))?;
@@ -289,7 +323,7 @@ impl Accounts {
                 return Err(Error::forbidden("The last admin cannot be demoted"));
             }
         }
-        self.set_role(user_id, role)
+        self.set_role(user_id, role, origin)
     }
 
     /// How many active accounts `keep` selects.
@@ -305,11 +339,20 @@ impl Accounts {
     }
 
     /// Marks the account deactivated; the name stays taken and nobody can log in to it.
-    pub fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        self.update(user_id, |record| record.deactivated = true)
+    pub fn deactivate(&self, user_id: &UserId, origin: &Origin) -> Result<()> {
+        self.update(
+            user_id,
+            |record| record.deactivated = true,
+            origin.record("deactivate", user_id, serde_json::json!({})),
+        )
     }
 
-    fn update(&self, user_id: &UserId, change: impl FnOnce(&mut AccountRecord)) -> Result<()> {
+    fn update(
+        &self,
+        user_id: &UserId,
+        change: impl FnOnce(&mut AccountRecord),
+        audited: Record,
+    ) -> Result<()> {
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut record = self
             .get(user_id)?
@@ -317,7 +360,7 @@ impl Accounts {
         change(&mut record);
         let mut batch = crate::storage::Batch::new();
         batch.put_json(Table::Accounts, keys::account(user_id.localpart()), &record)?;
-        self.store.write(batch)
+        self.audit.write(batch, [audited])
     }
 }
 
@@ -327,8 +370,13 @@ mod tests {
 
     fn accounts() -> (tempfile::TempDir, Accounts) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
-        (dir, Accounts::new(store, "example.org".try_into().unwrap()))
+        let store: Arc<dyn Store> =
+            Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
+        let audit = Arc::new(Audit::new(store.clone()).unwrap());
+        (
+            dir,
+            Accounts::new(store, "example.org".try_into().unwrap(), audit),
+        )
     }
 
     #[test]
@@ -375,9 +423,14 @@ mod tests {
     async fn passwords_verify_and_deactivation_locks_out() {
         let (_dir, a) = accounts();
         let alice = a.user_id_for("alice").unwrap();
-        a.create(&alice, Some("correct horse".into()), Role::User)
-            .await
-            .unwrap();
+        a.create(
+            &alice,
+            Some("correct horse".into()),
+            Role::User,
+            &Origin::server(),
+        )
+        .await
+        .unwrap();
         let stored = a.get(&alice).unwrap().unwrap();
         assert!(
             stored
@@ -395,12 +448,12 @@ mod tests {
         );
 
         let err = a
-            .create(&alice, Some("again".into()), Role::User)
+            .create(&alice, Some("again".into()), Role::User, &Origin::server())
             .await
             .unwrap_err();
         assert_eq!(err.errcode(), "M_USER_IN_USE");
 
-        a.deactivate(&alice).unwrap();
+        a.deactivate(&alice, &Origin::server()).unwrap();
         assert!(a.exists(&alice).unwrap());
         assert!(!a.is_active(&alice).unwrap());
     }

@@ -2,13 +2,13 @@
 //! SHA-256, so a copy of the database opens nobody's account; each device holds at most one
 //! access token and one refresh token, and deleting the device revokes both.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ring::digest::{SHA256, digest};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::audit::{Audit, Origin};
 use crate::error::{Error, Result};
 use crate::storage::{Batch, Store, StoreExt, Table, keys};
 
@@ -55,6 +55,8 @@ pub struct Sessions {
     refreshable_lifetime_ms: u64,
     /// Serialises read-modify-write of device records (token rotation, renames, deletion).
     lock: Mutex<()>,
+    /// Logins and logouts are audited in the batch that makes them.
+    audit: Arc<Audit>,
 }
 
 fn token_hash(token: &str) -> String {
@@ -63,8 +65,9 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, refreshable_lifetime_ms: u64) -> Self {
+    pub fn new(store: Arc<dyn Store>, refreshable_lifetime_ms: u64, audit: Arc<Audit>) -> Self {
         Self {
+            audit,
             store,
             refreshable_lifetime_ms,
             lock: Mutex::new(()),
@@ -92,13 +95,14 @@ impl Sessions {
     }
 
     /// Logs a device in: creates it (or reuses `device_id` if the user already has it),
-    /// revokes its previous tokens, and issues new ones.
+    /// revokes its previous tokens, and issues new ones. Audited as `login` by `method`.
     pub fn login(
         &self,
         user_id: &UserId,
         device_id: Option<&DeviceId>,
         display_name: Option<String>,
-        ip: IpAddr,
+        origin: &Origin,
+        method: &str,
         refreshable: bool,
     ) -> Result<(OwnedDeviceId, IssuedTokens)> {
         let device_id: OwnedDeviceId = match device_id {
@@ -124,7 +128,7 @@ impl Sessions {
         if let Some(name) = display_name {
             device.display_name = Some(truncate(name));
         }
-        device.last_seen_ip = Some(ip.to_string());
+        device.last_seen_ip = origin.ip.map(|ip| ip.to_string());
         device.last_seen_ts = Some(crate::now_ms());
         let issued = self.issue(&mut batch, user_id, &mut device, refreshable)?;
         batch.put_json(
@@ -132,7 +136,12 @@ impl Sessions {
             keys::device(user_id.as_str(), device_id.as_str()),
             &device,
         )?;
-        self.store.write(batch)?;
+        let audited = origin.acting_as(user_id).record(
+            "login",
+            user_id,
+            serde_json::json!({"device_id": device_id, "method": method}),
+        );
+        self.audit.write(batch, [audited])?;
         Ok((device_id, issued))
     }
 
@@ -239,12 +248,13 @@ impl Sessions {
         self.store.write(batch)
     }
 
-    /// Deletes devices and revokes their tokens; unknown device ids are skipped. Returns the
-    /// ids of the devices deleted.
+    /// Deletes devices and revokes their tokens (audited as a `logout` of them); unknown
+    /// device ids are skipped. Returns the ids of the devices deleted.
     pub fn delete_devices(
         &self,
         user_id: &UserId,
         device_ids: &[OwnedDeviceId],
+        origin: &Origin,
     ) -> Result<Vec<OwnedDeviceId>> {
         let _guard = self.guard();
         let mut batch = Batch::new();
@@ -259,7 +269,15 @@ impl Sessions {
                 deleted.push(device_id.clone());
             }
         }
-        self.store.write(batch)?;
+        if deleted.is_empty() {
+            return Ok(deleted);
+        }
+        let audited = origin.record(
+            "logout",
+            user_id,
+            serde_json::json!({"device_ids": deleted}),
+        );
+        self.audit.write(batch, [audited])?;
         Ok(deleted)
     }
 
@@ -268,6 +286,7 @@ impl Sessions {
         &self,
         user_id: &UserId,
         keep: Option<&DeviceId>,
+        origin: &Origin,
     ) -> Result<Vec<OwnedDeviceId>> {
         let ids: Vec<OwnedDeviceId> = self
             .devices(user_id)?
@@ -275,7 +294,7 @@ impl Sessions {
             .map(|d| d.device_id)
             .filter(|d| Some(d.as_ref()) != keep)
             .collect();
-        self.delete_devices(user_id, &ids)
+        self.delete_devices(user_id, &ids, origin)
     }
 }
 
@@ -306,21 +325,32 @@ mod tests {
 
     fn sessions(lifetime_ms: u64) -> (tempfile::TempDir, Sessions) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
-        (dir, Sessions::new(store, lifetime_ms))
+        let store: Arc<dyn Store> =
+            Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
+        let audit = Arc::new(Audit::new(store.clone()).unwrap());
+        (dir, Sessions::new(store, lifetime_ms, audit))
     }
 
     fn alice() -> OwnedUserId {
         "@alice:example.org".try_into().unwrap()
     }
 
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    fn origin() -> Origin {
+        Origin::of(&alice(), std::net::Ipv4Addr::LOCALHOST.into(), None)
+    }
 
     #[test]
     fn tokens_are_stored_hashed_and_revoked_with_their_device() {
         let (_dir, s) = sessions(60_000);
         let (device, issued) = s
-            .login(&alice(), None, Some("phone".into()), IP, false)
+            .login(
+                &alice(),
+                None,
+                Some("phone".into()),
+                &origin(),
+                "password",
+                false,
+            )
             .unwrap();
         assert!(issued.refresh_token.is_none());
         let session = s.authenticate(&issued.access_token).unwrap();
@@ -338,7 +368,7 @@ mod tests {
                 .is_none()
         );
 
-        s.delete_devices(&alice(), &[device]).unwrap();
+        s.delete_devices(&alice(), &[device], &origin()).unwrap();
         let err = s.authenticate(&issued.access_token).unwrap_err();
         assert_eq!(err.errcode(), "M_UNKNOWN_TOKEN");
     }
@@ -346,8 +376,12 @@ mod tests {
     #[test]
     fn logging_in_again_on_a_device_replaces_its_token() {
         let (_dir, s) = sessions(60_000);
-        let (device, first) = s.login(&alice(), None, None, IP, false).unwrap();
-        let (same, second) = s.login(&alice(), Some(&device), None, IP, false).unwrap();
+        let (device, first) = s
+            .login(&alice(), None, None, &origin(), "password", false)
+            .unwrap();
+        let (same, second) = s
+            .login(&alice(), Some(&device), None, &origin(), "password", false)
+            .unwrap();
         assert_eq!(device, same);
         assert!(s.authenticate(&first.access_token).is_err());
         assert!(s.authenticate(&second.access_token).is_ok());
@@ -357,7 +391,9 @@ mod tests {
     #[test]
     fn refresh_rotates_both_tokens_and_expiry_is_a_soft_logout() {
         let (_dir, s) = sessions(0);
-        let (_, issued) = s.login(&alice(), None, None, IP, true).unwrap();
+        let (_, issued) = s
+            .login(&alice(), None, None, &origin(), "password", true)
+            .unwrap();
         let refresh = issued.refresh_token.unwrap();
         // Lifetime 0: the access token is already expired, but the device lives on.
         let Error::Matrix { kind, .. } = s.authenticate(&issued.access_token).unwrap_err() else {

@@ -1,5 +1,8 @@
-//! The admin API's roles over HTTP: who may read and change a user's server role (Sori's own
-//! endpoint and Synapse's `admin` flag, which agree), and that the last admin stays one.
+//! The admin API over HTTP: who may read and change a user's server role (Sori's own
+//! endpoint and Synapse's `admin` flag, which agree), that the last admin stays one, and the
+//! audit log and room exports (in `audit`).
+
+mod audit;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -31,7 +34,7 @@ async fn set_role(
 
 /// A server with an admin made the way an operator makes the first one (`sori user create
 /// --admin`, with the server stopped), signed in.
-async fn server_with_admin() -> (TestServer, User) {
+pub(crate) async fn server_with_admin() -> (TestServer, User) {
     let mut server = TestServer::start().await;
     let output = server
         .run_offline(&[

@@ -9,17 +9,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::ruma::Authenticated;
+use super::Caller;
 use crate::error::{Error, Result};
 use crate::services::Services;
 use crate::users::accounts::Role;
 
 pub async fn get(
     State(services): State<Arc<Services>>,
+    _caller: Caller,
     Path(user_id): Path<String>,
-    Authenticated(session): Authenticated,
 ) -> Result<Response> {
-    super::require_reader(&services, &session)?;
     let user_id = super::local_user(&services, user_id)?;
     let account = services
         .accounts
@@ -36,18 +35,19 @@ struct SetRole {
 
 pub async fn put(
     State(services): State<Arc<Services>>,
+    caller: Caller,
     Path(user_id): Path<String>,
-    Authenticated(session): Authenticated,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    super::require_admin(&services, &session)?;
+    caller.require_admin()?;
     let user_id = super::local_user(&services, user_id)?;
     let SetRole { role } = serde_json::from_slice(&body).map_err(|e| {
         Error::bad_json(format!(
             "Expected {{\"role\": \"admin\" | \"auditor\" | \"user\"}}: {e}"
         ))
     })?;
-    services.accounts.change_role(&user_id, role)?;
-    tracing::info!(actor = %session.user_id, user_id = %user_id, role = ?role, "role set by an admin");
+    services
+        .accounts
+        .change_role(&user_id, role, &caller.origin)?;
     Ok(Json(json!({"user_id": user_id, "role": role})).into_response())
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::ruma::Authenticated;
+use super::Caller;
 use crate::error::{Error, Result};
 use crate::services::Services;
 use crate::users::accounts::Role;
@@ -19,10 +19,9 @@ use crate::users::accounts::Role;
 /// `GET /_synapse/admin/v1/users/{userId}/admin`
 pub async fn get_admin(
     State(services): State<Arc<Services>>,
+    _caller: Caller,
     Path(user_id): Path<String>,
-    Authenticated(session): Authenticated,
 ) -> Result<Response> {
-    super::require_reader(&services, &session)?;
     let user_id = super::local_user(&services, user_id)?;
     let admin = services
         .accounts
@@ -39,15 +38,17 @@ struct SetAdmin {
 /// `PUT /_synapse/admin/v1/users/{userId}/admin`
 pub async fn set_admin(
     State(services): State<Arc<Services>>,
+    caller: Caller,
     Path(user_id): Path<String>,
-    Authenticated(session): Authenticated,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    super::require_admin(&services, &session)?;
+    caller.require_admin()?;
     let user_id = super::local_user(&services, user_id)?;
     let SetAdmin { admin } = serde_json::from_slice(&body)
         .map_err(|e| Error::bad_json(format!("Expected {{\"admin\": true | false}}: {e}")))?;
     let role = if admin { Role::Admin } else { Role::User };
-    services.accounts.change_role(&user_id, role)?;
+    services
+        .accounts
+        .change_role(&user_id, role, &caller.origin)?;
     Ok(Json(json!({})).into_response())
 }

@@ -23,13 +23,26 @@ pub async fn change_password(
         .signin
         .check_password_change(&services.accounts, &session.user_id)?;
     accounts::check_password_shape(&body.new_password)?;
-    require_password(&services, &session.user_id, "password", body.auth.as_ref()).await?;
+    require_password(
+        &services,
+        &session.user_id,
+        "password",
+        body.auth.as_ref(),
+        &req.origin(),
+    )
+    .await?;
     services
         .accounts
-        .set_password(&session.user_id, body.new_password.clone())
+        .set_password(&session.user_id, body.new_password.clone(), &req.origin())
         .await?;
     if body.logout_devices {
-        delete_devices(&services, &session.user_id, None, Some(&session.device_id))?;
+        delete_devices(
+            &services,
+            &session.user_id,
+            None,
+            Some(&session.device_id),
+            &req.origin(),
+        )?;
     }
     tracing::info!(user_id = %session.user_id, "password changed");
     Ok(change_password::v3::Response::new())
@@ -41,9 +54,16 @@ pub async fn deactivate(
     req: Ruma<deactivate::v3::Request>,
 ) -> Result<deactivate::v3::Response> {
     let user_id = req.user_id()?.to_owned();
-    require_password(&services, &user_id, "deactivate", req.body.auth.as_ref()).await?;
-    services.accounts.deactivate(&user_id)?;
-    delete_devices(&services, &user_id, None, None)?;
+    require_password(
+        &services,
+        &user_id,
+        "deactivate",
+        req.body.auth.as_ref(),
+        &req.origin(),
+    )
+    .await?;
+    services.accounts.deactivate(&user_id, &req.origin())?;
+    delete_devices(&services, &user_id, None, None, &req.origin())?;
     if req.body.erase {
         for key in services
             .profiles

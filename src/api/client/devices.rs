@@ -76,12 +76,20 @@ pub async fn delete(
     {
         return Err(Error::not_found("No such device"));
     }
-    require_password(&services, user_id, "delete_devices", req.body.auth.as_ref()).await?;
+    require_password(
+        &services,
+        user_id,
+        "delete_devices",
+        req.body.auth.as_ref(),
+        &req.origin(),
+    )
+    .await?;
     delete_devices(
         &services,
         user_id,
         Some(std::slice::from_ref(&req.body.device_id)),
         None,
+        &req.origin(),
     )?;
     Ok(delete_device::v3::Response::new())
 }
@@ -92,7 +100,20 @@ pub async fn delete_many(
     req: Ruma<delete_devices::v3::Request>,
 ) -> Result<delete_devices::v3::Response> {
     let user_id = req.user_id()?;
-    require_password(&services, user_id, "delete_devices", req.body.auth.as_ref()).await?;
-    delete_devices(&services, user_id, Some(&req.body.devices), None)?;
+    require_password(
+        &services,
+        user_id,
+        "delete_devices",
+        req.body.auth.as_ref(),
+        &req.origin(),
+    )
+    .await?;
+    delete_devices(
+        &services,
+        user_id,
+        Some(&req.body.devices),
+        None,
+        &req.origin(),
+    )?;
     Ok(delete_devices::v3::Response::new())
 }

@@ -199,7 +199,14 @@ pub async fn upload_signing_keys(
         ],
     )?;
     if !first && !unchanged {
-        require_password(&services, user, "device_signing", body.auth.as_ref()).await?;
+        require_password(
+            &services,
+            user,
+            "device_signing",
+            body.auth.as_ref(),
+            &req.origin(),
+        )
+        .await?;
     }
     services.keys.upload_cross_signing(
         user,

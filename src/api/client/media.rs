@@ -263,6 +263,15 @@ async fn download_for(
 ) -> Result<Response> {
     let (server, media_id, file_name) = params.as_ref().map(media_path).unwrap_or_default();
     let content = uploaded(services, user, &server, &media_id, query.as_deref()).await?;
+    if services.config.audit.media_downloads {
+        let mut origin = crate::admin::audit::current_request();
+        origin.actor = user.map(ToOwned::to_owned);
+        services.audit.record(origin.record(
+            "media_download",
+            format!("mxc://{server}/{media_id}"),
+            serde_json::json!({}),
+        ))?;
+    }
     serve(services, &content, file_name, &headers).await
 }
 

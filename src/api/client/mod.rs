@@ -53,10 +53,13 @@ fn delete_devices(
     user_id: &UserId,
     ids: Option<&[ruma::OwnedDeviceId]>,
     keep: Option<&ruma::DeviceId>,
+    origin: &crate::admin::audit::Origin,
 ) -> Result<()> {
     let deleted = match ids {
-        Some(ids) => services.sessions.delete_devices(user_id, ids)?,
-        None => services.sessions.delete_all_devices(user_id, keep)?,
+        Some(ids) => services.sessions.delete_devices(user_id, ids, origin)?,
+        None => services
+            .sessions
+            .delete_all_devices(user_id, keep, origin)?,
     };
     if deleted.is_empty() {
         return Ok(());
@@ -75,6 +78,7 @@ async fn require_password(
     user_id: &UserId,
     purpose: &str,
     auth: Option<&ruma::api::client::uiaa::AuthData>,
+    origin: &crate::admin::audit::Origin,
 ) -> Result<()> {
     use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UserIdentifier};
     let challenge = crate::users::uia::Challenge {
@@ -102,6 +106,7 @@ async fn require_password(
                     &services.profiles,
                     &crate::identity::Login::Name(user_id.localpart().to_owned()),
                     &password.password,
+                    origin,
                 )
                 .await
                 .map_err(|e| match e.errcode().as_str() {

@@ -102,7 +102,12 @@ pub async fn register(
     };
     services
         .accounts
-        .create(&user_id, Some(password), Role::User)
+        .create(
+            &user_id,
+            Some(password),
+            Role::User,
+            &req.origin().acting_as(&user_id),
+        )
         .await?;
     // A new user starts with their localpart as display name, as on other homeservers.
     services.profiles.set_field(
@@ -118,7 +123,8 @@ pub async fn register(
             &user_id,
             body.device_id.as_deref(),
             body.initial_device_display_name.clone(),
-            req.client_ip,
+            &req.origin(),
+            "registration",
             body.refresh_token,
         )?;
         response.access_token = Some(issued.access_token);

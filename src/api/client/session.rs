@@ -59,9 +59,13 @@ pub async fn login(
 ) -> Result<login::v3::Response> {
     services.login_limiter.check(req.client_ip)?;
     let body = &req.body;
-    let user_id = match &body.login_info {
-        login::v3::LoginInfo::Password(password) => password_login(&services, password).await?,
-        login::v3::LoginInfo::Token(token) => services.login_tokens.redeem(&token.token)?,
+    let origin = req.origin();
+    let method = body.login_info.login_type();
+    let checked = match &body.login_info {
+        login::v3::LoginInfo::Password(password) => {
+            password_login(&services, password, &origin).await
+        }
+        login::v3::LoginInfo::Token(token) => services.login_tokens.redeem(&token.token),
         other if other.login_type() == JWT_LOGIN && services.signin.offers_jwt() => {
             let data = other.data();
             let token = data
@@ -70,8 +74,8 @@ pub async fn login(
                 .ok_or_else(|| Error::missing_param("A JWT login needs a token"))?;
             services
                 .signin
-                .check_jwt(&services.accounts, &services.profiles, token)
-                .await?
+                .check_jwt(&services.accounts, &services.profiles, token, &origin)
+                .await
         }
         _ => {
             return Err(Error::new(
@@ -79,6 +83,21 @@ pub async fn login(
                 ErrorKind::Unknown,
                 "Unsupported login type",
             ));
+        }
+    };
+    let user_id = match checked {
+        Ok(user_id) => user_id,
+        Err(e) => {
+            // Refused credentials are audited with what was tried, never the secret.
+            if matches!(e.errcode().as_str(), "M_FORBIDDEN" | "M_UNKNOWN_TOKEN") {
+                let tried = attempted_identifier(&body.login_info).unwrap_or_default();
+                services.audit.record(origin.record(
+                    "login_failed",
+                    tried,
+                    serde_json::json!({"method": method, "errcode": e.errcode()}),
+                ))?;
+            }
+            return Err(e);
         }
     };
 
@@ -94,7 +113,8 @@ pub async fn login(
         &user_id,
         body.device_id.as_deref(),
         body.initial_device_display_name.clone(),
-        req.client_ip,
+        &origin,
+        method,
         body.refresh_token,
     )?;
     tracing::info!(user_id = %user_id, device_id = %device_id, "logged in");
@@ -112,6 +132,7 @@ pub async fn login(
 async fn password_login(
     services: &Services,
     password: &login::v3::Password,
+    origin: &crate::admin::audit::Origin,
 ) -> Result<ruma::OwnedUserId> {
     #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
     let login = match (&password.identifier, &password.user) {
@@ -134,6 +155,7 @@ async fn password_login(
             &services.profiles,
             &login,
             &password.password,
+            origin,
         )
         .await
         .inspect_err(|e| {
@@ -141,6 +163,22 @@ async fn password_login(
                 tracing::info!("failed login");
             }
         })
+}
+
+/// The user a refused password login named (as typed), for the audit log.
+fn attempted_identifier(info: &login::v3::LoginInfo) -> Option<String> {
+    let login::v3::LoginInfo::Password(password) = info else {
+        return None;
+    };
+    #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
+    match (&password.identifier, &password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => Some(id.user.clone()),
+        (Some(UserIdentifier::Email(email)), _) => Some(email.address.clone()),
+        (None, Some(user)) => Some(user.clone()),
+        _ => None,
+    }
+    // Cut: a login name is short, a megabyte "name" is not worth keeping.
+    .map(|name| crate::admin::audit::clip(&name))
 }
 
 /// How long a token from `/login/get_token` works (the spec's recommendation).
@@ -158,6 +196,7 @@ pub async fn get_login_token(
         user_id,
         "get_login_token",
         req.body.auth.as_ref(),
+        &req.origin(),
     )
     .await?;
     let token = services.login_tokens.issue(user_id, LOGIN_TOKEN_LIFETIME)?;
@@ -192,6 +231,7 @@ pub async fn logout(
         &session.user_id,
         Some(std::slice::from_ref(&session.device_id)),
         None,
+        &req.origin(),
     )?;
     Ok(logout::v3::Response::new())
 }
@@ -201,7 +241,7 @@ pub async fn logout_all(
     services: Arc<Services>,
     req: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
-    delete_devices(&services, req.user_id()?, None, None)?;
+    delete_devices(&services, req.user_id()?, None, None, &req.origin())?;
     Ok(logout_all::v3::Response::new())
 }
 

@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::api::ruma::RequestOrigin;
 use crate::error::{Error, Result};
 use crate::identity::sso::{CALLBACK_PATH, COOKIE, SIGN_ON_LIFETIME, confirmation_page};
 use crate::services::Services;
@@ -74,6 +75,7 @@ pub async fn redirect_to(
 /// `GET /_sori/client/oidc/callback`: where the provider sends the browser back.
 pub async fn callback(
     State(services): State<Arc<Services>>,
+    RequestOrigin(from): RequestOrigin,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -93,6 +95,7 @@ pub async fn callback(
             &services.accounts,
             &services.profiles,
             &services.login_tokens,
+            &from,
         )
         .await?;
     let mut response = if finished.allowed {
