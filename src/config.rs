@@ -116,6 +116,9 @@ pub struct RegistrationConfig {
     pub enabled: bool,
     /// When set, registration also needs this shared token (`m.login.registration_token`).
     pub token: Option<String>,
+    /// Registration needs a token: the shared one above or one an admin created through
+    /// the admin API (`/_synapse/admin/v1/registration_tokens`).
+    pub require_token: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

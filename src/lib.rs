@@ -109,6 +109,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     app.services
         .audit
         .spawn_retention(app.services.config.audit.retention_days);
+    tokio::spawn(admin::bot::run(app.services.clone()));
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next, map_response};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, get, on, post, put};
+use axum::routing::{MethodFilter, delete, get, on, post, put};
 use axum::{Extension, Router};
 use http::{HeaderValue, Method, StatusCode, header};
 use ruma::api::IncomingRequest;
@@ -17,6 +17,7 @@ use ruma::api::path_builder::PathBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::api::admin::synapse as synapse_admin;
 use crate::api::client::{
     account, account_data, backup, devices, directory, discovery, filter, keys, media, membership,
     messages, presence, profile, push_rules, pushers, read_by, receipts, register, relations,
@@ -285,9 +286,114 @@ pub fn router(services: Arc<Services>) -> Router {
             "/_sori/admin/v1/rooms/{room_id}/export",
             get(crate::api::admin::audit::export_room),
         )
+        // Synapse's admin API, for synadm and synapse-admin
+        .route(
+            "/_synapse/admin/v1/server_version",
+            get(synapse_admin::server_version),
+        )
+        .route("/_synapse/admin/v2/users", get(synapse_admin::users::list))
+        .route(
+            "/_synapse/admin/v2/users/{user_id}",
+            get(synapse_admin::users::get).put(synapse_admin::users::put),
+        )
+        .route(
+            "/_synapse/admin/v1/whois/{user_id}",
+            get(synapse_admin::users::whois),
+        )
+        .route(
+            "/_synapse/admin/v1/reset_password/{user_id}",
+            post(synapse_admin::users::reset_password),
+        )
+        .route(
+            "/_synapse/admin/v1/deactivate/{user_id}",
+            post(synapse_admin::users::deactivate),
+        )
+        .route(
+            "/_synapse/admin/v1/users/{user_id}/joined_rooms",
+            get(synapse_admin::users::joined_rooms),
+        )
+        .route("/_synapse/admin/v1/rooms", get(synapse_admin::rooms::list))
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}",
+            get(synapse_admin::rooms::details).delete(synapse_admin::rooms::delete_v1),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/members",
+            get(synapse_admin::rooms::members),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/state",
+            get(synapse_admin::rooms::state),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/messages",
+            get(synapse_admin::rooms::messages),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/block",
+            get(synapse_admin::rooms::get_block).put(synapse_admin::rooms::set_block),
+        )
+        .route(
+            "/_synapse/admin/v2/rooms/{room_id}",
+            delete(synapse_admin::rooms::delete_v2),
+        )
+        .route(
+            "/_synapse/admin/v2/rooms/{room_id}/delete_status",
+            get(synapse_admin::rooms::delete_status_of_room),
+        )
+        .route(
+            "/_synapse/admin/v2/rooms/delete_status/{delete_id}",
+            get(synapse_admin::rooms::delete_status),
+        )
+        .route(
+            "/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}",
+            post(synapse_admin::media::quarantine),
+        )
+        .route(
+            "/_synapse/admin/v1/media/{server_name}/{media_id}",
+            delete(synapse_admin::media::delete),
+        )
+        .route(
+            "/_synapse/admin/v1/room/{room_id}/media",
+            get(synapse_admin::media::of_room),
+        )
+        .route(
+            "/_synapse/admin/v1/room/{room_id}/media/quarantine",
+            post(synapse_admin::media::quarantine_room),
+        )
+        .route(
+            "/_synapse/admin/v1/user/{user_id}/media/quarantine",
+            post(synapse_admin::media::quarantine_user),
+        )
+        .route(
+            "/_synapse/admin/v1/users/{user_id}/media",
+            get(synapse_admin::media::of_user),
+        )
+        .route(
+            "/_synapse/admin/v1/event_reports",
+            get(synapse_admin::reports::list),
+        )
+        .route(
+            "/_synapse/admin/v1/event_reports/{report_id}",
+            get(synapse_admin::reports::get).delete(synapse_admin::reports::delete),
+        )
+        .route(
+            "/_synapse/admin/v1/registration_tokens",
+            get(synapse_admin::registration_tokens::list),
+        )
+        .route(
+            "/_synapse/admin/v1/registration_tokens/new",
+            post(synapse_admin::registration_tokens::create),
+        )
+        .route(
+            "/_synapse/admin/v1/registration_tokens/{token}",
+            get(synapse_admin::registration_tokens::get)
+                .put(synapse_admin::registration_tokens::update)
+                .delete(synapse_admin::registration_tokens::delete),
+        )
         .route(
             "/_synapse/admin/v1/users/{user_id}/admin",
-            get(crate::api::admin::synapse::get_admin).put(crate::api::admin::synapse::set_admin),
+            get(synapse_admin::users::get_admin).put(synapse_admin::users::set_admin),
         )
         // Rooms
         .ruma(rooms::create_room)

@@ -40,6 +40,7 @@ pub struct Services {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub audit: Arc<Audit>,
+    pub room_deletions: crate::admin::rooms::Deletions,
     pub server_keys: Arc<ServerKeys>,
     pub timeline: Timeline,
     pub watchers: Arc<Watchers>,
@@ -59,6 +60,7 @@ pub struct Services {
     pub uia: Uia,
     pub signin: SignIn,
     pub login_tokens: LoginTokens,
+    pub registration_tokens: crate::users::registration_tokens::RegistrationTokens,
     pub sso: Sso,
     pub keys: Keys,
     pub to_device: ToDevice,
@@ -121,6 +123,9 @@ impl Services {
             uia: Uia::default(),
             signin: SignIn::new(&config)?,
             login_tokens: LoginTokens::new(store.clone()),
+            registration_tokens: crate::users::registration_tokens::RegistrationTokens::new(
+                store.clone(),
+            ),
             sso: Sso::new(&config)?,
             keys: Keys::new(store.clone()),
             to_device,
@@ -132,6 +137,7 @@ impl Services {
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             audit,
+            room_deletions: Default::default(),
             store,
             config,
         })

@@ -76,6 +76,8 @@ pub fn free_port() -> u16 {
 pub struct ServerOptions {
     pub registration_enabled: bool,
     pub registration_token: Option<String>,
+    /// Registration needs a token made through the admin API (`require_token`).
+    pub registration_requires_token: bool,
     /// Extra TOML appended to the config file (sections and keys); `{port}` in it becomes the
     /// server's port.
     pub extra_toml: String,
@@ -86,6 +88,7 @@ impl Default for ServerOptions {
         Self {
             registration_enabled: true,
             registration_token: None,
+            registration_requires_token: false,
             extra_toml: String::new(),
         }
     }
@@ -113,10 +116,11 @@ impl TestServer {
             "server_name = \"localhost\"\n\
              [listen]\nclient = \"127.0.0.1:{port}\"\n\
              [storage]\npath = \"{data}\"\ncache_mb = 8\n\
-             [registration]\nenabled = {enabled}\n{token}\
+             [registration]\nenabled = {enabled}\nrequire_token = {require_token}\n{token}\
              [log]\nformat = \"json\"\nlevel = \"info\"\n",
             data = dir.path().join("data").display(),
             enabled = options.registration_enabled,
+            require_token = options.registration_requires_token,
             token = options
                 .registration_token
                 .as_ref()

@@ -1,4 +1,10 @@
-//! Running the server: the hash-chained audit log of who did what (`audit`). The admin API's
-//! handlers are in `api::admin`; the admin room's bot joins them here.
+//! Running the server: the hash-chained audit log of who did what (`audit`), what admins see
+//! of users (`users`) and rooms (`rooms`, with room deletion), and the admin room whose bot
+//! (`bot`) answers `!admin` commands (`commands`). The admin API's handlers are in
+//! `api::admin`.
 
 pub mod audit;
+pub mod bot;
+pub mod commands;
+pub mod rooms;
+pub mod users;

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod references;
+pub mod removal;
 pub mod s3;
 pub mod scan;
 pub mod store;
@@ -43,6 +44,9 @@ pub struct MediaRecord {
     /// For an id from `/create` still waiting for its upload: when it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+    /// The admin who quarantined the file: it is kept but served to nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_by: Option<OwnedUserId>,
 }
 
 /// An uploaded file: its content hash (the key of its bytes), size, type and name.
@@ -162,6 +166,7 @@ impl Media {
             position: self.db.current_count(),
             content: None,
             expires_ms: Some(expires_ms),
+            quarantined_by: None,
         };
         let mut batch = Batch::new();
         batch.put_json(Table::Media, media_id.as_bytes(), &record)?;
@@ -303,6 +308,7 @@ impl Media {
                     position: self.db.current_count(),
                     content: None,
                     expires_ms: None,
+                    quarantined_by: None,
                 },
             ),
             // Checked again under the lock: two uploads to one id race here.

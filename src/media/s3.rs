@@ -201,4 +201,14 @@ impl MediaStore for S3Store {
             Ok(stream)
         })
     }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let path = Self::path_of(key)?;
+            match self.client.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(failed("delete", e)),
+            }
+        })
+    }
 }

@@ -39,6 +39,9 @@ pub trait MediaStore: Send + Sync {
         key: &'a str,
         range: Option<ByteRange>,
     ) -> BoxFuture<'a, Result<ByteStream>>;
+
+    /// Removes the content under `key` (nothing to remove is no error).
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 /// A key is a SHA-256 in lowercase hex; anything else is refused before it reaches a path.
@@ -140,6 +143,16 @@ impl MediaStore for LocalStore {
                 }
             };
             Ok(stream)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.path_of(key)?).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::internal(format!("deleting media {key}: {e}"))),
+            }
         })
     }
 }

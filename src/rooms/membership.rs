@@ -26,6 +26,9 @@ pub struct Change<'a> {
 const MAX_REASON_CHARS: usize = 1024;
 
 pub async fn change(timeline: &Timeline, change: Change<'_>) -> Result<OwnedEventId> {
+    if matches!(change.membership, "join" | "invite" | "knock") {
+        timeline.refuse_if_blocked(change.room_id)?;
+    }
     let mut content = json!({"membership": change.membership});
     if let Some(reason) = change.reason {
         if reason.chars().count() > MAX_REASON_CHARS {

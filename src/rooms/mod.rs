@@ -13,10 +13,12 @@
 //!   filters and pages; [`relations`]: edits, threads, references, reactions and their
 //!   aggregations.
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
-//!   event reports for admins.
+//!   event reports for admins; [`blocks`]: rooms an admin closed; [`purge`]: removing a room's
+//!   events and indices; [`export`]: a room's events as JSON lines for auditors.
 
 pub mod activity;
 pub mod alias;
+pub mod blocks;
 pub mod create;
 pub mod directory;
 pub mod draft;
@@ -26,6 +28,7 @@ pub mod membership;
 pub mod notifications;
 pub mod pagination;
 pub mod pdu;
+pub mod purge;
 pub mod receipts;
 pub mod relations;
 pub mod reports;

@@ -6,7 +6,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::{Batch, Direction, KeyRange, Store, Table, keys};
+use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
 
 /// Longest reason kept.
 pub const MAX_REASON_CHARS: usize = 1000;
@@ -46,16 +46,31 @@ impl Reports {
         self.store.write(batch)
     }
 
-    /// The newest reports first (for the admin API).
-    pub fn latest(&self, limit: usize) -> Result<Vec<Report>> {
+    /// Every report with its id, oldest first (for the admin API).
+    pub fn all(&self) -> Result<Vec<(u64, Report)>> {
         self.store
-            .scan(Table::Reports, KeyRange::all(), Direction::Backward)?
-            .take(limit)
+            .scan(Table::Reports, KeyRange::all(), Direction::Forward)?
             .map(|entry| {
-                let (_, value) = entry?;
-                serde_json::from_slice(&value)
-                    .map_err(|e| Error::internal(format!("corrupt report: {e}")))
+                let (key, value) = entry?;
+                let report = serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt report: {e}")))?;
+                Ok((keys::trailing_u64(&key).unwrap_or(0), report))
             })
             .collect()
+    }
+
+    pub fn get(&self, id: u64) -> Result<Option<Report>> {
+        self.store.get_json(Table::Reports, &keys::u64_be(id))
+    }
+
+    /// Deletes a report; `false` if there was none.
+    pub fn delete(&self, id: u64) -> Result<bool> {
+        if self.get(id)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        batch.delete(Table::Reports, keys::u64_be(id));
+        self.store.write(batch)?;
+        Ok(true)
     }
 }

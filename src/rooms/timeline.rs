@@ -170,7 +170,8 @@ impl Timeline {
         )
     }
 
-    pub(super) fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock that serialises writes to the room (held by drafts, and by a purge).
+    pub fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(room_id.to_owned()).or_default().clone()
     }

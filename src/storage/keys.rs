@@ -257,6 +257,11 @@ pub fn media_usage(user_id: &str, day: u64) -> Vec<u8> {
     key
 }
 
+/// Prefix of every thumbnail of a file's content.
+pub fn media_thumbnails_of(sha256: &str) -> Vec<u8> {
+    prefix(&[sha256.as_bytes()])
+}
+
 /// `media id ++ SEP ++ width ++ height ++ method ++ animated`, in
 /// [`super::Table::MediaThumbnails`].
 pub fn media_thumbnail(

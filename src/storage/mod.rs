@@ -126,10 +126,14 @@ pub enum Table {
     LoginTokens,
     /// entry id → an audit log entry, each carrying the hash of the one before it.
     Audit,
+    /// room id → who blocked the room and when: nobody may enter it again.
+    BlockedRooms,
+    /// token → a registration token: how often it may be used, was used, and until when.
+    RegistrationTokens,
 }
 
 impl Table {
-    pub const ALL: [Table; 52] = [
+    pub const ALL: [Table; 54] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -182,6 +186,8 @@ impl Table {
         Table::PushQueue,
         Table::LoginTokens,
         Table::Audit,
+        Table::BlockedRooms,
+        Table::RegistrationTokens,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -239,6 +245,8 @@ impl Table {
             Table::PushQueue => "push_queue",
             Table::LoginTokens => "login_tokens",
             Table::Audit => "audit",
+            Table::BlockedRooms => "blocked_rooms",
+            Table::RegistrationTokens => "registration_tokens",
         }
     }
 }

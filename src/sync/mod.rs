@@ -451,6 +451,13 @@ pub fn build(
             continue;
         }
         let Some(room) = services.timeline.room(room_id)? else {
+            // A purged room: its events are gone, but the client still hears it left.
+            if matches!(record.membership.as_str(), "leave" | "ban") && changed && since.is_some() {
+                leave.insert(
+                    room_id.to_string(),
+                    json!({"timeline": {"events": []}, "state": {"events": []}, "account_data": {"events": []}}),
+                );
+            }
             continue;
         };
         match record.membership.as_str() {

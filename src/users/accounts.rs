@@ -53,6 +53,8 @@ pub struct Accounts {
     /// Registrations, role changes, password resets and deactivations are audited in the
     /// batch that makes them.
     audit: Arc<Audit>,
+    /// Fired on every role change (the admin room invites new admins).
+    pub role_changes: Arc<tokio::sync::Notify>,
 }
 
 /// Refuses passwords the server will not store.
@@ -78,6 +80,7 @@ impl Accounts {
     pub fn new(store: Arc<dyn Store>, server_name: OwnedServerName, audit: Arc<Audit>) -> Self {
         Self {
             audit,
+            role_changes: Default::default(),
             store,
             server_name,
             create_lock: Mutex::new(()),
@@ -149,22 +152,29 @@ impl Accounts {
 
     /// Every local account that is not deactivated.
     pub fn active_users(&self) -> Result<Vec<OwnedUserId>> {
-        let mut users = Vec::new();
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|(_, record)| !record.deactivated)
+            .map(|(user_id, _)| user_id)
+            .collect())
+    }
+
+    /// Every local account, deactivated ones too, in localpart order.
+    pub fn all(&self) -> Result<Vec<(OwnedUserId, AccountRecord)>> {
+        let mut accounts = Vec::new();
         for entry in self.store.scan_prefix(Table::Accounts, b"")? {
             let (key, value) = entry?;
             let record: AccountRecord = serde_json::from_slice(&value)
                 .map_err(|e| Error::internal(format!("corrupt account: {e}")))?;
-            if record.deactivated {
-                continue;
-            }
             let localpart = String::from_utf8_lossy(&key);
             if let Ok(user_id) =
                 UserId::parse_with_server_name(localpart.as_ref(), &self.server_name)
             {
-                users.push(user_id);
+                accounts.push((user_id, record));
             }
         }
-        Ok(users)
+        Ok(accounts)
     }
 
     /// Whether the id is taken (deactivated accounts keep their name forever).
@@ -308,22 +318,28 @@ impl Accounts {
                 user_id,
                 serde_json::json!({"from": before, "to": role}),
             ),
-        )
+        )?;
+        self.role_changes.notify_one();
+        Ok(())
     }
 
     /// Sets a role as an admin asks it (the admin API): like [`Accounts::set_role`], but never
     /// leaves the server without an active admin.
     pub fn change_role(&self, user_id: &UserId, role: Role, origin: &Origin) -> Result<()> {
+        if role != Role::Admin && self.is_last_admin(user_id)? {
+            return Err(Error::forbidden("The last admin cannot be demoted"));
+        }
+        self.set_role(user_id, role, origin)
+    }
+
+    /// Whether the user is the only active admin (who must stay one, and stay active).
+    pub fn is_last_admin(&self, user_id: &UserId) -> Result<bool> {
         let current = self
             .get(user_id)?
             .ok_or_else(|| Error::not_found("No such user"))?;
-        if current.role == Role::Admin && role != Role::Admin && !current.deactivated {
-            let admins = self.count_active(|record| record.role == Role::Admin)?;
-            if admins <= 1 {
-                return Err(Error::forbidden("The last admin cannot be demoted"));
-            }
-        }
-        self.set_role(user_id, role, origin)
+        Ok(current.role == Role::Admin
+            && !current.deactivated
+            && self.count_active(|record| record.role == Role::Admin)? <= 1)
     }
 
     /// How many active accounts `keep` selects.
@@ -344,6 +360,15 @@ impl Accounts {
             user_id,
             |record| record.deactivated = true,
             origin.record("deactivate", user_id, serde_json::json!({})),
+        )
+    }
+
+    /// Lets a deactivated account log in again (an admin's decision).
+    pub fn reactivate(&self, user_id: &UserId, origin: &Origin) -> Result<()> {
+        self.update(
+            user_id,
+            |record| record.deactivated = false,
+            origin.record("reactivate", user_id, serde_json::json!({})),
         )
     }
 

@@ -53,6 +53,10 @@ class Server:
             '[log]\nformat = "json"\nlevel = "info"\n' + extra_toml
         )
         self.log = open(Path(self.dir) / "sori.log", "w")
+        self._spawn()
+
+    def _spawn(self) -> None:
+        config = Path(self.dir) / "sori.toml"
         self.process = subprocess.Popen(
             [_binary(), "--config", str(config), "serve"],
             stdout=self.log,
@@ -68,6 +72,20 @@ class Server:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"sori did not start: {self.logs()}")
                 time.sleep(0.05)
+
+    def run_offline(self, *args: str) -> subprocess.CompletedProcess:
+        """Stops the server, runs `sori --config <its config> ARGS` on its data (as an operator
+        would with the server down), and starts it again."""
+        self.process.kill()
+        self.process.wait()
+        done = subprocess.run(
+            [_binary(), "--config", str(Path(self.dir) / "sori.toml"), *args],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SORI_")},
+        )
+        self._spawn()
+        return done
 
     def logs(self) -> str:
         return (Path(self.dir) / "sori.log").read_text()

@@ -3,6 +3,8 @@
 //! audit log and room exports (in `audit`).
 
 mod audit;
+mod room;
+mod synapse;
 
 use reqwest::Method;
 use serde_json::{Value, json};

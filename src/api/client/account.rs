@@ -62,20 +62,7 @@ pub async fn deactivate(
         &req.origin(),
     )
     .await?;
-    services.accounts.deactivate(&user_id, &req.origin())?;
-    delete_devices(&services, &user_id, None, None, &req.origin())?;
-    if req.body.erase {
-        for key in services
-            .profiles
-            .get(&user_id)?
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            services.profiles.set_field(&user_id, &key, None)?;
-        }
-    }
-    tracing::info!(user_id = %user_id, "account deactivated");
+    crate::users::removal::deactivate(&services, &user_id, req.body.erase, &req.origin()).await?;
     Ok(deactivate::v3::Response::new(
         ThirdPartyIdRemovalStatus::NoSupport,
     ))

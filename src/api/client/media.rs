@@ -391,7 +391,11 @@ pub(super) async fn uploaded(
         )
         .min(MAX_WAIT),
     };
-    let record = services.media.get(media_id)?.ok_or_else(not_found)?;
+    let record = services
+        .media
+        .get(media_id)?
+        .filter(|r| r.quarantined_by.is_none())
+        .ok_or_else(not_found)?;
     if let Some(user) = user
         && !access::may_download(services, user, media_id, &record)?
     {

@@ -46,30 +46,7 @@ fn require_self(requester: &UserId, target: &UserId) -> Result<()> {
     }
 }
 
-/// Deletes the user's devices (all but `keep` when `ids` is `None`) with everything they
-/// published for encryption and their to-device inboxes, and tells those who share a room.
-fn delete_devices(
-    services: &crate::services::Services,
-    user_id: &UserId,
-    ids: Option<&[ruma::OwnedDeviceId]>,
-    keep: Option<&ruma::DeviceId>,
-    origin: &crate::admin::audit::Origin,
-) -> Result<()> {
-    let deleted = match ids {
-        Some(ids) => services.sessions.delete_devices(user_id, ids, origin)?,
-        None => services
-            .sessions
-            .delete_all_devices(user_id, keep, origin)?,
-    };
-    if deleted.is_empty() {
-        return Ok(());
-    }
-    let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
-    services.keys.remove_devices(user_id, &deleted)?;
-    services.to_device.remove_devices(user_id, &deleted)?;
-    services.pushers.remove_devices(user_id, &deleted)?;
-    crate::sync::wake_sharers(services, user_id)
-}
+use crate::users::removal::delete_devices;
 
 /// Runs user-interactive auth with the account's password (`m.login.password`) for an action
 /// named by `purpose` (e.g. `deactivate`).

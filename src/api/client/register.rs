@@ -19,6 +19,14 @@ fn same_secret(a: &str, b: &str) -> bool {
     digest(&SHA256, a.as_bytes()).as_ref() == digest(&SHA256, b.as_bytes()).as_ref()
 }
 
+fn invalid_token() -> Error {
+    Error::new(
+        http::StatusCode::UNAUTHORIZED,
+        ruma::api::error::ErrorKind::Forbidden,
+        "Invalid registration token",
+    )
+}
+
 fn registration_closed() -> Error {
     Error::forbidden("Registration is disabled on this server")
 }
@@ -58,12 +66,15 @@ pub async fn register(
         accounts::check_password_shape(password)?;
     }
 
-    let stage = if config.token.is_some() {
+    let needs_token = config.token.is_some() || config.require_token;
+    let stage = if needs_token {
         AuthType::RegistrationToken
     } else {
         AuthType::Dummy
     };
-    let expected_token = config.token.clone();
+    // The admin-made token the registration used, if any: one of its uses is taken when the
+    // account is created.
+    let mut used_token = None;
     services
         .uia
         .authenticate(
@@ -73,21 +84,31 @@ pub async fn register(
                 params: None,
                 auth: body.auth.as_ref(),
             },
-            async |auth| match (auth, &expected_token) {
-                (AuthData::Dummy(_), None) => Ok(()),
-                (AuthData::RegistrationToken(t), Some(expected))
-                    if same_secret(&t.token, expected) =>
-                {
-                    Ok(())
+            async |auth| match auth {
+                AuthData::Dummy(_) if !needs_token => Ok(()),
+                AuthData::RegistrationToken(t) if needs_token => {
+                    if config
+                        .token
+                        .as_deref()
+                        .is_some_and(|expected| same_secret(&t.token, expected))
+                    {
+                        return Ok(());
+                    }
+                    if services.registration_tokens.is_valid(&t.token)? {
+                        used_token = Some(t.token.clone());
+                        return Ok(());
+                    }
+                    Err(invalid_token())
                 }
-                _ => Err(Error::new(
-                    http::StatusCode::UNAUTHORIZED,
-                    ruma::api::error::ErrorKind::Forbidden,
-                    "Invalid registration token",
-                )),
+                _ => Err(invalid_token()),
             },
         )
         .await?;
+    if let Some(token) = &used_token
+        && !services.registration_tokens.consume(token)?
+    {
+        return Err(invalid_token());
+    }
 
     let password = body
         .password
@@ -100,7 +121,7 @@ pub async fn register(
             12,
         ))?,
     };
-    services
+    let created = services
         .accounts
         .create(
             &user_id,
@@ -108,7 +129,13 @@ pub async fn register(
             Role::User,
             &req.origin().acting_as(&user_id),
         )
-        .await?;
+        .await;
+    if let Err(e) = created {
+        if let Some(token) = &used_token {
+            services.registration_tokens.refund(token)?;
+        }
+        return Err(e);
+    }
     // A new user starts with their localpart as display name, as on other homeservers.
     services.profiles.set_field(
         &user_id,
@@ -161,6 +188,7 @@ pub async fn token_validity(
     let valid = config
         .token
         .as_deref()
-        .is_some_and(|t| same_secret(t, &req.body.token));
+        .is_some_and(|t| same_secret(t, &req.body.token))
+        || services.registration_tokens.is_valid(&req.body.token)?;
     Ok(check_registration_token_validity::v1::Response::new(valid))
 }
