@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::rooms::membership::{self, Change};
 use crate::rooms::timeline::NewEvent;
 use crate::services::Services;
-use crate::storage::Table;
+use crate::storage::{StoreExt, Table};
 use crate::users::accounts::Role;
 
 /// The bot's localpart.
@@ -104,8 +104,25 @@ pub async fn run(services: Arc<Services>) {
     let mut invited: HashSet<OwnedUserId> = HashSet::new();
     let mut cursor = match services.store.get(Table::Global, CURSOR_KEY) {
         Ok(Some(bytes)) => crate::storage::keys::trailing_u64(&bytes).unwrap_or(0),
-        // First start: whatever is in the room already is no command to answer.
-        _ => services.store.committed_count(),
+        // First start: whatever is in the room already is no command to answer. Stored at
+        // once, so a command sent before the first answer is not skipped after a crash.
+        Ok(None) => {
+            let start = services.store.committed_count();
+            let stored = services.store.put(
+                Table::Global,
+                CURSOR_KEY.to_vec(),
+                crate::storage::keys::u64_be(start).to_vec(),
+            );
+            if let Err(error) = stored {
+                tracing::error!(%error, "no admin room");
+                return;
+            }
+            start
+        }
+        Err(error) => {
+            tracing::error!(%error, "no admin room");
+            return;
+        }
     };
     let role_changes = services.accounts.role_changes.clone();
     loop {

@@ -411,7 +411,7 @@ async fn rooms_command(
     match command {
         RoomsCommand::List => {
             let mut found = rooms::all(services)?;
-            found.sort_by(|a, b| b.joined_members.cmp(&a.joined_members));
+            found.sort_by_key(|r| std::cmp::Reverse(r.joined_members));
             let count = found.len();
             let items = listed(found, |r| {
                 format!(

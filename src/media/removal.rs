@@ -117,7 +117,7 @@ impl Media {
                 found.push((String::from_utf8_lossy(&key).into_owned(), record));
             }
         }
-        found.sort_by(|a, b| b.1.created_ms.cmp(&a.1.created_ms));
+        found.sort_by_key(|(_, record)| std::cmp::Reverse(record.created_ms));
         Ok(found)
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use spec_tests::{StatusCode, TestServer, User, assert_error, create_room, join, login, register};
 
-use super::server_with_admin;
+use super::{server_with_admin, server_with_admin_and};
 
 async fn entries(server: &TestServer, user: &User, query: &str) -> Value {
     let (status, body) = server
@@ -328,23 +328,11 @@ async fn a_day_of_activity_is_audited_verifiable_and_tampering_is_named() {
 #[tokio::test]
 async fn media_downloads_are_audited_only_when_asked() {
     for audited in [false, true] {
-        let mut server = TestServer::start_with(spec_tests::ServerOptions {
+        let (server, boss) = server_with_admin_and(spec_tests::ServerOptions {
             extra_toml: format!("[audit]\nmedia_downloads = {audited}\n"),
             ..Default::default()
         })
         .await;
-        let output = server
-            .run_offline(&[
-                "user",
-                "create",
-                "boss",
-                "--admin",
-                "--password",
-                "boss-pw-1",
-            ])
-            .await;
-        assert!(output.status.success(), "{output:?}");
-        let boss = login(&server, "boss", "boss-pw-1").await;
         let minsu = register(&server, "minsu").await;
         let uploaded: Value = server
             .http

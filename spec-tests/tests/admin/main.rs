@@ -8,7 +8,7 @@ mod synapse;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use spec_tests::{StatusCode, TestServer, User, assert_error, login, register};
+use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, login, register};
 
 async fn role(server: &TestServer, as_user: &User, user_id: &str) -> (StatusCode, Value) {
     server
@@ -37,7 +37,12 @@ async fn set_role(
 /// A server with an admin made the way an operator makes the first one (`sori user create
 /// --admin`, with the server stopped), signed in.
 pub(crate) async fn server_with_admin() -> (TestServer, User) {
-    let mut server = TestServer::start().await;
+    server_with_admin_and(ServerOptions::default()).await
+}
+
+/// [`server_with_admin`] on a server started with `options`.
+pub(crate) async fn server_with_admin_and(options: ServerOptions) -> (TestServer, User) {
+    let mut server = TestServer::start_with(options).await;
     let output = server
         .run_offline(&[
             "user",

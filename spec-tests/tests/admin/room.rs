@@ -199,10 +199,21 @@ async fn admins_steer_the_server_from_the_admin_room() {
     join(&server, &carol, &room).await;
     let refused = command(&server, &carol, &room, "!admin users set-role carol admin").await;
     assert!(refused.contains("Refused: only server admins"), "{refused}");
+    // An auditor reads through the API but runs no commands either.
+    let (status, _) = server
+        .put(
+            "/_sori/admin/v1/users/@carol:localhost/role",
+            boss.token(),
+            &json!({"role": "auditor"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = command(&server, &carol, &room, "!admin users list").await;
+    assert!(refused.contains("Refused: only server admins"), "{refused}");
     let (_, role) = server
         .get("/_sori/admin/v1/users/@carol:localhost/role", boss.token())
         .await;
-    assert_eq!(role["role"], "user");
+    assert_eq!(role["role"], "auditor");
     let gone = command(&server, &boss, &room, "!admin users deactivate carol").await;
     assert!(gone.contains("Deactivated @carol:localhost"), "{gone}");
 
@@ -214,7 +225,7 @@ async fn admins_steer_the_server_from_the_admin_room() {
         )
         .await;
     let entries = audit["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 21, "{audit}");
+    assert_eq!(entries.len(), 22, "{audit}");
     assert!(
         entries
             .iter()

@@ -9,7 +9,7 @@ use spec_tests::{
     StatusCode, TestServer, User, assert_error, create_room, join, login, register, send_text,
 };
 
-use super::server_with_admin;
+use super::{server_with_admin, server_with_admin_and};
 
 fn enc(id: &str) -> String {
     id.replace('@', "%40")
@@ -1052,23 +1052,11 @@ async fn event_reports_are_read_and_dismissed() {
 
 #[tokio::test]
 async fn registration_tokens_gate_registration() {
-    let mut server = TestServer::start_with(spec_tests::ServerOptions {
+    let (server, boss) = server_with_admin_and(spec_tests::ServerOptions {
         registration_requires_token: true,
         ..Default::default()
     })
     .await;
-    let output = server
-        .run_offline(&[
-            "user",
-            "create",
-            "boss",
-            "--admin",
-            "--password",
-            "boss-pw-1",
-        ])
-        .await;
-    assert!(output.status.success(), "{output:?}");
-    let boss = login(&server, "boss", "boss-pw-1").await;
 
     let register_with = |name: &'static str, token: &'static str| {
         let server = &server;
