@@ -39,6 +39,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub oidc: OidcConfig,
     pub audit: AuditConfig,
+    pub appservices: AppservicesConfig,
     pub log: LogConfig,
 }
 
@@ -66,6 +67,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             oidc: OidcConfig::default(),
             audit: AuditConfig::default(),
+            appservices: AppservicesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -607,6 +609,14 @@ pub struct OidcProviderConfig {
     /// Sign people into an account of the same name that this provider did not create.
     #[serde(default)]
     pub allow_existing_users: bool,
+}
+
+/// Application services (bridges).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppservicesConfig {
+    /// Registration files (the spec's YAML format), read at start-up.
+    pub registration_files: Vec<PathBuf>,
 }
 
 /// The audit log (who did what, hash-chained; `GET /_sori/admin/v1/audit`, `sori audit`).

@@ -95,6 +95,11 @@ impl Error {
         Self::new(status, ErrorKind::Unrecognized, message)
     }
 
+    /// 400 `M_EXCLUSIVE`: a user id or alias an appservice reserved.
+    pub fn exclusive(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message)
+    }
+
     pub fn user_in_use() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -35,6 +35,8 @@
 //! - [`rate_limit`]: per-address token buckets for login and registration.
 //! - [`admin`]: running the server: the hash-chained audit log, written in the same batch as
 //!   each audited action.
+//! - [`appservice`]: bridges: registrations and namespaces, durable per-appservice queues
+//!   and the transactions that deliver them, queries about unknown users and aliases.
 //! - [`random`]: secure tokens and ids.
 //! - [`services`]: [`Services`](services::Services), every service built once and shared.
 //! - [`api`]: the HTTP surface, ruma request/response plumbing and thin handlers.
@@ -44,6 +46,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod appservice;
 pub mod config;
 pub mod e2ee;
 pub mod error;
@@ -110,6 +113,8 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
         .audit
         .spawn_retention(app.services.config.audit.retention_days);
     tokio::spawn(admin::bot::run(app.services.clone()));
+    appservice::ensure_senders(&app.services).await?;
+    appservice::sender::spawn(&app.services);
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

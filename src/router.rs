@@ -442,6 +442,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(thirdparty::protocols)
         .ruma(presence::get)
         .ruma(presence::set)
+        // Appservices
+        .ruma(crate::api::client::appservice::ping)
         // Server-server discovery
         .ruma(federation::keys::server_keys)
         .ruma(federation::keys::version)

@@ -40,6 +40,7 @@ pub struct Services {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub audit: Arc<Audit>,
+    pub appservices: Arc<crate::appservice::Appservices>,
     pub room_deletions: crate::admin::rooms::Deletions,
     pub server_keys: Arc<ServerKeys>,
     pub timeline: Timeline,
@@ -78,6 +79,7 @@ impl Services {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self> {
         let watchers = Arc::new(Watchers::default());
         let audit = Arc::new(Audit::new(store.clone())?);
+        let appservices = Arc::new(crate::appservice::Appservices::load(&config)?);
         let account_data = Arc::new(AccountData::new(store.clone(), watchers.clone()));
         let server_keys = Arc::new(ServerKeys::load_or_generate(
             &store,
@@ -100,6 +102,7 @@ impl Services {
                 push_rules.clone(),
                 pushers.clone(),
                 audit.clone(),
+                appservices.clone(),
             ),
             watchers,
             server_keys,
@@ -137,6 +140,7 @@ impl Services {
             login_limiter: RateLimiter::new(config.rate_limits.login),
             registration_limiter: RateLimiter::new(config.rate_limits.registration),
             audit,
+            appservices,
             room_deletions: Default::default(),
             store,
             config,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// How the gateway answers a notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,23 +126,10 @@ impl Gateway {
 }
 
 async fn serve(mut socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
-    let Some(head) = crate::read_request_head(&mut socket).await else {
+    let Some((head, body)) = crate::read_request(&mut socket).await else {
         return;
     };
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    if socket.read_exact(&mut body).await.is_err() {
-        return;
-    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let reply = {
         let mut state = state.lock().unwrap();

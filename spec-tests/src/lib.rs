@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod appservice;
 pub mod gateway;
 pub mod services;
 
@@ -22,7 +23,7 @@ pub use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// Where the `sori` binary is: `SPEC_SORI_BIN`, else the workspace's own build.
-fn sori_binary() -> PathBuf {
+pub fn sori_binary() -> PathBuf {
     if let Ok(path) = std::env::var("SPEC_SORI_BIN") {
         return PathBuf::from(path);
     }
@@ -60,6 +61,25 @@ pub async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<Str
         head.push(byte[0]);
     }
     Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Reads a whole HTTP request with a `Content-Length` body: its head and its body; `None`
+/// when the peer closes first.
+pub async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let head = read_request_head(socket).await?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    socket.read_exact(&mut body).await.ok()?;
+    Some((head, body))
 }
 
 /// A port nothing listens on yet, on loopback.

@@ -142,8 +142,52 @@ impl FromRequestParts<Arc<Services>> for Authenticated {
         let token = auth_scheme::extract_bearer_or_query_token(&request)
             .map_err(|_| Error::missing_token())?
             .ok_or_else(Error::missing_token)?;
-        Ok(Authenticated(services.sessions.authenticate(&token)?))
+        Ok(Authenticated(authenticate(
+            services,
+            &token,
+            parts.uri.query(),
+            true,
+        )?))
     }
+}
+
+/// Who a token acts for: a device's session, or, for an appservice's `as_token`, the user
+/// its `user_id` query parameter names (its own sender without one), who must be one of its
+/// users and, unless the request registers them, registered.
+pub(crate) fn authenticate(
+    services: &Services,
+    token: &str,
+    query: Option<&str>,
+    require_registered: bool,
+) -> Result<Session> {
+    let Some(appservice) = services.appservices.by_as_token(token) else {
+        return services.sessions.authenticate(token);
+    };
+    let asked = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "user_id")
+        .map(|(_, value)| value.into_owned());
+    let user_id = match asked {
+        None => appservice.sender.clone(),
+        Some(id) => ruma::OwnedUserId::try_from(id)
+            .map_err(|_| Error::invalid_param("user_id is not a valid user id"))?,
+    };
+    if !appservice.is_user(&user_id) {
+        return Err(Error::new(
+            http::StatusCode::FORBIDDEN,
+            ruma::api::error::ErrorKind::Exclusive,
+            "The user is not in the appservice's namespace",
+        ));
+    }
+    if require_registered && !services.accounts.exists(&user_id)? {
+        return Err(Error::forbidden(
+            "The appservice has not registered this user",
+        ));
+    }
+    Ok(Session {
+        user_id,
+        device_id: format!("_appservice_{}", appservice.id()).into(),
+        appservice: Some(appservice.id().to_owned()),
+    })
 }
 
 /// The request's address and user agent (no actor: see [`Authenticated`]), for handlers
@@ -329,7 +373,15 @@ where
             (TokenRequirement::Ignored, _) => None,
             (TokenRequirement::Required, None) => return Err(Error::missing_token()),
             (TokenRequirement::Optional, None) => None,
-            (_, Some(token)) => Some(services.sessions.authenticate(&token)?),
+            (_, Some(token)) => {
+                let registering = http_request.uri().path().ends_with("/register");
+                Some(authenticate(
+                    services,
+                    &token,
+                    http_request.uri().query(),
+                    !registering,
+                )?)
+            }
         };
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();

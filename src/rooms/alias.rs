@@ -120,17 +120,7 @@ impl Aliases {
 
     /// The local aliases of a room.
     pub fn of_room(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
-        let prefix = keys::of_room(room_id.as_str());
-        self.store
-            .scan_prefix(Table::RoomAliases, &prefix)?
-            .map(|entry| {
-                let (key, _) = entry?;
-                std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
-                    .ok_or_else(|| Error::internal("corrupt room alias key"))
-            })
-            .collect()
+        aliases_of(&*self.store, room_id)
     }
 
     /// `m.room.canonical_alias` may only name local aliases of this very room (400 M_BAD_ALIAS).
@@ -219,4 +209,19 @@ mod tests {
         assert_eq!(canonical_without(&unrelated, &gone), None);
         assert_eq!(canonical_without(&json!("not an object"), &gone), None);
     }
+}
+
+/// The local aliases of a room, read from `store` (for readers without an [`Aliases`]).
+pub fn aliases_of(store: &dyn Store, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+    let prefix = keys::of_room(room_id.as_str());
+    store
+        .scan_prefix(Table::RoomAliases, &prefix)?
+        .map(|entry| {
+            let (key, _) = entry?;
+            std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
+                .ok_or_else(|| Error::internal("corrupt room alias key"))
+        })
+        .collect()
 }

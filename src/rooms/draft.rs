@@ -9,6 +9,7 @@
 //! send that is refused leaves the draft as it was.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
@@ -77,6 +78,8 @@ struct Built {
     /// What the audit log records of the event (a room created, an invite, kick, ban or
     /// unban), and on whom.
     audited: Option<(&'static str, String)>,
+    /// The appservices that hear of the event (their queues get it in the same commit).
+    appservices: Vec<Arc<crate::appservice::Appservice>>,
 }
 
 pub struct Draft<'a> {
@@ -94,6 +97,8 @@ pub struct Draft<'a> {
     threads: HashMap<(u64, OwnedEventId), usize>,
     built: Vec<Built>,
     also: Batch,
+    /// The `origin_server_ts` an appservice gave its bridged events (timestamp massaging).
+    ts: Option<u64>,
 }
 
 impl Timeline {
@@ -109,11 +114,18 @@ impl Timeline {
             threads: HashMap::new(),
             built: Vec::new(),
             also: Batch::new(),
+            ts: None,
         }
     }
 }
 
 impl Draft<'_> {
+    /// Gives the events sent from now on this `origin_server_ts` instead of the clock's (an
+    /// appservice's `ts`, for bridged history).
+    pub fn set_origin_server_ts(&mut self, ts: Option<u64>) {
+        self.ts = ts;
+    }
+
     /// Takes the room's lock for the rest of the draft (once: later calls return at once).
     pub async fn lock(&mut self, room_id: &RoomId) {
         if self.locks.iter().any(|(locked, _)| locked == room_id) {
@@ -345,7 +357,7 @@ impl Draft<'_> {
             &event.content,
             event.state_key.as_deref(),
             (prev_events, auth_events, record.last_depth + 1),
-            crate::now_ms(),
+            self.ts.unwrap_or_else(crate::now_ms),
         )?;
         let event_id = timeline.sign(&mut object, &rules)?;
         let stored = StoredPdu {
@@ -444,6 +456,13 @@ impl Draft<'_> {
         } else {
             None
         };
+        let appservices = self.timeline.appservices.interested(
+            &room_id,
+            &parsed.sender,
+            parsed.state_key.as_deref(),
+            &|| self.joined_members(&room_id),
+            &|| super::alias::aliases_of(&*self.timeline.store, &room_id),
+        )?;
         let media = {
             let content = stored.content();
             let kind = parsed.kind.to_string();
@@ -488,6 +507,7 @@ impl Draft<'_> {
             notified,
             unindexes: None,
             audited,
+            appservices,
         });
         Ok(())
     }
@@ -660,6 +680,13 @@ impl Built {
         }
         if let Some(target) = &self.unindexes {
             crate::search::outbox::remove(batch, count, target);
+        }
+        for appservice in &self.appservices {
+            batch.put(
+                Table::AppserviceQueue,
+                keys::appservice_queue(appservice.id(), count),
+                keys::u64_be(short).to_vec(),
+            );
         }
         if let Some(state_key) = &self.parsed.state_key {
             let event_type = self.parsed.kind.to_string();

@@ -64,6 +64,7 @@ pub struct Timeline {
     pub(super) push_rules: Arc<crate::push::rules::PushRules>,
     pub(super) pushers: Arc<crate::push::pushers::Pushers>,
     pub(super) audit: Arc<crate::admin::audit::Audit>,
+    pub(super) appservices: Arc<crate::appservice::Appservices>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The `origin_server_ts` of the latest create event: each one gets its own millisecond.
     last_create_ts: AtomicU64,
@@ -116,10 +117,12 @@ impl Timeline {
         push_rules: Arc<crate::push::rules::PushRules>,
         pushers: Arc<crate::push::pushers::Pushers>,
         audit: Arc<crate::admin::audit::Audit>,
+        appservices: Arc<crate::appservice::Appservices>,
     ) -> Self {
         Self {
             pushers,
             audit,
+            appservices,
             activity: super::activity::Activity::new(store.committed_count()),
             store,
             keys,
@@ -229,7 +232,21 @@ impl Timeline {
         event: NewEvent,
         transaction: Option<(&DeviceId, &str)>,
     ) -> Result<OwnedEventId> {
+        self.append_at(room_id, sender, event, transaction, None)
+            .await
+    }
+
+    /// [`Timeline::append`] with the event's `origin_server_ts` given (an appservice's `ts`).
+    pub async fn append_at(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        event: NewEvent,
+        transaction: Option<(&DeviceId, &str)>,
+        ts: Option<u64>,
+    ) -> Result<OwnedEventId> {
         let mut draft = self.draft();
+        draft.set_origin_server_ts(ts);
         draft.lock(room_id).await;
         if let Some((device, txn)) = transaction
             && let Some(id) = self.sent_in(sender, device, txn)?
@@ -424,6 +441,10 @@ mod tests {
                 ))),
                 Arc::new(crate::push::pushers::Pushers::new(store.clone(), 20).unwrap()),
                 Arc::new(crate::admin::audit::Audit::new(store).unwrap()),
+                Arc::new(
+                    crate::appservice::Appservices::load(&crate::config::Config::default())
+                        .unwrap(),
+                ),
             )),
         }
     }

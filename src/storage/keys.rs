@@ -406,6 +406,18 @@ pub fn parse_push_queue(key: &[u8]) -> Option<(u64, u8)> {
     }
 }
 
+/// `appservice id ++ SEP ++ count`, in [`super::Table::AppserviceQueue`].
+pub fn appservice_queue(appservice: &str, count: u64) -> Vec<u8> {
+    let mut key = appservice_queue_of(appservice);
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// Prefix of one appservice's queue.
+pub fn appservice_queue_of(appservice: &str) -> Vec<u8> {
+    prefix(&[appservice.as_bytes()])
+}
+
 /// An audit log entry: its id, so entries sort in the order they were appended.
 pub fn audit_entry(id: u64) -> Vec<u8> {
     u64_be(id).to_vec()

@@ -130,10 +130,16 @@ pub enum Table {
     BlockedRooms,
     /// token → a registration token: how often it may be used, was used, and until when.
     RegistrationTokens,
+    /// appservice id, count → the event at that count (value: its short room id), waiting to
+    /// be delivered to the appservice.
+    AppserviceQueue,
+    /// appservice id → the transaction being delivered (its id and last queued count), so a
+    /// retry, even after a restart, sends the same transaction.
+    AppserviceTransactions,
 }
 
 impl Table {
-    pub const ALL: [Table; 54] = [
+    pub const ALL: [Table; 56] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -188,6 +194,8 @@ impl Table {
         Table::Audit,
         Table::BlockedRooms,
         Table::RegistrationTokens,
+        Table::AppserviceQueue,
+        Table::AppserviceTransactions,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -247,6 +255,8 @@ impl Table {
             Table::Audit => "audit",
             Table::BlockedRooms => "blocked_rooms",
             Table::RegistrationTokens => "registration_tokens",
+            Table::AppserviceQueue => "appservice_queue",
+            Table::AppserviceTransactions => "appservice_transactions",
         }
     }
 }

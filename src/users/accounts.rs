@@ -101,6 +101,18 @@ impl Accounts {
     /// Checks a localpart chosen at registration and builds the user id. Registration is
     /// stricter than the grammar of existing ids: lower case, `a-z 0-9 . _ = - / +`.
     pub fn user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
+        if localpart.starts_with('_') {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidUsername,
+                "Usernames starting with '_' are reserved for bridges",
+            ));
+        }
+        self.bridge_user_id_for(localpart)
+    }
+
+    /// [`Accounts::user_id_for`] for an appservice, whose users may start with `_`.
+    pub fn bridge_user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
         let invalid = |msg: &str| {
             Error::new(
                 StatusCode::BAD_REQUEST,
@@ -117,11 +129,6 @@ impl Accounts {
         {
             return Err(invalid(
                 "Usernames may only contain a-z, 0-9 and . _ = - / +",
-            ));
-        }
-        if localpart.starts_with('_') {
-            return Err(invalid(
-                "Usernames starting with '_' are reserved for bridges",
             ));
         }
         // "@" + localpart + ":" + server name, at most 255 bytes in all.
@@ -234,7 +241,12 @@ impl Accounts {
                 signs_in_with: Some(signs_in_with.to_owned()),
             },
             origin.record(
-                "register",
+                // A bridge's user is the bridge's doing.
+                if signs_in_with.starts_with("appservice:") {
+                    "appservice_register"
+                } else {
+                    "register"
+                },
                 user_id,
                 serde_json::json!({"role": role, "signs_in_with": signs_in_with}),
             ),

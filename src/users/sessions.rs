@@ -40,6 +40,8 @@ struct TokenRecord {
 pub struct Session {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
+    /// The appservice acting (with its `as_token`), for the user it names.
+    pub appservice: Option<String>,
 }
 
 /// Tokens handed to a client at login, registration or refresh.
@@ -91,6 +93,7 @@ impl Sessions {
         Ok(Session {
             user_id: record.user_id,
             device_id: record.device_id,
+            appservice: None,
         })
     }
 
@@ -358,7 +361,8 @@ mod tests {
             session,
             Session {
                 user_id: alice(),
-                device_id: device.clone()
+                device_id: device.clone(),
+                appservice: None,
             }
         );
         assert!(

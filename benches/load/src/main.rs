@@ -8,9 +8,11 @@
 //! sori-load send --url http://127.0.0.1:8008 --rooms 1 --messages 500 --concurrency 4
 //! ```
 
+mod appservice;
 mod login;
 mod media;
 mod push;
+mod responder;
 mod search;
 
 use std::time::{Duration, Instant};
@@ -88,6 +90,28 @@ enum Command {
         /// The server's process id, to report its resident memory.
         #[arg(long)]
         pid: Option<u32>,
+    },
+    /// Delivery to an appservice this tool runs on `--listen` (the server has its
+    /// registration: that URL, `--as-token`, an exclusive user namespace `@<prefix>…`):
+    /// events per second and send → transaction latency, then a backlog's drain.
+    Appservice {
+        #[arg(long, default_value = "http://127.0.0.1:8008")]
+        url: String,
+        #[arg(long, default_value = "127.0.0.1:9009")]
+        listen: String,
+        #[arg(long)]
+        as_token: String,
+        /// The start of the appservice's user namespace (its users' localparts).
+        #[arg(long, default_value = "bench_")]
+        prefix: String,
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Login latency: local passwords (argon2id), and LDAP and JWT logins when given what
     /// they need (the server configured for them).
@@ -777,6 +801,28 @@ async fn main() -> std::process::ExitCode {
             outage_seconds,
             pid,
         } => push::run(url, users, rooms, rate, seconds, outage_seconds, pid).await,
+        Command::Appservice {
+            url,
+            listen,
+            as_token,
+            prefix,
+            users,
+            rooms,
+            messages,
+            concurrency,
+        } => {
+            appservice::run(
+                url,
+                listen,
+                as_token,
+                prefix,
+                users,
+                rooms,
+                messages,
+                concurrency,
+            )
+            .await
+        }
         Command::Login {
             url,
             logins,

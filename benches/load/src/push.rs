@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{Client, percentile, register, rss_mib};
 
@@ -23,69 +22,23 @@ struct Seen {
 
 /// Serves `POST /_matrix/push/v1/notify` with keep-alive, as a real gateway would.
 async fn gateway(epoch: Instant) -> Result<(String, Arc<Mutex<Seen>>), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let shared = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let seen = shared.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut reader = BufReader::new(read);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        match reader.read_line(&mut line).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let arrived = epoch.elapsed();
-                    let notification: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let down = {
-                        let mut seen = seen.lock().unwrap();
-                        if seen.down {
-                            seen.refused += 1;
-                        } else if let Some(sent) =
-                            notification["notification"]["content"]["sent_us"].as_u64()
-                        {
-                            seen.arrivals.push((arrived, sent));
-                        }
-                        seen.down
-                    };
-                    let (status, answer) = if down {
-                        ("503 Unavailable", r#"{"error":"down"}"#)
-                    } else {
-                        ("200 OK", r#"{"rejected":[]}"#)
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    if write.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let address = super::responder::serve(Arc::new(move |_, _, body: &[u8]| {
+        let arrived = epoch.elapsed();
+        let notification: Value = serde_json::from_slice(body).unwrap_or_default();
+        let mut seen = shared.lock().unwrap();
+        if seen.down {
+            seen.refused += 1;
+            ("503 Unavailable", r#"{"error":"down"}"#.to_owned())
+        } else {
+            if let Some(sent) = notification["notification"]["content"]["sent_us"].as_u64() {
+                seen.arrivals.push((arrived, sent));
+            }
+            ("200 OK", r#"{"rejected":[]}"#.to_owned())
         }
-    });
+    }))
+    .await?;
     Ok((format!("http://{address}/_matrix/push/v1/notify"), seen))
 }
 

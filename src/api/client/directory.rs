@@ -57,6 +57,10 @@ pub async fn create(
     req: Ruma<create_alias::v3::Request>,
 ) -> Result<create_alias::v3::Response> {
     let user_id = req.user_id()?;
+    let appservice = req.session()?.appservice.as_deref();
+    services
+        .appservices
+        .refuse_claimed_alias(&req.body.room_alias, appservice)?;
     if !is_joined(&services, &req.body.room_id, user_id)? {
         return Err(Error::forbidden("You are not in this room"));
     }
@@ -71,9 +75,8 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let room_id = services
-        .aliases
-        .resolve(&req.body.room_alias)?
+    let room_id = crate::appservice::query::resolve_alias(&services, &req.body.room_alias)
+        .await?
         .ok_or_else(|| Error::not_found("No such alias"))?;
     Ok(get_alias::v3::Response::new(
         room_id,

@@ -31,7 +31,7 @@ async fn apply(
             "You cannot change membership in this room",
         ));
     }
-    if !services.accounts.exists(target)? {
+    if !crate::appservice::query::user_known(services, target).await? {
         return Err(Error::not_found(format!("Unknown user {target}")));
     }
     let (displayname, avatar_url) = if matches!(membership, "join" | "invite") {
@@ -115,12 +115,14 @@ fn remember_direct(
 }
 
 /// A room id as given, or the room an alias of this server names.
-fn resolve(services: &Services, room_id_or_alias: &ruma::RoomOrAliasId) -> Result<OwnedRoomId> {
+async fn resolve(
+    services: &Services,
+    room_id_or_alias: &ruma::RoomOrAliasId,
+) -> Result<OwnedRoomId> {
     match OwnedRoomId::try_from(room_id_or_alias.to_owned()) {
         Ok(room_id) => Ok(room_id),
-        Err(alias) => services
-            .aliases
-            .resolve(&alias)?
+        Err(alias) => crate::appservice::query::resolve_alias(services, &alias)
+            .await?
             .ok_or_else(|| Error::not_found("No room has this alias")),
     }
 }
@@ -147,7 +149,7 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = req.user_id()?;
-    let room_id = resolve(&services, &req.body.room_id_or_alias)?;
+    let room_id = resolve(&services, &req.body.room_id_or_alias).await?;
     join(&services, &room_id, user, req.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -358,7 +360,7 @@ pub async fn knock(
     req: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<ruma::api::client::knock::knock_room::v3::Response> {
     let user = req.user_id()?;
-    let room_id = resolve(&services, &req.body.room_id_or_alias)?;
+    let room_id = resolve(&services, &req.body.room_id_or_alias).await?;
     apply(
         &services,
         &room_id,

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod appservice;
 pub mod backup;
 pub mod devices;
 pub mod directory;

@@ -20,8 +20,9 @@ use crate::services::Services;
 /// Most users one directory search returns.
 const MAX_DIRECTORY_RESULTS: usize = 100;
 
-fn require_known(services: &Services, user_id: &UserId) -> Result<()> {
-    if services.accounts.exists(user_id)? {
+/// Refuses an unknown user (after asking the appservice whose namespace may hold them).
+async fn require_known(services: &Services, user_id: &UserId) -> Result<()> {
+    if crate::appservice::query::user_known(services, user_id).await? {
         Ok(())
     } else {
         Err(Error::not_found("No such user"))
@@ -53,7 +54,7 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_profile::v3::Request>,
 ) -> Result<get_profile::v3::Response> {
-    require_known(&services, &req.body.user_id)?;
+    require_known(&services, &req.body.user_id).await?;
     let mut response = get_profile::v3::Response::new();
     response.data = services
         .profiles
@@ -68,7 +69,7 @@ pub async fn get_field(
     services: Arc<Services>,
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response> {
-    require_known(&services, &req.body.user_id)?;
+    require_known(&services, &req.body.user_id).await?;
     let field = req.body.field.as_str();
     let value = services
         .profiles

@@ -36,8 +36,11 @@ pub async fn register(
     services: Arc<Services>,
     req: Ruma<register::v3::Request>,
 ) -> Result<register::v3::Response> {
-    services.registration_limiter.check(req.client_ip)?;
     let body = &req.body;
+    if body.login_type.is_some() {
+        return register_for_appservice(&services, &req).await;
+    }
+    services.registration_limiter.check(req.client_ip)?;
     if body.kind == RegistrationKind::Guest {
         return Err(Error::forbidden("Guest access is disabled on this server"));
     }
@@ -45,16 +48,12 @@ pub async fn register(
     if !config.enabled {
         return Err(registration_closed());
     }
-    if body.login_type.is_some() {
-        return Err(Error::forbidden(
-            "Application service registration is not enabled",
-        ));
-    }
 
     // Refuse a bad or taken name before the client goes through authentication.
     let user_id = match &body.username {
         Some(name) => {
             let user_id = services.accounts.user_id_for(name)?;
+            services.appservices.refuse_claimed_user(&user_id, None)?;
             if services.accounts.exists(&user_id)? {
                 return Err(Error::user_in_use());
             }
@@ -162,6 +161,65 @@ pub async fn register(
     Ok(response)
 }
 
+/// Registration by an appservice (`type: m.login.application_service` with its
+/// `as_token`): a user of its namespace, without password or user-interactive auth.
+async fn register_for_appservice(
+    services: &Services,
+    req: &Ruma<register::v3::Request>,
+) -> Result<register::v3::Response> {
+    let body = &req.body;
+    if body.login_type != Some(register::LoginType::ApplicationService) {
+        return Err(Error::bad_json("Unknown registration type"));
+    }
+    let appservice = req
+        .session
+        .as_ref()
+        .and_then(|s| s.appservice.as_deref())
+        .and_then(|id| services.appservices.by_id(id))
+        .ok_or_else(Error::missing_token)?;
+    let name = body
+        .username
+        .as_deref()
+        .ok_or_else(|| Error::missing_param("An appservice registration needs a username"))?;
+    let user_id = services.accounts.bridge_user_id_for(name)?;
+    if !appservice.is_user(&user_id) {
+        return Err(Error::exclusive(format!(
+            "{user_id} is not in the appservice's namespace"
+        )));
+    }
+    let origin = req.origin().acting_as(&appservice.sender);
+    services
+        .accounts
+        .create_external(
+            &user_id,
+            &format!("appservice:{}", appservice.id()),
+            Role::User,
+            &origin,
+        )
+        .await?;
+    services.profiles.set_field(
+        &user_id,
+        "displayname",
+        Some(serde_json::Value::String(user_id.localpart().to_owned())),
+    )?;
+    let mut response = register::v3::Response::new(user_id.clone());
+    if !body.inhibit_login {
+        let (device_id, issued) = services.sessions.login(
+            &user_id,
+            body.device_id.as_deref(),
+            body.initial_device_display_name.clone(),
+            &origin,
+            "m.login.application_service",
+            body.refresh_token,
+        )?;
+        response.access_token = Some(issued.access_token);
+        response.device_id = Some(device_id);
+        response.refresh_token = issued.refresh_token;
+        response.expires_in = issued.expires_in_ms.map(std::time::Duration::from_millis);
+    }
+    Ok(response)
+}
+
 /// `GET /_matrix/client/v3/register/available`
 pub async fn available(
     services: Arc<Services>,
@@ -169,6 +227,7 @@ pub async fn available(
 ) -> Result<get_username_availability::v3::Response> {
     services.registration_limiter.check(req.client_ip)?;
     let user_id = services.accounts.user_id_for(&req.body.username)?;
+    services.appservices.refuse_claimed_user(&user_id, None)?;
     if services.accounts.exists(&user_id)? {
         return Err(Error::user_in_use());
     }

@@ -62,6 +62,12 @@ pub async fn create_room(
                 .map_err(|_| Error::invalid_param("Invalid room_alias_name"))?,
         ),
     };
+    if let Some(alias) = &alias {
+        let appservice = req.session.as_ref().and_then(|s| s.appservice.as_deref());
+        services
+            .appservices
+            .refuse_claimed_alias(alias, appservice)?;
+    }
     if !body.invite_3pid.is_empty() {
         return Err(Error::invalid_param(
             "Third-party invites are not supported",
@@ -147,11 +153,12 @@ pub async fn send_message(
     };
     let event_id = services
         .timeline
-        .append(
+        .append_at(
             &req.body.room_id,
             &session.user_id,
             event,
             Some((&session.device_id, req.body.txn_id.as_str())),
+            massaged_ts(&session, req.body.timestamp),
         )
         .await?;
     // Sending ends typing (the append already woke the room's syncs), and is activity.
@@ -168,6 +175,7 @@ pub async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> Result<send_state_event::v3::Response> {
     let user_id = req.user_id()?.to_owned();
+    let ts = massaged_ts(req.session()?, req.body.timestamp);
     req.require_body()?;
     require_joined(&services, &req.body.room_id, &user_id)?;
     if req.body.event_type == ruma::events::StateEventType::RoomCanonicalAlias {
@@ -184,9 +192,19 @@ pub async fn send_state(
     };
     let event_id = services
         .timeline
-        .append(&req.body.room_id, &user_id, event, None)
+        .append_at(&req.body.room_id, &user_id, event, None, ts)
         .await?;
     Ok(send_state_event::v3::Response::new(event_id))
+}
+
+/// The `ts` of a send, honoured for appservices only (timestamp massaging for bridged
+/// history); everyone else's events carry the server's time.
+fn massaged_ts(
+    session: &crate::users::sessions::Session,
+    ts: Option<ruma::MilliSecondsSinceUnixEpoch>,
+) -> Option<u64> {
+    ts.filter(|_| session.appservice.is_some())
+        .map(|ts| u64::from(ts.get()))
 }
 
 /// Where a user reads a room's state from: the room's short id, and for a former member (left

@@ -43,6 +43,11 @@ pub async fn login_types(
             .collect();
         flows.push(LoginType::Sso(sso));
     }
+    if !services.appservices.is_empty() {
+        flows.push(LoginType::ApplicationService(
+            get_login_types::v3::ApplicationServiceLoginType::new(),
+        ));
+    }
     if services.signin.offers_jwt() {
         flows.push(
             LoginType::new(JWT_LOGIN, Default::default())
@@ -57,11 +62,21 @@ pub async fn login(
     services: Arc<Services>,
     req: Ruma<login::v3::Request>,
 ) -> Result<login::v3::Response> {
-    services.login_limiter.check(req.client_ip)?;
     let body = &req.body;
+    let appservice = req
+        .session
+        .as_ref()
+        .and_then(|s| s.appservice.as_deref())
+        .and_then(|id| services.appservices.by_id(id));
+    if appservice.is_none_or(|a| a.registration.rate_limited) {
+        services.login_limiter.check(req.client_ip)?;
+    }
     let origin = req.origin();
     let method = body.login_info.login_type();
     let checked = match &body.login_info {
+        login::v3::LoginInfo::ApplicationService(info) => {
+            appservice_login(&services, appservice.map(|a| a.as_ref()), info)
+        }
         login::v3::LoginInfo::Password(password) => {
             password_login(&services, password, &origin).await
         }
@@ -126,6 +141,32 @@ pub async fn login(
     response.refresh_token = issued.refresh_token;
     response.expires_in = issued.expires_in_ms.map(Duration::from_millis);
     Ok(response)
+}
+
+/// `m.login.application_service`: one of the appservice's users, with its `as_token`.
+fn appservice_login(
+    services: &Services,
+    appservice: Option<&crate::appservice::Appservice>,
+    info: &login::v3::ApplicationService,
+) -> Result<ruma::OwnedUserId> {
+    let appservice = appservice.ok_or_else(Error::missing_token)?;
+    #[allow(deprecated)] // the legacy top-level `user` field is still sent by old clients
+    let name = match (&info.identifier, &info.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+        (None, Some(user)) => user.clone(),
+        _ => return Err(Error::missing_param("Missing identifier")),
+    };
+    let user_id = services
+        .accounts
+        .parse_login_name(&name)
+        .filter(|u| appservice.is_user(u))
+        .ok_or_else(|| Error::exclusive("The user is not in the appservice's namespace"))?;
+    if !services.accounts.exists(&user_id)? {
+        return Err(Error::forbidden(
+            "The appservice has not registered this user",
+        ));
+    }
+    Ok(user_id)
 }
 
 /// `m.login.password`: whose password it is.

@@ -1,0 +1,178 @@
+//! Delivering events to appservices: each appservice's queue is sent in order, in
+//! transactions of at most 100 events (`PUT /_matrix/app/v1/transactions/{txnId}`). A
+//! transaction is recorded before it is first sent, so every retry, even after a restart,
+//! sends the same transaction id with the same events; its entries leave the queue only
+//! after the appservice answered 2xx. Failures back off from 1 s to 5 min.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Appservice;
+use crate::error::{Error, Result};
+use crate::services::Services;
+use crate::storage::{Batch, Direction, KeyRange, StoreExt, Table, keys};
+
+/// Events per transaction (the spec's guidance for appservices).
+pub const MAX_EVENTS: usize = 100;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Looks at the queue this often even without a wake-up.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// The transaction being delivered: its id (the first queued count in it, unique per
+/// appservice) and its last queued count.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct InFlight {
+    pub txn_id: u64,
+    pub through: u64,
+}
+
+/// Starts one delivery loop per appservice that has a URL.
+pub fn spawn(services: &Arc<Services>) {
+    for appservice in services.appservices.all() {
+        if appservice.registration.url.is_some() {
+            tokio::spawn(deliver(services.clone(), appservice.clone()));
+        }
+    }
+}
+
+async fn deliver(services: Arc<Services>, appservice: Arc<Appservice>) {
+    let wake = services.watchers.worker();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match send_next(&services, &appservice).await {
+            Ok(true) => backoff = FIRST_BACKOFF,
+            Ok(false) => {
+                backoff = FIRST_BACKOFF;
+                let _ = tokio::time::timeout(IDLE, wake.notified()).await;
+            }
+            Err(error) => {
+                tracing::warn!(appservice = appservice.id(), %error, retry_in_ms = backoff.as_millis() as u64,
+                    "appservice transaction failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The transaction to send next: the one under way, or a new one of the queue's first
+/// entries (recorded before it is sent). `None` when the queue is empty.
+pub fn next_transaction(services: &Services, appservice: &str) -> Result<Option<InFlight>> {
+    if let Some(inflight) = services
+        .store
+        .get_json(Table::AppserviceTransactions, appservice.as_bytes())?
+    {
+        return Ok(Some(inflight));
+    }
+    let counts: Vec<u64> = services
+        .store
+        .scan(
+            Table::AppserviceQueue,
+            KeyRange::prefix(&keys::appservice_queue_of(appservice)),
+            Direction::Forward,
+        )?
+        .take(MAX_EVENTS)
+        .map(|entry| entry.map(|(key, _)| keys::trailing_u64(&key).unwrap_or(0)))
+        .collect::<Result<_>>()?;
+    let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
+        return Ok(None);
+    };
+    let inflight = InFlight {
+        txn_id: *first,
+        through: *last,
+    };
+    let mut batch = Batch::new();
+    batch.put_json(
+        Table::AppserviceTransactions,
+        appservice.as_bytes(),
+        &inflight,
+    )?;
+    services.store.write(batch)?;
+    Ok(Some(inflight))
+}
+
+/// The queue entries of a transaction, and its body.
+fn transaction_body(
+    services: &Services,
+    appservice: &str,
+    inflight: InFlight,
+) -> Result<(Vec<Vec<u8>>, Value)> {
+    let range = KeyRange::between(
+        &keys::appservice_queue_of(appservice),
+        &keys::appservice_queue(appservice, inflight.through.saturating_add(1)),
+    );
+    let mut entries = Vec::new();
+    let mut events = Vec::new();
+    for entry in services
+        .store
+        .scan(Table::AppserviceQueue, range, Direction::Forward)?
+    {
+        let (key, value) = entry?;
+        let count = keys::trailing_u64(&key).unwrap_or(0);
+        // An event purged since it was queued is left out.
+        if let Some(short) = keys::trailing_u64(&value)
+            && let Some(event) = services.timeline.event_at(short, count)?
+        {
+            // Without its age, so that a retried transaction is the same, byte for byte.
+            let mut event = event.to_client_event();
+            if let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut) {
+                unsigned.remove("age");
+                if unsigned.is_empty() {
+                    event.as_object_mut().map(|e| e.remove("unsigned"));
+                }
+            }
+            events.push(event);
+        }
+        entries.push(key);
+    }
+    Ok((entries, json!({ "events": events })))
+}
+
+/// Sends the next transaction; `false` when there was nothing to send.
+async fn send_next(services: &Services, appservice: &Appservice) -> Result<bool> {
+    let id = appservice.id();
+    let Some(inflight) = next_transaction(services, id)? else {
+        return Ok(false);
+    };
+    let (entries, body) = transaction_body(services, id, inflight)?;
+    let url = format!(
+        "{}/_matrix/app/v1/transactions/{}",
+        appservice.registration.url.as_deref().unwrap_or_default(),
+        inflight.txn_id
+    );
+    let bytes =
+        serde_json::to_vec(&body).map_err(|e| Error::internal(format!("transaction: {e}")))?;
+    let response = services
+        .appservices
+        .http
+        .put(&url)
+        .bearer_auth(&appservice.registration.hs_token)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| Error::internal(format!("sending to {id}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Error::internal(format!(
+            "{id} answered {} to transaction {}",
+            response.status(),
+            inflight.txn_id
+        )));
+    }
+    let mut batch = Batch::new();
+    for key in entries {
+        batch.delete(Table::AppserviceQueue, key);
+    }
+    batch.delete(Table::AppserviceTransactions, id.as_bytes());
+    services.store.write(batch)?;
+    tracing::debug!(
+        appservice = id,
+        txn_id = inflight.txn_id,
+        "appservice transaction delivered"
+    );
+    Ok(true)
+}
