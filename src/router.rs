@@ -444,6 +444,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(presence::set)
         // Appservices
         .ruma(crate::api::client::appservice::ping)
+        .ruma(crate::api::client::directory::set_appservice_visibility)
         // Server-server discovery
         .ruma(federation::keys::server_keys)
         .ruma(federation::keys::version)

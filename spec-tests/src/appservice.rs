@@ -101,7 +101,8 @@ impl TestAppservice {
             &path,
             format!(
                 "id: {id}\nurl: \"{url}\"\nas_token: {as_token}\nhs_token: {hs_token}\n\
-                 sender_localpart: {sender}\nrate_limited: false\nnamespaces:\n  users:\n    \
+                 sender_localpart: {sender}\nrate_limited: false\n\
+                 de.sorunome.msc2409.push_ephemeral: true\nnamespaces:\n  users:\n    \
                  - exclusive: true\n      regex: \"@{id}_.*:localhost\"\n  aliases:\n    \
                  - exclusive: true\n      regex: \"#{id}_.*:localhost\"\n  rooms: []\n",
                 url = self.url(),
@@ -151,6 +152,15 @@ impl TestAppservice {
                     r.body["events"].as_array().cloned().unwrap_or_default(),
                 )
             })
+            .collect()
+    }
+
+    /// Every ephemeral event of the accepted transactions, in order.
+    pub fn ephemeral(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.reply == Reply::Accept)
+            .flat_map(|r| r.body["ephemeral"].as_array().cloned().unwrap_or_default())
             .collect()
     }
 

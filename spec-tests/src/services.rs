@@ -510,36 +510,56 @@ impl Slapd {
             "slapadd: {}",
             String::from_utf8_lossy(&loaded.stderr)
         );
-        let child = Command::new(slapd_binary())
-            .arg("-f")
-            .arg(&config)
-            .arg("-h")
-            .arg(format!(
-                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
-            ))
-            // In the foreground (so the PID is the child's), logging nothing.
-            .arg("-d")
-            .arg("0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start slapd");
-        let mut slapd = Self {
+        // A port picked free can be taken before slapd binds it (by another test): slapd
+        // then exits at once, and is started again on other ports.
+        let (mut port, mut tls_port) = (port, tls_port);
+        let mut attempt = 1;
+        let child = loop {
+            let mut child = Command::new(slapd_binary())
+                .arg("-f")
+                .arg(&config)
+                .arg("-h")
+                .arg(format!(
+                    "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+                ))
+                // In the foreground (so the PID is the child's), logging nothing.
+                .arg("-d")
+                .arg("0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start slapd");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut exited = None;
+            while TcpStream::connect(("127.0.0.1", port)).is_err()
+                || TcpStream::connect(("127.0.0.1", tls_port)).is_err()
+            {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("slapd did not start in 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match exited {
+                None => break child,
+                Some(status) if attempt >= 3 => panic!("slapd exited with {status} at start-up"),
+                Some(_) => {
+                    attempt += 1;
+                    (port, tls_port) = (free_port(), free_port());
+                }
+            }
+        };
+        let slapd = Self {
             child,
             port,
             tls_port,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err()
-            || TcpStream::connect(("127.0.0.1", tls_port)).is_err()
-        {
-            if let Ok(Some(status)) = slapd.child.try_wait() {
-                panic!("slapd exited with {status} at start-up");
-            }
-            assert!(Instant::now() < deadline, "slapd did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let mut groups = String::new();
         for group in ["admins", "auditors"] {
             // A group of names needs a member: the service account is one of each, so that

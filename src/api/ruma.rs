@@ -153,7 +153,7 @@ impl FromRequestParts<Arc<Services>> for Authenticated {
 
 /// Who a token acts for: a device's session, or, for an appservice's `as_token`, the user
 /// its `user_id` query parameter names (its own sender without one), who must be one of its
-/// users and, unless the request registers them, registered.
+/// users and, unless the request registers them, registered and active.
 pub(crate) fn authenticate(
     services: &Services,
     token: &str,
@@ -178,9 +178,9 @@ pub(crate) fn authenticate(
             "The user is not in the appservice's namespace",
         ));
     }
-    if require_registered && !services.accounts.exists(&user_id)? {
+    if require_registered && !services.accounts.is_active(&user_id)? {
         return Err(Error::forbidden(
-            "The appservice has not registered this user",
+            "The appservice has not registered this user, or it is deactivated",
         ));
     }
     Ok(Session {

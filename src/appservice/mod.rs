@@ -1,9 +1,11 @@
 //! Application services (bridges): their registrations and namespaces, which events each
 //! one hears of (written to its durable queue in the same commit as the event), the
-//! transactions that deliver them (`sender`), and the questions Sori asks them about users
-//! and aliases it does not know (`query`). Appservices are configured by the operator and
+//! transactions that deliver them (`sender`) with the ephemeral events of typing, receipts
+//! and presence (`ephemeral`), and the questions Sori asks them about users and aliases it
+//! does not know (`query`). Appservices are configured by the operator and
 //! trusted: requests to them do not go through the outbound guard.
 
+pub mod ephemeral;
 pub mod query;
 pub mod registration;
 pub mod sender;
@@ -23,6 +25,10 @@ pub struct Appservice {
     pub registration: Registration,
     /// `@<sender_localpart>:<server_name>`.
     pub sender: OwnedUserId,
+    /// Ephemeral events waiting for the next transaction (see [`ephemeral`]).
+    ephemeral: std::sync::Mutex<Vec<serde_json::Value>>,
+    /// Wakes the delivery loop when an ephemeral event waits.
+    pub wake: tokio::sync::Notify,
 }
 
 impl Appservice {
@@ -118,6 +124,8 @@ impl Appservices {
             list.push(Arc::new(Appservice {
                 registration,
                 sender,
+                ephemeral: Default::default(),
+                wake: Default::default(),
             }));
         }
         // reqwest's TLS takes its crypto provider from here (already installed is fine).

@@ -24,10 +24,14 @@ const IDLE: Duration = Duration::from_secs(30);
 
 /// The transaction being delivered: its id (the first queued count in it, unique per
 /// appservice) and its last queued count.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct InFlight {
     pub txn_id: u64,
+    /// The last queued count in it; 0 for a transaction of ephemeral events only.
     pub through: u64,
+    /// Its ephemeral events, kept so that a retry sends them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ephemeral: Vec<Value>,
 }
 
 /// Starts one delivery loop per appservice that has a URL.
@@ -47,7 +51,11 @@ async fn deliver(services: Arc<Services>, appservice: Arc<Appservice>) {
             Ok(true) => backoff = FIRST_BACKOFF,
             Ok(false) => {
                 backoff = FIRST_BACKOFF;
-                let _ = tokio::time::timeout(IDLE, wake.notified()).await;
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = appservice.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE) => {}
+                }
             }
             Err(error) => {
                 tracing::warn!(appservice = appservice.id(), %error, retry_in_ms = backoff.as_millis() as u64,
@@ -60,11 +68,13 @@ async fn deliver(services: Arc<Services>, appservice: Arc<Appservice>) {
 }
 
 /// The transaction to send next: the one under way, or a new one of the queue's first
-/// entries (recorded before it is sent). `None` when the queue is empty.
-pub fn next_transaction(services: &Services, appservice: &str) -> Result<Option<InFlight>> {
+/// entries and the ephemeral events waiting (recorded before it is sent). `None` when there
+/// is nothing to send.
+pub fn next_transaction(services: &Services, appservice: &Appservice) -> Result<Option<InFlight>> {
+    let id = appservice.id();
     if let Some(inflight) = services
         .store
-        .get_json(Table::AppserviceTransactions, appservice.as_bytes())?
+        .get_json(Table::AppserviceTransactions, id.as_bytes())?
     {
         return Ok(Some(inflight));
     }
@@ -72,25 +82,29 @@ pub fn next_transaction(services: &Services, appservice: &str) -> Result<Option<
         .store
         .scan(
             Table::AppserviceQueue,
-            KeyRange::prefix(&keys::appservice_queue_of(appservice)),
+            KeyRange::prefix(&keys::appservice_queue_of(id)),
             Direction::Forward,
         )?
         .take(MAX_EVENTS)
         .map(|entry| entry.map(|(key, _)| keys::trailing_u64(&key).unwrap_or(0)))
         .collect::<Result<_>>()?;
-    let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
-        return Ok(None);
-    };
-    let inflight = InFlight {
-        txn_id: *first,
-        through: *last,
+    let ephemeral = appservice.take_ephemeral();
+    let inflight = match (counts.first(), counts.last()) {
+        (Some(first), Some(last)) => InFlight {
+            txn_id: *first,
+            through: *last,
+            ephemeral,
+        },
+        // Ephemeral events alone: an id of their own, never a queued event's count.
+        _ if !ephemeral.is_empty() => InFlight {
+            txn_id: services.store.next_count()?,
+            through: 0,
+            ephemeral,
+        },
+        _ => return Ok(None),
     };
     let mut batch = Batch::new();
-    batch.put_json(
-        Table::AppserviceTransactions,
-        appservice.as_bytes(),
-        &inflight,
-    )?;
+    batch.put_json(Table::AppserviceTransactions, id.as_bytes(), &inflight)?;
     services.store.write(batch)?;
     Ok(Some(inflight))
 }
@@ -99,8 +113,18 @@ pub fn next_transaction(services: &Services, appservice: &str) -> Result<Option<
 fn transaction_body(
     services: &Services,
     appservice: &str,
-    inflight: InFlight,
+    inflight: &InFlight,
 ) -> Result<(Vec<Vec<u8>>, Value)> {
+    let body = |events: Vec<Value>| {
+        json!({
+            "events": events,
+            "ephemeral": inflight.ephemeral,
+            "de.sorunome.msc2409.ephemeral": inflight.ephemeral,
+        })
+    };
+    if inflight.through == 0 {
+        return Ok((Vec::new(), body(Vec::new())));
+    }
     let range = KeyRange::between(
         &keys::appservice_queue_of(appservice),
         &keys::appservice_queue(appservice, inflight.through.saturating_add(1)),
@@ -129,16 +153,16 @@ fn transaction_body(
         }
         entries.push(key);
     }
-    Ok((entries, json!({ "events": events })))
+    Ok((entries, body(events)))
 }
 
 /// Sends the next transaction; `false` when there was nothing to send.
 async fn send_next(services: &Services, appservice: &Appservice) -> Result<bool> {
     let id = appservice.id();
-    let Some(inflight) = next_transaction(services, id)? else {
+    let Some(inflight) = next_transaction(services, appservice)? else {
         return Ok(false);
     };
-    let (entries, body) = transaction_body(services, id, inflight)?;
+    let (entries, body) = transaction_body(services, id, &inflight)?;
     let url = format!(
         "{}/_matrix/app/v1/transactions/{}",
         appservice.registration.url.as_deref().unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! The room directory: which rooms are published, and the public room list built from their
-//! current state.
+//! The room directory: which rooms are published (in the server's own list, or in an
+//! appservice's network list), and the public room list built from their current state.
 
 use std::sync::Arc;
 
@@ -15,16 +15,53 @@ pub struct Directory {
     store: Arc<dyn Store>,
 }
 
+/// Which list of published rooms: the server's own, one network's (an appservice's
+/// `<appservice id>|<network id>`, Synapse's instance id), or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing<'a> {
+    Server,
+    Network(&'a str),
+    All,
+}
+
+impl Listing<'_> {
+    /// Whether a room published under `network` (empty: the server's list) is in this one.
+    fn includes(&self, network: &[u8]) -> bool {
+        match self {
+            Listing::Server => network.is_empty(),
+            Listing::Network(id) => network == id.as_bytes(),
+            Listing::All => true,
+        }
+    }
+}
+
 impl Directory {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
     }
 
+    /// Whether the room is in the server's own list.
     pub fn is_published(&self, room_id: &RoomId) -> Result<bool> {
         Ok(self
             .store
             .get(Table::PublicRooms, room_id.as_bytes())?
-            .is_some())
+            .is_some_and(|network| network.is_empty()))
+    }
+
+    /// Publishes the room in a network's list (an appservice's), or takes it out of it.
+    pub fn set_published_in(&self, room_id: &RoomId, network: &str, published: bool) -> Result<()> {
+        let mut batch = Batch::new();
+        if published {
+            batch.put(Table::PublicRooms, room_id.as_bytes(), network.as_bytes());
+        } else if self
+            .store
+            .get(Table::PublicRooms, room_id.as_bytes())?
+            .as_deref()
+            == Some(network.as_bytes())
+        {
+            batch.delete(Table::PublicRooms, room_id.as_bytes());
+        }
+        self.store.write(batch)
     }
 
     pub fn set_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
@@ -42,25 +79,34 @@ impl Directory {
         batch
     }
 
-    pub fn published_rooms(&self) -> Result<Vec<OwnedRoomId>> {
-        self.store
-            .scan_prefix(Table::PublicRooms, b"")?
-            .map(|entry| {
-                let (key, _) = entry?;
-                std::str::from_utf8(&key)
-                    .ok()
-                    .and_then(|r| OwnedRoomId::try_from(r).ok())
-                    .ok_or_else(|| Error::internal("corrupt public room key"))
-            })
-            .collect()
+    /// The rooms of one list of the directory (or of all).
+    pub fn published_rooms(&self, listing: Listing<'_>) -> Result<Vec<OwnedRoomId>> {
+        let mut rooms = Vec::new();
+        for entry in self.store.scan_prefix(Table::PublicRooms, b"")? {
+            let (key, network) = entry?;
+            if !listing.includes(&network) {
+                continue;
+            }
+            let room = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|r| OwnedRoomId::try_from(r).ok())
+                .ok_or_else(|| Error::internal("corrupt public room key"))?;
+            rooms.push(room);
+        }
+        Ok(rooms)
     }
 
     /// The published rooms matching `search` (name, topic, alias; case-insensitive), largest
     /// first, as directory entries.
-    pub fn list(&self, timeline: &Timeline, search: Option<&str>) -> Result<Vec<PublicRoomsChunk>> {
+    pub fn list(
+        &self,
+        timeline: &Timeline,
+        search: Option<&str>,
+        listing: Listing<'_>,
+    ) -> Result<Vec<PublicRoomsChunk>> {
         let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut chunks = Vec::new();
-        for room_id in self.published_rooms()? {
+        for room_id in self.published_rooms(listing)? {
             let Some(summary) = super::summary::summary(timeline, &room_id)? else {
                 continue;
             };

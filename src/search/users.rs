@@ -80,7 +80,11 @@ fn findable(services: &Services, searcher: &UserId) -> Result<BTreeSet<OwnedUser
     }
     let timeline = &services.timeline;
     let mut rooms = timeline.joined_rooms(searcher)?;
-    rooms.extend(services.directory.published_rooms()?);
+    rooms.extend(
+        services
+            .directory
+            .published_rooms(crate::rooms::directory::Listing::All)?,
+    );
     let mut users = BTreeSet::from([searcher.to_owned()]);
     for room in rooms {
         users.extend(timeline.joined_members(&room)?);

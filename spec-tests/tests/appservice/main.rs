@@ -252,6 +252,49 @@ async fn a_bridge_registers_acts_as_its_users_and_owns_its_namespaces() {
         .await;
     assert!(event["origin_server_ts"].as_u64().unwrap() > 1_700_000_000_000);
 
+    // The bridge's network in the room directory: listed there, not in the server's list.
+    let team = room["room_id"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/directory/list/appservice/irc/{team}"),
+            Some(&bridge.as_token),
+            &json!({"visibility": "public"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = |body: &Value| body.to_string().contains(&team);
+    let (_, main) = server
+        .get("/_matrix/client/v3/publicRooms", alice.token())
+        .await;
+    assert!(!listed(&main), "{main}");
+    let (_, network) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            &json!({"third_party_instance_id": "bridge|irc"}),
+        )
+        .await;
+    assert!(listed(&network), "{network}");
+    let (_, all) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            &json!({"include_all_networks": true}),
+        )
+        .await;
+    assert!(listed(&all), "{all}");
+    assert_error(
+        &server
+            .put(
+                &format!("/_matrix/client/v3/directory/list/appservice/irc/{team}"),
+                alice.token(),
+                &json!({"visibility": "public"}),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
     // Queries: a user and an alias Sori does not know yet, which the bridge has.
     bridge.knows_user("@bridge_park:localhost");
     let (status, profile) = server
@@ -299,6 +342,45 @@ async fn a_bridge_registers_acts_as_its_users_and_owns_its_namespaces() {
             .any(|p| p.starts_with("/_matrix/app/v1/rooms/")),
         "{asked:?}"
     );
+
+    // A bridge deactivates its users without a password, and brings them back by
+    // registering them again.
+    register_as(&server, &bridge.as_token, "bridge_leaver").await;
+    let (status, body) = masquerade(
+        &server,
+        &bridge,
+        reqwest::Method::POST,
+        "/_matrix/client/v3/account/deactivate",
+        "@bridge_leaver:localhost",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(
+        &masquerade(
+            &server,
+            &bridge,
+            reqwest::Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            "@bridge_leaver:localhost",
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let (status, body) = register_as(&server, &bridge.as_token, "bridge_leaver").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = masquerade(
+        &server,
+        &bridge,
+        reqwest::Method::GET,
+        "/_matrix/client/v3/account/whoami",
+        "@bridge_leaver:localhost",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 
     // Ping, by the appservice only.
     let (status, pong) = server
@@ -434,6 +516,78 @@ async fn a_bridge_hears_its_users_rooms_in_order_through_retries_and_a_crash() {
     let events = bridge.events();
     assert_eq!(events[0]["type"], "m.room.member");
     assert_eq!(events[0]["state_key"], "@bridge_kim:localhost");
+}
+
+#[tokio::test]
+async fn a_bridge_that_asks_hears_typing_receipts_and_presence() {
+    let bridge = TestAppservice::start("bridge").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(&bridge, &dir).await;
+    register_as(&server, &bridge.as_token, "bridge_kim").await;
+    let alice = register(&server, "alice").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let (status, _) = masquerade(
+        &server,
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        "@bridge_kim:localhost",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, sent) = send_text(&server, &alice, &room, "m1", "typed first").await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id),
+            alice.token(),
+            &json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", alice.user_id),
+            alice.token(),
+            &json!({"presence": "online", "status_msg": "at my desk"}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let kinds = loop {
+        let ephemeral = bridge.ephemeral();
+        let kinds: Vec<String> = ephemeral
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if ["m.typing", "m.receipt", "m.presence"]
+            .iter()
+            .all(|k| kinds.iter().any(|got| got == k))
+        {
+            break ephemeral;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            bridge.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let typing = kinds.iter().find(|e| e["type"] == "m.typing").unwrap();
+    assert_eq!(typing["room_id"], room);
+    assert_eq!(typing["content"]["user_ids"], json!([alice.user_id]));
+    let receipt = kinds.iter().find(|e| e["type"] == "m.receipt").unwrap();
+    assert!(receipt["content"][&event_id]["m.read"][&alice.user_id]["ts"].is_u64());
+    let presence = kinds.iter().find(|e| e["type"] == "m.presence").unwrap();
+    assert_eq!(presence["sender"], alice.user_id);
+    assert_eq!(presence["content"]["status_msg"], "at my desk");
 }
 
 #[tokio::test]

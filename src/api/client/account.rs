@@ -54,14 +54,18 @@ pub async fn deactivate(
     req: Ruma<deactivate::v3::Request>,
 ) -> Result<deactivate::v3::Response> {
     let user_id = req.user_id()?.to_owned();
-    require_password(
-        &services,
-        &user_id,
-        "deactivate",
-        req.body.auth.as_ref(),
-        &req.origin(),
-    )
-    .await?;
+    // An appservice deactivates the users of its namespace without a password (a bridge
+    // follows its directory); everyone else proves who they are.
+    if req.session()?.appservice.is_none() {
+        require_password(
+            &services,
+            &user_id,
+            "deactivate",
+            req.body.auth.as_ref(),
+            &req.origin(),
+        )
+        .await?;
+    }
     crate::users::removal::deactivate(&services, &user_id, req.body.erase, &req.origin()).await?;
     Ok(deactivate::v3::Response::new(
         ThirdPartyIdRemovalStatus::NoSupport,

@@ -7,6 +7,7 @@ use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
 use ruma::api::client::room::{Visibility, aliases, get_summary};
+use ruma::directory::RoomNetwork;
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, UInt, UserId};
@@ -14,7 +15,7 @@ use ruma::{OwnedRoomId, RoomId, UInt, UserId};
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::rooms::alias::canonical_without;
-use crate::rooms::directory::{page_token, parse_page_token};
+use crate::rooms::directory::{Listing, page_token, parse_page_token};
 use crate::rooms::summary;
 use crate::rooms::timeline::NewEvent;
 use crate::services::Services;
@@ -190,10 +191,13 @@ struct Page {
 fn page(
     services: &Services,
     search: Option<&str>,
+    listing: Listing<'_>,
     limit: Option<UInt>,
     since: Option<&str>,
 ) -> Result<Page> {
-    let all = services.directory.list(&services.timeline, search)?;
+    let all = services
+        .directory
+        .list(&services.timeline, search, listing)?;
     let total = all.len();
     let limit = limit
         .map_or(DEFAULT_PAGE, |l| {
@@ -231,7 +235,13 @@ pub async fn public_rooms(
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
     require_local(&services, req.body.server.as_deref())?;
-    let p = page(&services, None, req.body.limit, req.body.since.as_deref())?;
+    let p = page(
+        &services,
+        None,
+        Listing::Server,
+        req.body.limit,
+        req.body.since.as_deref(),
+    )?;
     let mut response = get_public_rooms::v3::Response::new(p.chunk);
     response.next_batch = p.next_batch;
     response.prev_batch = p.prev_batch;
@@ -246,13 +256,49 @@ pub async fn public_rooms_filtered(
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     require_local(&services, req.body.server.as_deref())?;
     let search = req.body.filter.generic_search_term.as_deref();
-    let p = page(&services, search, req.body.limit, req.body.since.as_deref())?;
+    let listing = match &req.body.room_network {
+        RoomNetwork::Matrix => Listing::Server,
+        RoomNetwork::All => Listing::All,
+        RoomNetwork::ThirdParty(instance) => Listing::Network(instance.as_str()),
+        _ => Listing::Server,
+    };
+    let p = page(
+        &services,
+        search,
+        listing,
+        req.body.limit,
+        req.body.since.as_deref(),
+    )?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = p.chunk;
     response.next_batch = p.next_batch;
     response.prev_batch = p.prev_batch;
     response.total_room_count_estimate = UInt::new(p.total as u64);
     Ok(response)
+}
+
+/// `PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`: an appservice
+/// lists a room in its network's section of the directory (instance id
+/// `<appservice id>|<network id>`).
+pub async fn set_appservice_visibility(
+    services: Arc<Services>,
+    req: Ruma<ruma::api::client::appservice::set_room_visibility::v3::Request>,
+) -> Result<ruma::api::client::appservice::set_room_visibility::v3::Response> {
+    let appservice = req
+        .session()?
+        .appservice
+        .clone()
+        .ok_or_else(|| Error::forbidden("Only appservices list rooms in a network"))?;
+    if services.timeline.room(&req.body.room_id)?.is_none() {
+        return Err(Error::not_found("Unknown room"));
+    }
+    let network = format!("{appservice}|{}", req.body.network_id);
+    services.directory.set_published_in(
+        &req.body.room_id,
+        &network,
+        req.body.visibility == Visibility::Public,
+    )?;
+    Ok(ruma::api::client::appservice::set_room_visibility::v3::Response::new())
 }
 
 /// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`: a room's preview before joining. A

@@ -65,6 +65,15 @@ pub async fn receipt(
         thread,
         &b.event_id,
     )?;
+    if receipt_type == "m.read" {
+        crate::appservice::ephemeral::receipt(
+            &services,
+            &b.room_id,
+            user,
+            &b.event_id,
+            b.thread.as_str(),
+        )?;
+    }
     Ok(create_receipt::v3::Response::new())
 }
 
@@ -94,6 +103,9 @@ pub async fn read_markers(
                 UNTHREADED,
                 event_id,
             )?;
+            if receipt_type == "m.read" {
+                crate::appservice::ephemeral::receipt(&services, &b.room_id, user, event_id, None)?;
+            }
         }
     }
     Ok(set_read_marker::v3::Response::new())

@@ -188,20 +188,28 @@ async fn register_for_appservice(
         )));
     }
     let origin = req.origin().acting_as(&appservice.sender);
-    services
-        .accounts
-        .create_external(
-            &user_id,
-            &format!("appservice:{}", appservice.id()),
-            Role::User,
-            &origin,
-        )
-        .await?;
-    services.profiles.set_field(
-        &user_id,
-        "displayname",
-        Some(serde_json::Value::String(user_id.localpart().to_owned())),
-    )?;
+    let signs_in_with = format!("appservice:{}", appservice.id());
+    match services.accounts.get(&user_id)? {
+        // Registering again one of its own users it deactivated brings them back (a person
+        // who returns to the directory).
+        Some(account)
+            if account.deactivated && account.signs_in_with.as_deref() == Some(&signs_in_with) =>
+        {
+            services.accounts.reactivate(&user_id, &origin)?;
+        }
+        Some(_) => return Err(Error::user_in_use()),
+        None => {
+            services
+                .accounts
+                .create_external(&user_id, &signs_in_with, Role::User, &origin)
+                .await?;
+            services.profiles.set_field(
+                &user_id,
+                "displayname",
+                Some(serde_json::Value::String(user_id.localpart().to_owned())),
+            )?;
+        }
+    }
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
         let (device_id, issued) = services.sessions.login(

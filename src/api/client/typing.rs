@@ -23,18 +23,21 @@ pub async fn typing(
         Typing::Yes(info) => {
             let until = services.typing.start(&room_id, &user, info.timeout);
             services.timeline.wake_room(&room_id)?;
+            crate::appservice::ephemeral::typing(&services, &room_id)?;
             // When the notification runs out, the room's syncs hear that too.
             let services = services.clone();
             tokio::spawn(async move {
                 tokio::time::sleep_until(until.into()).await;
                 if services.typing.expire(&room_id, &user, until) {
                     let _ = services.timeline.wake_room(&room_id);
+                    let _ = crate::appservice::ephemeral::typing(&services, &room_id);
                 }
             });
         }
         _ => {
             if services.typing.stop(&room_id, &user) {
                 services.timeline.wake_room(&room_id)?;
+                crate::appservice::ephemeral::typing(&services, &room_id)?;
             }
         }
     }
