@@ -1,0 +1,142 @@
+//! `sori-ldap-sync`: the LDAP bridge. The company directory decides who has an account,
+//! their profile, and which org-unit spaces and rooms they are in; the bridge brings Sori in
+//! step through the appservice API, once (`once`, or `once --dry-run` to see the changes) or
+//! every few minutes (`daemon`).
+
+mod config;
+mod directory;
+mod matrix;
+mod sync;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sori-ldap-sync",
+    version,
+    about = "Keeps Sori in step with the company directory"
+)]
+struct Cli {
+    /// The configuration file (TOML; see ldap-sync.example.toml).
+    #[arg(
+        long,
+        short,
+        env = "SORI_LDAP_SYNC_CONFIG",
+        global = true,
+        default_value = "ldap-sync.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync once and exit.
+    Once {
+        /// Print the changes a sync would make, and make none.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sync now and then every `interval_secs`; a failed sync (the directory or the
+    /// homeserver down) is retried at the next one.
+    Daemon,
+}
+
+/// One sync: read the directory (all or nothing), then apply the difference.
+async fn sync_once(config: &config::Config, dry: bool) -> Result<sync::Summary, String> {
+    let registration = config::Registration::load(&config.registration)?;
+    let started = Instant::now();
+    let directory = directory::read(&config.ldap).await?;
+    for skipped in &directory.skipped {
+        tracing::warn!(entry = %skipped, "left out of the sync");
+    }
+    let homeserver = matrix::Homeserver::connect(
+        &config.homeserver,
+        &registration.as_token,
+        &registration.sender_localpart,
+    )
+    .await?;
+    let mut state = sync::State::load(&config.state_file)?;
+    let summary = sync::run(
+        &homeserver,
+        &directory,
+        &mut state,
+        &config.company_name,
+        &config.alias_prefix,
+        Some(&config.state_file),
+        dry,
+    )
+    .await?;
+    tracing::info!(
+        people = directory.people.len(),
+        units = directory.units.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "sync done"
+    );
+    Ok(summary)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match config::Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sori-ldap-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Once { dry_run } => {
+            let started = Instant::now();
+            match sync_once(&config, dry_run).await {
+                Ok(summary) => {
+                    if dry_run {
+                        for change in &summary.changes {
+                            println!("would {change}");
+                        }
+                    }
+                    println!(
+                        "{}{} in {:.2} s",
+                        if dry_run { "dry run: " } else { "" },
+                        summary.line(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    if summary.failed > 0 {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sori-ldap-sync: {e}; nothing was changed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Daemon => loop {
+            let started = Instant::now();
+            match sync_once(&config, false).await {
+                Ok(summary) => println!(
+                    "{} in {:.2} s",
+                    summary.line(),
+                    started.elapsed().as_secs_f64()
+                ),
+                Err(e) => eprintln!("sori-ldap-sync: {e}; retrying at the next sync"),
+            }
+            tokio::time::sleep(Duration::from_secs(config.interval_secs)).await;
+        },
+    }
+}
