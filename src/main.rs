@@ -133,12 +133,7 @@ async fn create_user(
     let accounts = &app.services.accounts;
     let user_id = accounts.user_id_for(&name).map_err(|e| e.to_string())?;
     let generated = password.is_none();
-    let password = password.unwrap_or_else(|| {
-        sori::random::string(
-            b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789",
-            20,
-        )
-    });
+    let password = password.unwrap_or_else(sori::random::password);
     let role = if admin { Role::Admin } else { Role::User };
     accounts
         .create(

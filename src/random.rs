@@ -20,6 +20,14 @@ pub fn token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes::<32>()))
 }
 
+/// A password for someone to type once and change: 20 characters, none that look alike.
+pub fn password() -> String {
+    string(
+        b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789",
+        20,
+    )
+}
+
 /// A random string of `len` characters from `alphabet` (unbiased).
 pub fn string(alphabet: &[u8], len: usize) -> String {
     assert!(!alphabet.is_empty() && alphabet.len() <= 256);

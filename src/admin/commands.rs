@@ -222,13 +222,6 @@ fn room(services: &Services, name: &str) -> Result<OwnedRoomId> {
     Ok(room_id)
 }
 
-fn generated_password() -> String {
-    crate::random::string(
-        b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789",
-        20,
-    )
-}
-
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
@@ -350,7 +343,7 @@ async fn users_command(
         } => {
             let user_id = services.accounts.user_id_for(&name)?;
             let generated = password.is_none();
-            let password = password.unwrap_or_else(generated_password);
+            let password = password.unwrap_or_else(crate::random::password);
             let role = if admin { Role::Admin } else { Role::User };
             services
                 .accounts
@@ -384,7 +377,7 @@ async fn users_command(
             services
                 .signin
                 .check_password_change(&services.accounts, &user_id)?;
-            let password = generated_password();
+            let password = crate::random::password();
             services
                 .accounts
                 .set_password(&user_id, password.clone(), origin)
@@ -482,14 +475,9 @@ fn stats(services: &Services) -> Result<Reply> {
         .scan(Table::Pdus, KeyRange::all(), Direction::Forward)?
         .count();
     let mut media_bytes = 0u64;
-    for entry in services
-        .store
-        .scan(Table::Media, KeyRange::all(), Direction::Forward)?
-    {
-        let (_, value) = entry?;
-        if let Ok(record) = serde_json::from_slice::<crate::media::MediaRecord>(&value) {
-            media_bytes += record.content.map_or(0, |c| c.size);
-        }
+    for entry in services.media.records()? {
+        let (_, record) = entry?;
+        media_bytes += record.content.map_or(0, |c| c.size);
     }
     let store_bytes = directory_size(&services.config.storage.path);
     Ok(Reply::default().line("Server figures").items(&[

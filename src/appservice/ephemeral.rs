@@ -36,7 +36,7 @@ impl Appservices {
     fn wanting_ephemeral(&self) -> impl Iterator<Item = &Arc<Appservice>> {
         self.all()
             .iter()
-            .filter(|a| a.registration.receive_ephemeral)
+            .filter(|a| a.registration.receive_ephemeral && a.registration.url.is_some())
     }
 
     /// Gives a room's ephemeral event to every appservice that asked for them and hears of

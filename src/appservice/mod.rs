@@ -208,7 +208,8 @@ impl Appservices {
         let mut members_read = None;
         let mut aliases_read = None;
         let mut found = Vec::new();
-        for appservice in &self.list {
+        // A bridge without a URL is told nothing: queuing for it would only pile up.
+        for appservice in self.list.iter().filter(|a| a.registration.url.is_some()) {
             let registration = &appservice.registration;
             let mut hears = appservice.is_user(sender)
                 || about.is_some_and(|u| appservice.is_user(u))

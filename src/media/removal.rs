@@ -82,20 +82,28 @@ impl Media {
         Ok(true)
     }
 
+    /// Every file record of this server, with its media id.
+    pub fn records(&self) -> Result<impl Iterator<Item = Result<(String, MediaRecord)>> + '_> {
+        Ok(self
+            .db
+            .scan(
+                Table::Media,
+                KeyRange::all(),
+                crate::storage::Direction::Forward,
+            )?
+            .map(|entry| {
+                let (key, value) = entry?;
+                let record: MediaRecord = serde_json::from_slice(&value)
+                    .map_err(|e| Error::internal(format!("corrupt media record: {e}")))?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), record))
+            }))
+    }
+
     /// Whether another file record has the same content.
     fn content_used_elsewhere(&self, media_id: &str, sha256: &str) -> Result<bool> {
-        for entry in self.db.scan(
-            Table::Media,
-            KeyRange::all(),
-            crate::storage::Direction::Forward,
-        )? {
-            let (key, value) = entry?;
-            if key == media_id.as_bytes() {
-                continue;
-            }
-            let record: MediaRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt media record: {e}")))?;
-            if record.content.is_some_and(|c| c.sha256 == sha256) {
+        for entry in self.records()? {
+            let (id, record) = entry?;
+            if id != media_id && record.content.is_some_and(|c| c.sha256 == sha256) {
                 return Ok(true);
             }
         }
@@ -105,16 +113,10 @@ impl Media {
     /// The files a user uploaded, newest first.
     pub fn uploads_of(&self, user: &UserId) -> Result<Vec<(String, MediaRecord)>> {
         let mut found = Vec::new();
-        for entry in self.db.scan(
-            Table::Media,
-            KeyRange::all(),
-            crate::storage::Direction::Forward,
-        )? {
-            let (key, value) = entry?;
-            let record: MediaRecord = serde_json::from_slice(&value)
-                .map_err(|e| Error::internal(format!("corrupt media record: {e}")))?;
+        for entry in self.records()? {
+            let (id, record) = entry?;
             if record.uploader == user && record.content.is_some() {
-                found.push((String::from_utf8_lossy(&key).into_owned(), record));
+                found.push((id, record));
             }
         }
         found.sort_by_key(|(_, record)| std::cmp::Reverse(record.created_ms));

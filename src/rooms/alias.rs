@@ -190,6 +190,21 @@ fn put(batch: &mut Batch, alias: &RoomAliasId, room_id: &RoomId, creator: &UserI
     Ok(())
 }
 
+/// The local aliases of a room, read from `store` (for readers without an [`Aliases`]).
+pub fn aliases_of(store: &dyn Store, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+    let prefix = keys::of_room(room_id.as_str());
+    store
+        .scan_prefix(Table::RoomAliases, &prefix)?
+        .map(|entry| {
+            let (key, _) = entry?;
+            std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
+                .ok_or_else(|| Error::internal("corrupt room alias key"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -209,19 +224,4 @@ mod tests {
         assert_eq!(canonical_without(&unrelated, &gone), None);
         assert_eq!(canonical_without(&json!("not an object"), &gone), None);
     }
-}
-
-/// The local aliases of a room, read from `store` (for readers without an [`Aliases`]).
-pub fn aliases_of(store: &dyn Store, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
-    let prefix = keys::of_room(room_id.as_str());
-    store
-        .scan_prefix(Table::RoomAliases, &prefix)?
-        .map(|entry| {
-            let (key, _) = entry?;
-            std::str::from_utf8(&key[prefix.len()..])
-                .ok()
-                .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
-                .ok_or_else(|| Error::internal("corrupt room alias key"))
-        })
-        .collect()
 }

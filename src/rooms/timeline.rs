@@ -109,6 +109,8 @@ pub(super) fn check_content(kind: &TimelineEventType, content: &RawValue) -> Res
 }
 
 impl Timeline {
+    // Each argument is a service the timeline writes through or wakes; built once.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<ServerKeys>,

@@ -317,6 +317,79 @@ mod tests {
         assert_ne!(localpart("a_b"), localpart("a=5fb"));
     }
 
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: dn.to_owned(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    fn config() -> LdapConfig {
+        toml::from_str(
+            "url = \"ldap://x\"\nbind_dn = \"cn=x\"\nusers_base_dn = \"ou=people,dc=x\"\n\
+             units_base_dn = \"ou=units,dc=x\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_without_or_with_a_taken_id_are_left_out_and_said() {
+        let people = vec![
+            entry(
+                "uid=b,ou=people,dc=x",
+                &[("uid", &["Kim"]), ("displayName", &["Kim B"])],
+            ),
+            entry(
+                "uid=a,ou=people,dc=x",
+                &[("uid", &["kim"]), ("displayName", &["Kim A"])],
+            ),
+            entry("uid=c,ou=people,dc=x", &[("displayName", &["No Id"])]),
+            entry("uid=d,ou=people,dc=x", &[("uid", &["이도윤"])]),
+        ];
+        let units = vec![
+            entry(
+                "cn=Top,ou=units,dc=x",
+                &[
+                    ("entryUUID", &["u1"]),
+                    ("cn", &["Top"]),
+                    ("member", &["uid=a,ou=people,dc=x"]),
+                ],
+            ),
+            entry(
+                "cn=Sub,cn=Top,ou=units,dc=x",
+                &[
+                    ("entryUUID", &["u2"]),
+                    ("cn", &["Sub"]),
+                    (
+                        "member",
+                        &["UID=A, ou=people,dc=x", "uid=gone,ou=people,dc=x"],
+                    ),
+                ],
+            ),
+            entry("cn=NoId,ou=units,dc=x", &[("cn", &["NoId"])]),
+        ];
+        let directory = assemble(&config(), people, &BTreeSet::new(), units);
+        // The first by DN keeps the id; the other and the one without are said.
+        assert_eq!(directory.people["kim"].display_name, "Kim A");
+        assert_eq!(directory.people.len(), 2);
+        assert_eq!(
+            directory.people["=ec=9d=b4=eb=8f=84=ec=9c=a4"].display_name,
+            "이도윤"
+        );
+        assert_eq!(directory.skipped.len(), 3, "{:?}", directory.skipped);
+        assert_eq!(directory.units["u2"].parent.as_deref(), Some("u1"));
+        let units: Vec<&str> = directory.people["kim"]
+            .units
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(units, ["u1", "u2"], "DNs compare without case or spaces");
+    }
+
     #[test]
     fn parents_follow_the_dns() {
         assert_eq!(

@@ -81,6 +81,12 @@ async fn sync_once(config: &config::Config, dry: bool) -> Result<sync::Summary, 
     Ok(summary)
 }
 
+/// The command's answer, on standard output (logs go to standard error).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -89,12 +95,13 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let config = match config::Config::load(&cli.config) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("sori-ldap-sync: {e}");
+            tracing::error!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -105,15 +112,15 @@ async fn main() -> ExitCode {
                 Ok(summary) => {
                     if dry_run {
                         for change in &summary.changes {
-                            println!("would {change}");
+                            say(&format!("would {change}"));
                         }
                     }
-                    println!(
+                    say(&format!(
                         "{}{} in {:.2} s",
                         if dry_run { "dry run: " } else { "" },
                         summary.line(),
                         started.elapsed().as_secs_f64()
-                    );
+                    ));
                     if summary.failed > 0 {
                         ExitCode::FAILURE
                     } else {
@@ -121,7 +128,7 @@ async fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("sori-ldap-sync: {e}; nothing was changed");
+                    tracing::error!("{e}; nothing was changed");
                     ExitCode::FAILURE
                 }
             }
@@ -129,12 +136,12 @@ async fn main() -> ExitCode {
         Command::Daemon => loop {
             let started = Instant::now();
             match sync_once(&config, false).await {
-                Ok(summary) => println!(
-                    "{} in {:.2} s",
-                    summary.line(),
-                    started.elapsed().as_secs_f64()
+                Ok(summary) => tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "{}",
+                    summary.line()
                 ),
-                Err(e) => eprintln!("sori-ldap-sync: {e}; retrying at the next sync"),
+                Err(e) => tracing::error!(error = %e, "sync failed; retrying at the next sync"),
             }
             tokio::time::sleep(Duration::from_secs(config.interval_secs)).await;
         },

@@ -143,14 +143,25 @@ pub async fn register(
     )?;
     tracing::info!(user_id = %user_id, "registered");
 
-    let mut response = register::v3::Response::new(user_id.clone());
+    registered(&services, &user_id, body, &req.origin(), "registration")
+}
+
+/// The answer to a registration, logged in on a new device unless `inhibit_login`.
+fn registered(
+    services: &Services,
+    user_id: &ruma::UserId,
+    body: &register::v3::Request,
+    origin: &crate::admin::audit::Origin,
+    method: &str,
+) -> Result<register::v3::Response> {
+    let mut response = register::v3::Response::new(user_id.to_owned());
     if !body.inhibit_login {
         let (device_id, issued) = services.sessions.login(
-            &user_id,
+            user_id,
             body.device_id.as_deref(),
             body.initial_device_display_name.clone(),
-            &req.origin(),
-            "registration",
+            origin,
+            method,
             body.refresh_token,
         )?;
         response.access_token = Some(issued.access_token);
@@ -210,22 +221,13 @@ async fn register_for_appservice(
             )?;
         }
     }
-    let mut response = register::v3::Response::new(user_id.clone());
-    if !body.inhibit_login {
-        let (device_id, issued) = services.sessions.login(
-            &user_id,
-            body.device_id.as_deref(),
-            body.initial_device_display_name.clone(),
-            &origin,
-            "m.login.application_service",
-            body.refresh_token,
-        )?;
-        response.access_token = Some(issued.access_token);
-        response.device_id = Some(device_id);
-        response.refresh_token = issued.refresh_token;
-        response.expires_in = issued.expires_in_ms.map(std::time::Duration::from_millis);
-    }
-    Ok(response)
+    registered(
+        services,
+        &user_id,
+        body,
+        &origin,
+        "m.login.application_service",
+    )
 }
 
 /// `GET /_matrix/client/v3/register/available`

@@ -107,8 +107,17 @@ pub async fn quarantine_room(
 ) -> Result<Response> {
     caller.require_admin()?;
     let room = room_id(room)?;
+    quarantine_all(&services, &caller, room_media(&services, &room)?)
+}
+
+/// Quarantines every file named; answers how many there were.
+fn quarantine_all(
+    services: &Services,
+    caller: &Caller,
+    media_ids: impl IntoIterator<Item = String>,
+) -> Result<Response> {
     let mut quarantined = 0;
-    for media_id in room_media(&services, &room)? {
+    for media_id in media_ids {
         quarantined += usize::from(services.media.quarantine(
             &media_id,
             &caller.session.user_id,
@@ -127,16 +136,8 @@ pub async fn quarantine_user(
 ) -> Result<Response> {
     caller.require_admin()?;
     let user_id = local_user(&services, user_id)?;
-    let mut quarantined = 0;
-    for (media_id, _) in services.media.uploads_of(&user_id)? {
-        quarantined += usize::from(services.media.quarantine(
-            &media_id,
-            &caller.session.user_id,
-            &services.audit,
-            &caller.origin,
-        )?);
-    }
-    Ok(Json(json!({ "num_quarantined": quarantined })).into_response())
+    let uploads = services.media.uploads_of(&user_id)?;
+    quarantine_all(&services, &caller, uploads.into_iter().map(|(id, _)| id))
 }
 
 /// `GET /_synapse/admin/v1/users/{userId}/media`
