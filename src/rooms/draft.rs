@@ -583,13 +583,17 @@ impl Draft<'_> {
             };
         }
         let mut also = Some(also);
-        // The request's address and user agent; each event's sender is its actor.
-        let origin = crate::admin::audit::current_request();
+        // The request's address and user agent (read only when an event is audited; a
+        // message is not); each event's sender is its actor.
+        let origin = built
+            .iter()
+            .any(|event| event.audited.is_some())
+            .then(crate::admin::audit::current_request);
         let mut audited: Vec<Record> = built
             .iter()
             .filter_map(|event| {
                 let (action, target) = event.audited.as_ref()?;
-                let origin = origin.acting_as(&event.parsed.sender);
+                let origin = origin.as_ref()?.acting_as(&event.parsed.sender);
                 let mut details = serde_json::json!({"room_id": event.stored.room_id});
                 if *action != "room_create" {
                     details["event_id"] = event.stored.event_id.as_str().into();

@@ -303,7 +303,9 @@ pub async fn run(
                         }
                     }
                 }
-                save(state)?;
+                if state.units.get(&id) != Some(&known) {
+                    save(state)?;
+                }
             }
         }
     }
@@ -422,8 +424,11 @@ pub async fn run(
                 }
                 current.units.remove(&id);
             }
-            state.people.insert(localpart.clone(), current);
-            save(state)?;
+            // Saved only when something changed: a no-op run writes the file once.
+            if known.as_ref() != Some(&current) {
+                state.people.insert(localpart.clone(), current);
+                save(state)?;
+            }
         }
     }
 
