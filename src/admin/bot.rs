@@ -170,14 +170,8 @@ async fn invite_admins(
             membership::change(
                 &services.timeline,
                 Change {
-                    room_id,
-                    sender: bot,
-                    target: &admin,
-                    membership: "invite",
                     reason: Some("You are a server admin"),
-                    displayname: None,
-                    avatar_url: None,
-                    is_direct: false,
+                    ..Change::new(room_id, bot, &admin, "invite")
                 },
             )
             .await?;

@@ -301,14 +301,8 @@ async fn delete(
         let left = membership::change(
             timeline,
             Change {
-                room_id,
-                sender: &user,
-                target: &user,
-                membership: "leave",
                 reason: Some("This room was deleted by a server admin"),
-                displayname: None,
-                avatar_url: None,
-                is_direct: false,
+                ..Change::new(room_id, &user, &user, "leave")
             },
         )
         .await;
@@ -400,21 +394,9 @@ async fn join(
     room_id: &RoomId,
     user: &OwnedUserId,
 ) -> Result<()> {
-    membership::change(
-        timeline,
-        Change {
-            room_id,
-            sender: user,
-            target: user,
-            membership: "join",
-            reason: None,
-            displayname: None,
-            avatar_url: None,
-            is_direct: false,
-        },
-    )
-    .await
-    .map(drop)
+    membership::change(timeline, Change::new(room_id, user, user, "join"))
+        .await
+        .map(drop)
 }
 
 /// Whether the room's id is blocked, and by whom.

@@ -22,6 +22,28 @@ pub struct Change<'a> {
     pub is_direct: bool,
 }
 
+impl<'a> Change<'a> {
+    /// A change with no reason, profile or direct flag (the server acting: a bot's invite,
+    /// a leave on someone's behalf).
+    pub fn new(
+        room_id: &'a RoomId,
+        sender: &'a UserId,
+        target: &'a UserId,
+        membership: &'a str,
+    ) -> Self {
+        Self {
+            room_id,
+            sender,
+            target,
+            membership,
+            reason: None,
+            displayname: None,
+            avatar_url: None,
+            is_direct: false,
+        }
+    }
+}
+
 /// Longest reason kept in a member event.
 const MAX_REASON_CHARS: usize = 1024;
 

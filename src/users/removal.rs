@@ -57,16 +57,7 @@ pub async fn deactivate(
         }
         let left = membership::change(
             &services.timeline,
-            Change {
-                room_id: &room_id,
-                sender: user_id,
-                target: user_id,
-                membership: "leave",
-                reason: None,
-                displayname: None,
-                avatar_url: None,
-                is_direct: false,
-            },
+            Change::new(&room_id, user_id, user_id, "leave"),
         )
         .await;
         // One room refusing (a broken state) must not keep the account in the others.

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-use super::{page, paging};
+use super::{page, paging, room_id};
 use crate::api::admin::{Caller, local_user, query_params};
 use crate::error::{Error, Result};
 use crate::services::Services;
@@ -79,10 +78,6 @@ fn room_media(services: &Services, room: &ruma::RoomId) -> Result<BTreeSet<Strin
         ));
     }
     Ok(found)
-}
-
-fn room_id(raw: String) -> Result<OwnedRoomId> {
-    OwnedRoomId::try_from(raw).map_err(|_| Error::invalid_param("Invalid room id"))
 }
 
 /// `GET /_synapse/admin/v1/room/{roomId}/media`

@@ -26,6 +26,11 @@ pub async fn server_version() -> Response {
     Json(json!({"server_version": concat!("Sori ", env!("CARGO_PKG_VERSION"))})).into_response()
 }
 
+/// A room id from a path.
+fn room_id(raw: String) -> Result<ruma::OwnedRoomId> {
+    ruma::OwnedRoomId::try_from(raw).map_err(|_| Error::invalid_param("Invalid room id"))
+}
+
 /// A `true`/`false` query parameter.
 fn flag(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>> {
     match params.get(name).map(String::as_str) {

@@ -7,12 +7,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use ruma::OwnedUserId;
 use ruma::api::client::filter::RoomEventFilter;
-use ruma::{OwnedRoomId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{backwards, body, paging};
+use super::{backwards, body, paging, room_id};
 use crate::admin::rooms::{self, DeleteOptions, RoomView};
 use crate::api::admin::{Caller, query_params};
 use crate::error::{Error, Result};
@@ -20,10 +20,6 @@ use crate::rooms::pagination;
 use crate::rooms::visibility::Viewer;
 use crate::services::Services;
 use crate::storage::Direction;
-
-fn room_id(raw: String) -> Result<OwnedRoomId> {
-    OwnedRoomId::try_from(raw).map_err(|_| Error::invalid_param("Invalid room id"))
-}
 
 /// A room as Synapse's list and details show one.
 fn shown(room: &RoomView) -> Value {
