@@ -612,11 +612,23 @@ pub struct OidcProviderConfig {
 }
 
 /// Application services (bridges).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppservicesConfig {
     /// Registration files (the spec's YAML format), read at start-up.
     pub registration_files: Vec<PathBuf>,
+    /// How long one request to an appservice (a transaction, a query, a ping) may take
+    /// before it counts as failed and is retried.
+    pub timeout_secs: u64,
+}
+
+impl Default for AppservicesConfig {
+    fn default() -> Self {
+        Self {
+            registration_files: Vec::new(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// The audit log (who did what, hash-chained; `GET /_sori/admin/v1/audit`, `sori audit`).

@@ -90,7 +90,7 @@ impl Services {
             store.clone(),
             config.push.max_pushers_per_user,
         )?);
-        let to_device = ToDevice::new(store.clone(), watchers.clone());
+        let to_device = ToDevice::new(store.clone(), watchers.clone(), appservices.clone());
         let search = Search::new(&config, &watchers)?;
         Ok(Self {
             search,

@@ -164,6 +164,20 @@ impl TestAppservice {
             .collect()
     }
 
+    /// Every to-device message of the accepted transactions (MSC4203), in order.
+    pub fn to_device(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.reply == Reply::Accept)
+            .flat_map(|r| {
+                r.body["de.sorunome.msc2409.to_device"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Every event of the accepted transactions, in order.
     pub fn events(&self) -> Vec<Value> {
         self.accepted().into_iter().flat_map(|(_, e)| e).collect()

@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod admin_room;
 pub mod appservice;
 pub mod gateway;
 pub mod services;

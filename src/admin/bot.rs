@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::audit::Origin;
 use super::commands::{AdminCommand, Reply, execute, words};
+use super::ldap::Invocation;
 use crate::error::{Error, Result};
 use crate::rooms::membership::{self, Change};
 use crate::rooms::timeline::NewEvent;
@@ -215,14 +216,23 @@ async fn answer_new(
         else {
             continue;
         };
-        let reply = answer(services, &sender, body).await;
+        let at = Invocation {
+            room_id,
+            event_id: &event.event_id,
+        };
+        let reply = answer(services, &sender, body, &at).await;
         send_reply(services, room_id, bot, &event.event_id, count, reply).await?;
     }
     Ok(())
 }
 
 /// The answer to one command line from `sender` (audited, whatever the outcome).
-async fn answer(services: &Arc<Services>, sender: &UserId, line: &str) -> Reply {
+async fn answer(
+    services: &Arc<Services>,
+    sender: &UserId,
+    line: &str,
+    at: &Invocation<'_>,
+) -> Reply {
     let origin = Origin {
         actor: Some(sender.to_owned()),
         ip: None,
@@ -255,7 +265,7 @@ async fn answer(services: &Arc<Services>, sender: &UserId, line: &str) -> Reply 
         });
         match parsed {
             Err((usage, outcome)) => (Reply::default().block(&usage), outcome),
-            Ok(parsed) => match execute(services, parsed.command, &origin).await {
+            Ok(parsed) => match execute(services, parsed.command, &origin, at).await {
                 Ok(reply) => (reply, "done"),
                 Err(error) => (Reply::default().line(&format!("Failed: {error}")), "failed"),
             },

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use ruma::{OwnedRoomId, OwnedUserId};
 
 use crate::admin::audit::Origin;
+use crate::admin::ldap::Invocation;
 use crate::admin::rooms::{self, DeleteOptions};
 use crate::admin::users::{self, ListQuery};
 use crate::error::{Error, Result};
@@ -43,6 +44,19 @@ pub enum Command {
     /// The server's version and figures.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// The directory bridge (sori-ldap-sync).
+    #[command(subcommand)]
+    Ldap(LdapCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Ask the directory bridge for a sync now; it answers here when done.
+    Sync {
+        /// Only list the changes a sync would make.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,8 +253,13 @@ fn listed<T>(items: Vec<T>, show: impl Fn(&T) -> String) -> Vec<String> {
     shown
 }
 
-/// Carries out a parsed command for the admin `origin` names.
-pub async fn execute(services: &Arc<Services>, command: Command, origin: &Origin) -> Result<Reply> {
+/// Carries out a parsed command for the admin `origin` names, given at `at`.
+pub async fn execute(
+    services: &Arc<Services>,
+    command: Command,
+    origin: &Origin,
+    at: &Invocation<'_>,
+) -> Result<Reply> {
     let admin = origin
         .actor
         .clone()
@@ -271,6 +290,10 @@ pub async fn execute(services: &Arc<Services>, command: Command, origin: &Origin
             services.config.server_name,
             env!("CARGO_PKG_VERSION")
         ))),
+        Command::Ldap(LdapCommand::Sync { dry_run }) => {
+            let bot = crate::admin::bot::bot_id(services)?;
+            crate::admin::ldap::request_sync(services, &bot, at, dry_run).await
+        }
         Command::Server(ServerCommand::Stats) => {
             let services = services.clone();
             tokio::task::spawn_blocking(move || stats(&services))
@@ -539,8 +562,13 @@ mod tests {
                 deactivated: true
             })
         ));
+        assert!(matches!(
+            parse("!admin ldap sync --dry-run").unwrap().command,
+            Command::Ldap(LdapCommand::Sync { dry_run: true })
+        ));
         for wrong in [
             "!admin",
+            "!admin ldap",
             "!admin frobnicate",
             "!admin users info",
             "!admin users info a b",

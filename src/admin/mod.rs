@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod bot;
 pub mod commands;
+pub mod ldap;
 pub mod rooms;
 pub mod users;

@@ -292,9 +292,9 @@ async fn delete(
         new_room_id: new_room.clone(),
         ..Default::default()
     };
-    for (user, record) in timeline.room_memberships(room_id)? {
+    for (user, record) in timeline.room_memberships(room_id)?.iter() {
         if !matches!(record.membership.as_str(), "join" | "invite" | "knock")
-            || !services.accounts.is_local(&user)
+            || !services.accounts.is_local(user)
         {
             continue;
         }
@@ -302,7 +302,7 @@ async fn delete(
             timeline,
             Change {
                 reason: Some("This room was deleted by a server admin"),
-                ..Change::new(room_id, &user, &user, "leave")
+                ..Change::new(room_id, user, user, "leave")
             },
         )
         .await;
@@ -317,7 +317,7 @@ async fn delete(
         }
         if let Some(new_room) = &new_room
             && record.membership == "join"
-            && let Err(e) = join(timeline, new_room, &user).await
+            && let Err(e) = join(timeline, new_room, user).await
         {
             tracing::warn!(user_id = %user, error = %e, "could not move a member to the new room");
         }

@@ -33,7 +33,8 @@ impl Appservice {
 }
 
 impl Appservices {
-    fn wanting_ephemeral(&self) -> impl Iterator<Item = &Arc<Appservice>> {
+    /// The appservices with a URL that asked for ephemeral events (and so to-device ones).
+    pub fn wanting_ephemeral(&self) -> impl Iterator<Item = &Arc<Appservice>> {
         self.all()
             .iter()
             .filter(|a| a.registration.receive_ephemeral && a.registration.url.is_some())

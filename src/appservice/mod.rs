@@ -98,9 +98,6 @@ pub struct Appservices {
     pub(crate) http: reqwest::Client,
 }
 
-/// How long one request to an appservice may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Appservices {
     /// Reads the configured registration files; any problem stops the start.
     pub fn load(config: &crate::config::Config) -> Result<Self> {
@@ -131,7 +128,7 @@ impl Appservices {
         // reqwest's TLS takes its crypto provider from here (already installed is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(Duration::from_secs(config.appservices.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Sori/", env!("CARGO_PKG_VERSION")))

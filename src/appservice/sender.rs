@@ -1,5 +1,6 @@
-//! Delivering events to appservices: each appservice's queue is sent in order, in
-//! transactions of at most 100 events (`PUT /_matrix/app/v1/transactions/{txnId}`). A
+//! Delivering events to appservices: each appservice's queue (room events, and to-device
+//! messages to its users when it asked for them) is sent in order, in transactions of at
+//! most 100 entries (`PUT /_matrix/app/v1/transactions/{txnId}`). A
 //! transaction is recorded before it is first sent, so every retry, even after a restart,
 //! sends the same transaction id with the same events; its entries leave the queue only
 //! after the appservice answered 2xx. Failures back off from 1 s to 5 min.
@@ -32,6 +33,40 @@ pub struct InFlight {
     /// Its ephemeral events, kept so that a retry sends them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ephemeral: Vec<Value>,
+}
+
+/// What one queue entry (keyed by its count) holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Queued {
+    /// A room event at the key's count, in the room with this short id.
+    Event(u64),
+    /// The messages of one to-device send to the appservice's users (MSC4203).
+    ToDevice(Vec<Value>),
+}
+
+impl Queued {
+    /// An event is its room's 8-byte short id; to-device messages a JSON array (which starts
+    /// with `[`, a byte no short id below 2^62 starts with).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Queued::Event(short) => keys::u64_be(*short).to_vec(),
+            Queued::ToDevice(messages) => {
+                serde_json::to_vec(messages).expect("JSON values serialise")
+            }
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Queued> {
+        if bytes.first() == Some(&b'[') {
+            return serde_json::from_slice(bytes)
+                .map(Queued::ToDevice)
+                .map_err(|e| Error::internal(format!("corrupt appservice queue entry: {e}")));
+        }
+        keys::trailing_u64(bytes)
+            .filter(|_| bytes.len() == 8)
+            .map(Queued::Event)
+            .ok_or_else(|| Error::internal("corrupt appservice queue entry"))
+    }
 }
 
 /// Starts one delivery loop per appservice that has a URL.
@@ -115,15 +150,19 @@ fn transaction_body(
     appservice: &str,
     inflight: &InFlight,
 ) -> Result<(Vec<Vec<u8>>, Value)> {
-    let body = |events: Vec<Value>| {
-        json!({
+    let body = |events: Vec<Value>, to_device: Vec<Value>| {
+        let mut body = json!({
             "events": events,
             "ephemeral": inflight.ephemeral,
             "de.sorunome.msc2409.ephemeral": inflight.ephemeral,
-        })
+        });
+        if !to_device.is_empty() {
+            body["de.sorunome.msc2409.to_device"] = to_device.into();
+        }
+        body
     };
     if inflight.through == 0 {
-        return Ok((Vec::new(), body(Vec::new())));
+        return Ok((Vec::new(), body(Vec::new(), Vec::new())));
     }
     let range = KeyRange::between(
         &keys::appservice_queue_of(appservice),
@@ -131,16 +170,29 @@ fn transaction_body(
     );
     let mut entries = Vec::new();
     let mut events = Vec::new();
+    let mut to_device = Vec::new();
     for entry in services
         .store
         .scan(Table::AppserviceQueue, range, Direction::Forward)?
     {
         let (key, value) = entry?;
         let count = keys::trailing_u64(&key).unwrap_or(0);
+        let short = match Queued::decode(&value) {
+            Ok(Queued::Event(short)) => short,
+            Ok(Queued::ToDevice(messages)) => {
+                to_device.extend(messages);
+                entries.push(key);
+                continue;
+            }
+            // Left out rather than holding the queue up for ever.
+            Err(error) => {
+                tracing::error!(appservice, count, %error, "skipping a queue entry");
+                entries.push(key);
+                continue;
+            }
+        };
         // An event purged since it was queued is left out.
-        if let Some(short) = keys::trailing_u64(&value)
-            && let Some(event) = services.timeline.event_at(short, count)?
-        {
+        if let Some(event) = services.timeline.event_at(short, count)? {
             // Without its age, so that a retried transaction is the same, byte for byte.
             let mut event = event.to_client_event();
             if let Some(unsigned) = event.get_mut("unsigned").and_then(Value::as_object_mut) {
@@ -153,7 +205,7 @@ fn transaction_body(
         }
         entries.push(key);
     }
-    Ok((entries, body(events)))
+    Ok((entries, body(events, to_device)))
 }
 
 /// Sends the next transaction; `false` when there was nothing to send.
@@ -199,4 +251,24 @@ async fn send_next(services: &Services, appservice: &Appservice) -> Result<bool>
         "appservice transaction delivered"
     );
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_entries_read_back_as_written() {
+        for queued in [
+            Queued::Event(0),
+            Queued::Event(7),
+            Queued::Event(u64::from(u32::MAX) << 20),
+            Queued::ToDevice(vec![json!({"type": "m.dummy", "to_user_id": "@a:x"})]),
+        ] {
+            assert_eq!(Queued::decode(&queued.encode()).unwrap(), queued);
+        }
+        assert!(Queued::decode(b"").is_err());
+        assert!(Queued::decode(b"[not json").is_err());
+        assert!(Queued::decode(&[1, 2, 3]).is_err());
+    }
 }

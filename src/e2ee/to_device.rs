@@ -8,6 +8,8 @@ use std::sync::Arc;
 use ruma::{DeviceId, UserId};
 use serde_json::Value;
 
+use crate::appservice::Appservices;
+use crate::appservice::sender::Queued;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, Direction, KeyRange, Store, StoreExt, Table, keys};
 use crate::watchers::Watchers;
@@ -25,15 +27,26 @@ pub struct Delivery<'a> {
 pub struct ToDevice {
     store: Arc<dyn Store>,
     watchers: Arc<Watchers>,
+    appservices: Arc<Appservices>,
 }
 
 impl ToDevice {
-    pub fn new(store: Arc<dyn Store>, watchers: Arc<Watchers>) -> Self {
-        Self { store, watchers }
+    pub fn new(
+        store: Arc<dyn Store>,
+        watchers: Arc<Watchers>,
+        appservices: Arc<Appservices>,
+    ) -> Self {
+        Self {
+            store,
+            watchers,
+            appservices,
+        }
     }
 
     /// Puts one `event_type` message from `sender` in each delivery's inbox, once per
-    /// transaction id of the sending device (a retried request changes nothing).
+    /// transaction id of the sending device (a retried request changes nothing). Messages to
+    /// an appservice's users are also queued for the appservice when it asked for them
+    /// (MSC4203), in the same commit.
     pub fn send(
         &self,
         sender: &UserId,
@@ -62,8 +75,36 @@ impl ToDevice {
                     .map_err(|e| Error::internal(format!("serialising a to-device event: {e}")))?,
             );
         }
+        let for_appservices: Vec<(&str, Vec<u8>)> = self
+            .appservices
+            .wanting_ephemeral()
+            .filter_map(|appservice| {
+                let messages: Vec<Value> = deliveries
+                    .iter()
+                    .filter(|d| appservice.is_user(d.user))
+                    .map(|d| {
+                        serde_json::json!({
+                            "type": event_type,
+                            "sender": sender,
+                            "content": d.content,
+                            "to_user_id": d.user,
+                            "to_device_id": d.device,
+                        })
+                    })
+                    .collect();
+                (!messages.is_empty())
+                    .then(|| (appservice.id(), Queued::ToDevice(messages).encode()))
+            })
+            .collect();
         self.store.commit(&mut |count| {
             let mut batch = Batch::new();
+            for (appservice, queued) in &for_appservices {
+                batch.put(
+                    Table::AppserviceQueue,
+                    keys::appservice_queue(appservice, count),
+                    queued.clone(),
+                );
+            }
             for (index, (delivery, event)) in deliveries.iter().zip(&events).enumerate() {
                 batch.put(
                     Table::ToDevice,
@@ -91,6 +132,11 @@ impl ToDevice {
             if !woken.contains(&delivery.user) {
                 self.watchers.wake(delivery.user);
                 woken.push(delivery.user);
+            }
+        }
+        for (appservice, _) in &for_appservices {
+            if let Some(appservice) = self.appservices.by_id(appservice) {
+                appservice.wake.notify_one();
             }
         }
         Ok(())
@@ -192,7 +238,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(crate::storage::rocksdb::RocksStore::open(dir.path(), 8).unwrap());
-        let inbox = ToDevice::new(store.clone(), Arc::new(Watchers::default()));
+        let inbox = ToDevice::new(
+            store.clone(),
+            Arc::new(Watchers::default()),
+            Arc::new(Appservices::load(&crate::config::Config::default()).unwrap()),
+        );
         let (alice, bob) = (owned_user_id!("@a:x"), owned_user_id!("@b:x"));
         let (phone, laptop) = (owned_device_id!("PHONE"), owned_device_id!("LAPTOP"));
         for n in 0..(MAX_PER_SYNC + 5) {

@@ -390,7 +390,8 @@ impl Draft<'_> {
         .map_err(Error::forbidden)?;
 
         let joined = self.joined_members(room_id)?;
-        let candidates = super::notifications::candidates(&joined, &parsed, |user| {
+        let has_body = super::timeline::content_field(&stored.pdu, "body").is_some();
+        let candidates = super::notifications::candidates(&joined, &parsed, has_body, |user| {
             Ok(self
                 .state_event(short, "m.room.member", user.as_str())?
                 .and_then(|m| m.content()["displayname"].as_str().map(str::to_owned)))
@@ -603,7 +604,7 @@ impl Draft<'_> {
             .collect();
         // Entries for the events go into the events' own commit: the chain is held across it.
         let mut chain = (!audited.is_empty()).then(|| timeline.audit.chain());
-        timeline
+        let first = timeline
             .store
             .commit_many(built.len() as u64, &mut |first| {
                 let mut batch = Batch::new();
@@ -633,6 +634,13 @@ impl Draft<'_> {
         if let Some(chain) = chain {
             chain.written();
         }
+        for event in &built {
+            if let Some((user, record)) = event.membership_record(first) {
+                timeline
+                    .member_cache
+                    .changed(&event.stored.room_id, user, &record);
+            }
+        }
         drop(locks);
         timeline.watchers.wake_workers();
         timeline.pushers.work.queued(built.iter().flat_map(|event| {
@@ -659,6 +667,20 @@ impl Draft<'_> {
 }
 
 impl Built {
+    /// For a membership event: whose membership it is, as the indices store it.
+    fn membership_record(&self, first: u64) -> Option<(&UserId, MembershipRecord)> {
+        let (membership, since) = self.membership.as_ref()?;
+        let user = <&UserId>::try_from(self.parsed.state_key.as_deref()?).ok()?;
+        Some((
+            user,
+            MembershipRecord {
+                membership: membership.clone(),
+                count: since.count(first),
+                forgotten: false,
+            },
+        ))
+    }
+
     /// Adds the event at `count` with all its indices to `batch`; `first` is the count of the
     /// draft's first event.
     fn write(&self, batch: &mut Batch, count: u64, first: u64) -> Result<()> {
@@ -689,7 +711,7 @@ impl Built {
             batch.put(
                 Table::AppserviceQueue,
                 keys::appservice_queue(appservice.id(), count),
-                keys::u64_be(short).to_vec(),
+                crate::appservice::sender::Queued::Event(short).encode(),
             );
         }
         if let Some(state_key) = &self.parsed.state_key {
@@ -714,12 +736,7 @@ impl Built {
                     replaces: self.replaces.clone(),
                 },
             )?;
-            if let Some((membership, since)) = &self.membership {
-                let record = MembershipRecord {
-                    membership: membership.clone(),
-                    count: since.count(first),
-                    forgotten: false,
-                };
+            if let Some((_, record)) = self.membership_record(first) {
                 batch.put_json(
                     Table::UserRooms,
                     keys::user_room(state_key, stored.room_id.as_str()),

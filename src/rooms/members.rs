@@ -6,6 +6,9 @@ use ruma::api::error::ErrorKind;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::member_cache::Memberships;
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, StoreExt, Table, keys};
@@ -22,24 +25,29 @@ pub struct MembershipRecord {
 
 impl Timeline {
     /// Every user with a membership in the room, with that membership.
-    pub fn room_memberships(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Vec<(OwnedUserId, MembershipRecord)>> {
+    pub fn room_memberships(&self, room_id: &RoomId) -> Result<Memberships> {
+        let ticket = match self.member_cache.get(room_id) {
+            Ok(memberships) => return Ok(memberships),
+            Err(ticket) => ticket,
+        };
         let prefix = keys::of_room(room_id.as_str());
-        self.store
-            .scan_prefix(Table::RoomUsers, &prefix)?
-            .map(|entry| {
-                let (key, value) = entry?;
-                let record: MembershipRecord = serde_json::from_slice(&value)
-                    .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
-                let user = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|u| OwnedUserId::try_from(u).ok())
-                    .ok_or_else(|| Error::internal("corrupt membership key"))?;
-                Ok((user, record))
-            })
-            .collect()
+        let memberships: Memberships = Arc::new(
+            self.store
+                .scan_prefix(Table::RoomUsers, &prefix)?
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    let record: MembershipRecord = serde_json::from_slice(&value)
+                        .map_err(|e| Error::internal(format!("corrupt membership: {e}")))?;
+                    let user = std::str::from_utf8(&key[prefix.len()..])
+                        .ok()
+                        .and_then(|u| OwnedUserId::try_from(u).ok())
+                        .ok_or_else(|| Error::internal("corrupt membership key"))?;
+                    Ok((user, record))
+                })
+                .collect::<Result<_>>()?,
+        );
+        self.member_cache.keep(room_id, ticket, memberships.clone());
+        Ok(memberships)
     }
 
     /// A user's membership in a room (`join`, `invite`, `leave`, `ban`, `knock`), if any.
@@ -128,15 +136,19 @@ impl Timeline {
     pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
             .room_memberships(room_id)?
-            .into_iter()
+            .iter()
             .filter(|(_, record)| record.membership == "join")
-            .map(|(user, _)| user)
+            .map(|(user, _)| user.clone())
             .collect())
     }
 
     /// How many users are joined to the room.
     pub fn joined_member_count(&self, room_id: &RoomId) -> Result<u64> {
-        Ok(self.joined_members(room_id)?.len() as u64)
+        Ok(self
+            .room_memberships(room_id)?
+            .iter()
+            .filter(|(_, record)| record.membership == "join")
+            .count() as u64)
     }
 
     /// The rooms the user is joined to.

@@ -23,6 +23,7 @@ pub mod create;
 pub mod directory;
 pub mod draft;
 pub mod export;
+pub mod member_cache;
 pub mod members;
 pub mod membership;
 pub mod notifications;

@@ -73,32 +73,40 @@ pub struct UnreadCounts {
 }
 
 /// Whom an event may notify, each with the display name the push rules match against: the
-/// room's joined members other than the sender, and the target of a membership change (an
-/// invitee). `display_name` reads a member's name from the room's state.
+/// room's joined members other than the sender; for a membership change only its target (an
+/// invitee, a kicked member), as Synapse does: the default rules notify no one else of one,
+/// and asking every member's rules made each join to a room of thousands cost thousands.
+/// `display_name` reads a member's name from the room's state; it is read only when the
+/// event has a `body` for it to be found in (the one rule that uses it).
 pub(super) fn candidates(
     joined: &[OwnedUserId],
     parsed: &Pdu,
+    has_body: bool,
     display_name: impl Fn(&UserId) -> Result<Option<String>>,
 ) -> Result<Vec<(OwnedUserId, String)>> {
-    let mut users: Vec<OwnedUserId> = joined
-        .iter()
-        .filter(|u| **u != parsed.sender)
-        .cloned()
-        .collect();
-    if parsed.kind == TimelineEventType::RoomMember
-        && let Some(target) = parsed
+    let users: Vec<OwnedUserId> = if parsed.kind == TimelineEventType::RoomMember {
+        parsed
             .state_key
             .as_deref()
             .and_then(|k| OwnedUserId::try_from(k).ok())
-        && target != parsed.sender
-        && !users.contains(&target)
-    {
-        users.push(target);
-    }
+            .filter(|target| *target != parsed.sender)
+            .into_iter()
+            .collect()
+    } else {
+        joined
+            .iter()
+            .filter(|u| **u != parsed.sender)
+            .cloned()
+            .collect()
+    };
     users
         .into_iter()
         .map(|user| {
-            let name = display_name(&user)?.unwrap_or_else(|| user.localpart().to_owned());
+            let name = match has_body {
+                true => display_name(&user)?,
+                false => None,
+            };
+            let name = name.unwrap_or_else(|| user.localpart().to_owned());
             Ok((user, name))
         })
         .collect()

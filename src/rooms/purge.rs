@@ -80,8 +80,8 @@ impl Timeline {
         }
         let members: Vec<OwnedUserId> = self
             .room_memberships(room_id)?
-            .into_iter()
-            .map(|(user, _)| user)
+            .iter()
+            .map(|(user, _)| user.clone())
             .collect();
         for user in &members {
             let of_user = keys::notifications_of(user.as_str(), short);
@@ -92,6 +92,7 @@ impl Timeline {
             )?;
         }
         self.delete_prefix(Table::RoomUsers, &keys::of_room(room_id.as_str()))?;
+        self.member_cache.drop_room(room_id);
         let mut batch = Batch::new();
         batch.delete(Table::Rooms, room_id.as_bytes());
         self.store.write(batch)?;

@@ -69,6 +69,7 @@ pub struct Timeline {
     /// The `origin_server_ts` of the latest create event: each one gets its own millisecond.
     last_create_ts: AtomicU64,
     pub activity: super::activity::Activity,
+    pub(super) member_cache: super::member_cache::MemberCache,
 }
 
 fn bad_content(event_type: &str, error: impl std::fmt::Display) -> Error {
@@ -126,6 +127,7 @@ impl Timeline {
             audit,
             appservices,
             activity: super::activity::Activity::new(store.committed_count()),
+            member_cache: Default::default(),
             store,
             keys,
             server_name,
@@ -139,9 +141,9 @@ impl Timeline {
     /// Wakes the sleeping `/sync` of everyone a change in the room concerns: its joined,
     /// invited and knocking users.
     pub fn wake_room(&self, room_id: &RoomId) -> Result<()> {
-        for (user, record) in self.room_memberships(room_id)? {
+        for (user, record) in self.room_memberships(room_id)?.iter() {
             if matches!(record.membership.as_str(), "join" | "invite" | "knock") {
-                self.watchers.wake(&user);
+                self.watchers.wake(user);
             }
         }
         Ok(())

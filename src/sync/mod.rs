@@ -302,14 +302,14 @@ pub(super) fn member_summary(
         invited: 0,
         heroes: Vec::new(),
     };
-    for (member, record) in services.timeline.room_memberships(room_id)? {
+    for (member, record) in services.timeline.room_memberships(room_id)?.iter() {
         match record.membership.as_str() {
             "join" => summary.joined += 1,
             "invite" => summary.invited += 1,
             _ => continue,
         }
         if member != user && summary.heroes.len() < 5 {
-            summary.heroes.push(member);
+            summary.heroes.push(member.clone());
         }
     }
     Ok(summary)

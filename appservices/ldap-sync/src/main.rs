@@ -1,11 +1,12 @@
 //! `sori-ldap-sync`: the LDAP bridge. The company directory decides who has an account,
 //! their profile, and which org-unit spaces and rooms they are in; the bridge brings Sori in
 //! step through the appservice API, once (`once`, or `once --dry-run` to see the changes) or
-//! every few minutes (`daemon`).
+//! every few minutes and whenever the admin room asks (`daemon`).
 
 mod config;
 mod directory;
 mod matrix;
+mod requests;
 mod sync;
 
 use std::path::PathBuf;
@@ -42,8 +43,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Sync now and then every `interval_secs`; a failed sync (the directory or the
-    /// homeserver down) is retried at the next one.
+    /// Sync now and then every `interval_secs`, and whenever an admin asks in the admin room
+    /// (`!admin ldap sync`); a failed sync (the directory or the homeserver down) is retried
+    /// at the next one.
     Daemon,
 }
 
@@ -133,17 +135,85 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Daemon => loop {
-            let started = Instant::now();
-            match sync_once(&config, false).await {
-                Ok(summary) => tracing::info!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "{}",
-                    summary.line()
-                ),
-                Err(e) => tracing::error!(error = %e, "sync failed; retrying at the next sync"),
+        Command::Daemon => daemon(&config).await,
+    }
+}
+
+/// A sync, logged.
+async fn logged_sync(config: &config::Config, dry: bool) -> Result<sync::Summary, String> {
+    let started = Instant::now();
+    let outcome = sync_once(config, dry).await;
+    match &outcome {
+        Ok(summary) => tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            dry,
+            "{}",
+            summary.line()
+        ),
+        Err(e) => tracing::error!(error = %e, "sync failed; retrying at the next sync"),
+    }
+    outcome
+}
+
+/// The bot's device listening for the admin room's requests.
+async fn listen(
+    config: &config::Config,
+) -> Result<(matrix::Homeserver, requests::Listener), String> {
+    let registration = config::Registration::load(&config.registration)?;
+    let homeserver = matrix::Homeserver::connect(
+        &config.homeserver,
+        &registration.as_token,
+        &registration.sender_localpart,
+    )
+    .await?;
+    let listener = requests::Listener::start(&homeserver)
+        .await
+        .map_err(|f| format!("signing the bot in: {f}"))?;
+    Ok((homeserver, listener))
+}
+
+/// Syncs now, every `interval_secs`, and when asked; never returns.
+async fn daemon(config: &config::Config) -> ExitCode {
+    let interval = Duration::from_secs(config.interval_secs.max(1));
+    let mut listening = None;
+    let mut next_sync = tokio::time::Instant::now();
+    loop {
+        // Listening first, so that a request made during the first sync is heard.
+        if listening.is_none() {
+            match listen(config).await {
+                Ok(pair) => listening = Some(pair),
+                Err(e) => tracing::warn!(error = %e, "not listening for requests yet"),
             }
-            tokio::time::sleep(Duration::from_secs(config.interval_secs)).await;
-        },
+        }
+        if tokio::time::Instant::now() >= next_sync {
+            let _ = logged_sync(config, false).await;
+            next_sync = tokio::time::Instant::now() + interval;
+        }
+        let Some((homeserver, listener)) = listening.as_mut() else {
+            let retry = tokio::time::Instant::now() + Duration::from_secs(10);
+            tokio::time::sleep_until(next_sync.min(retry)).await;
+            continue;
+        };
+        let polled = tokio::select! {
+            _ = tokio::time::sleep_until(next_sync) => continue,
+            polled = listener.next(homeserver) => polled,
+        };
+        match polled {
+            Ok(asked) => {
+                for request in asked {
+                    tracing::info!(room = %request.room_id, dry = request.dry_run, "sync asked for");
+                    let outcome = logged_sync(config, request.dry_run).await;
+                    let text = requests::answer_text(&outcome, request.dry_run);
+                    if let Err(f) = requests::answer(homeserver, &request, &text).await {
+                        tracing::warn!(failure = %f, "answering the admin room");
+                    }
+                }
+            }
+            Err(f) => {
+                tracing::warn!(failure = %f, "listening for requests; trying again");
+                listening = None;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
     }
 }

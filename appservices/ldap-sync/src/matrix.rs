@@ -80,12 +80,24 @@ impl Homeserver {
         user: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
-        let mut url = format!("{}{path}", self.base);
+        let mut path = path.to_owned();
         if let Some(user) = user {
-            url.push(if path.contains('?') { '&' } else { '?' });
-            url.push_str(&format!("user_id={}", encode(user)));
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(&format!("user_id={}", encode(user)));
         }
-        let mut request = self.http.request(method, url).bearer_auth(&self.token);
+        self.call_with(&self.token, method, &path, body).await
+    }
+
+    /// A client API call with `token` (the bot's device's, for `/sync`).
+    async fn call_with(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, url).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -267,5 +279,66 @@ impl Homeserver {
             Err(f) if f.status == 403 || f.status == 404 => Ok(()),
             Err(f) => Err(f),
         }
+    }
+
+    /// Signs the bot in on `device_id` (kept across restarts); returns the device's token.
+    pub async fn login_bot(&self, device_id: &str) -> Result<String, Failure> {
+        let body = json!({
+            "type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": self.bot},
+            "device_id": device_id,
+            "initial_device_display_name": "sori-ldap-sync",
+        });
+        let login = self
+            .call(Method::POST, "/_matrix/client/v3/login", None, Some(&body))
+            .await?;
+        Ok(login["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// One `/sync` long-poll of the bot's device for to-device messages only.
+    pub async fn sync_to_device(
+        &self,
+        token: &str,
+        since: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<Value, Failure> {
+        // Rooms, presence and account data left out: only to-device messages are wanted.
+        let filter = encode(
+            r#"{"room":{"rooms":[]},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}"#,
+        );
+        let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}&filter={filter}");
+        if let Some(since) = since {
+            path.push_str(&format!("&since={}", encode(since)));
+        }
+        self.call_with(token, Method::GET, &path, None).await
+    }
+
+    /// The bot joins a room it is invited to (or already in).
+    pub async fn join(&self, room: &str) -> Result<(), Failure> {
+        let path = format!("/_matrix/client/v3/rooms/{}/join", encode(room));
+        self.call(Method::POST, &path, None, Some(&json!({})))
+            .await
+            .map(drop)
+    }
+
+    /// The bot sends an `m.room.message`.
+    pub async fn send_message(&self, room: &str, content: &Value) -> Result<(), Failure> {
+        let txn = format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            encode(room)
+        );
+        self.call(Method::PUT, &path, None, Some(content))
+            .await
+            .map(drop)
     }
 }

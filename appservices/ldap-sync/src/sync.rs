@@ -1,11 +1,13 @@
 //! One sync: what the directory says, what the bridge made last time (its state file), and
 //! the changes between them, applied in an order that never leaves anyone somewhere they
 //! should not be for longer than the run. A second run with an unchanged directory changes
-//! nothing. The state is saved after every step, so a run cut short goes on where it stopped.
+//! nothing. The state is saved as the run goes, so a run cut short goes on about where it
+//! stopped (every step is safe to redo).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::Directory;
@@ -81,6 +83,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another part's counts and changes to this one.
+    fn add(&mut self, other: Summary) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.deactivated += other.deactivated;
+        self.reactivated += other.reactivated;
+        self.moved += other.moved;
+        self.units_created += other.units_created;
+        self.units_changed += other.units_changed;
+        self.units_removed += other.units_removed;
+        self.failed += other.failed;
+        self.changes.extend(other.changes);
+    }
+
     pub fn line(&self) -> String {
         format!(
             "created {}, updated {}, deactivated {}, reactivated {}, moved {}; units created {}, changed {}, removed {}; failed {}",
@@ -310,127 +326,43 @@ pub async fn run(
         }
     }
 
-    // People: accounts, profiles, memberships.
-    for (localpart, person) in &directory.people {
-        let user = homeserver.user_id(localpart);
-        let known = state.people.get(localpart).cloned();
-        if person.disabled {
-            continue;
+    // People: accounts, profiles, memberships; several at a time (each one's steps in order).
+    let units = state.units.clone();
+    let known_people = state.people.clone();
+    let mut outcomes = futures_util::stream::iter(
+        directory
+            .people
+            .iter()
+            .filter(|(_, person)| !person.disabled),
+    )
+    .map(|(localpart, person)| {
+        let known = known_people.get(localpart).cloned();
+        let place = Place {
+            company: &company,
+            units: &units,
+        };
+        async move {
+            let outcome =
+                sync_person(homeserver, directory, localpart, person, known, place, dry).await;
+            (localpart, outcome)
         }
-        match &known {
-            None => {
-                summary.created += 1;
-                summary.changes.push(format!("create {user}"));
-            }
-            Some(k) if k.deactivated => {
-                summary.reactivated += 1;
-                summary.changes.push(format!("bring back {user}"));
-            }
-            Some(_) => {}
-        }
-        let mut current = known.clone().unwrap_or_default();
-        if !dry && known.as_ref().is_none_or(|k| k.deactivated) {
-            if let Err(f) = homeserver.register(localpart).await {
-                fail(&mut summary, format!("registering {user}"), f);
-                continue;
-            }
-            current.deactivated = false;
-            current.units.clear();
-            current.in_company = false;
-        }
-        // Profile.
-        let wanted = profile(person, directory);
-        let mut changed = false;
-        for (key, value) in &wanted {
-            if current.profile.get(key) != Some(value) {
-                changed = true;
-                if !dry {
-                    match homeserver.set_profile(&user, key, Some(value)).await {
-                        Ok(()) => {
-                            current.profile.insert(key.clone(), value.clone());
-                        }
-                        Err(f) => fail(&mut summary, format!("setting {key} of {user}"), f),
-                    }
-                }
-            }
-        }
-        let stale: Vec<String> = current
-            .profile
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            changed = true;
-            if !dry {
-                match homeserver.set_profile(&user, &key, None).await {
-                    Ok(()) => {
-                        current.profile.remove(&key);
-                    }
-                    Err(f) => fail(&mut summary, format!("removing {key} of {user}"), f),
-                }
-            }
-        }
-        if changed && known.as_ref().is_some_and(|k| !k.deactivated) {
-            summary.updated += 1;
-            summary
-                .changes
-                .push(format!("update the profile of {user}"));
-        }
-        // Memberships: the company space, and each unit's space and room.
-        if !current.in_company && !dry {
-            match homeserver.add_member(&company, &user).await {
-                Ok(()) => current.in_company = true,
-                Err(f) => fail(&mut summary, format!("adding {user} to the company"), f),
-            }
-        }
-        let wanted_units = &person.units;
-        let joining: Vec<String> = wanted_units.difference(&current.units).cloned().collect();
-        let leaving: Vec<String> = current.units.difference(wanted_units).cloned().collect();
-        if known.as_ref().is_some_and(|k| !k.deactivated)
-            && (!joining.is_empty() || !leaving.is_empty())
-        {
-            summary.moved += 1;
-            summary.changes.push(format!("move {user} between units"));
-        }
-        if !dry {
-            for id in joining {
-                let Some(unit) = state.units.get(&id) else {
-                    continue;
-                };
-                let added = async {
-                    homeserver.add_member(&unit.space, &user).await?;
-                    homeserver.add_member(&unit.room, &user).await
-                }
-                .await;
-                match added {
-                    Ok(()) => {
-                        current.units.insert(id);
-                    }
-                    Err(f) => fail(&mut summary, format!("adding {user} to a unit"), f),
-                }
-            }
-            for id in leaving {
-                if let Some(unit) = state.units.get(&id) {
-                    let removed = async {
-                        homeserver.remove_member(&unit.room, &user).await?;
-                        homeserver.remove_member(&unit.space, &user).await
-                    }
-                    .await;
-                    if let Err(f) = removed {
-                        fail(&mut summary, format!("removing {user} from a unit"), f);
-                        continue;
-                    }
-                }
-                current.units.remove(&id);
-            }
-            // Saved only when something changed: a no-op run writes the file once.
-            if known.as_ref() != Some(&current) {
-                state.people.insert(localpart.clone(), current);
+    })
+    .buffer_unordered(PEOPLE_AT_ONCE);
+    let mut saved_at = std::time::Instant::now();
+    while let Some((localpart, outcome)) = outcomes.next().await {
+        summary.add(outcome.summary);
+        if let Some(current) = outcome.changed {
+            state.people.insert(localpart.clone(), current);
+            // Saved now and then, not after each person: writing the whole file every time
+            // made a big first run quadratic. A run cut short redoes at most a few seconds of
+            // people, and every step is safe to redo.
+            if saved_at.elapsed() >= SAVE_EVERY {
                 save(state)?;
+                saved_at = std::time::Instant::now();
             }
         }
     }
+    save(state)?;
 
     // Leavers and the disabled: deactivated (logged out, out of their rooms).
     let leavers: Vec<String> = state
@@ -497,4 +429,158 @@ pub async fn run(
     }
     save(state)?;
     Ok(summary)
+}
+
+/// People synced at once: enough to keep the homeserver busy, few enough to be polite.
+const PEOPLE_AT_ONCE: usize = 8;
+/// How often the state file is written while people are synced.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where the bridge puts people: the company space and the units it made.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    company: &'a str,
+    units: &'a BTreeMap<String, UnitState>,
+}
+
+/// What syncing one person did: the counts and words for the summary, and the person's new
+/// state if it changed.
+struct PersonOutcome {
+    summary: Summary,
+    changed: Option<PersonState>,
+}
+
+/// Brings one person (enabled in the directory) in step: account, profile, memberships.
+async fn sync_person(
+    homeserver: &Homeserver,
+    directory: &Directory,
+    localpart: &str,
+    person: &crate::directory::Person,
+    known: Option<PersonState>,
+    place: Place<'_>,
+    dry: bool,
+) -> PersonOutcome {
+    let mut summary = Summary::default();
+    let fail = |summary: &mut Summary, what: String, failure: Failure| {
+        tracing::warn!(%failure, "{what}");
+        summary.failed += 1;
+    };
+    let user = homeserver.user_id(localpart);
+    match &known {
+        None => {
+            summary.created += 1;
+            summary.changes.push(format!("create {user}"));
+        }
+        Some(k) if k.deactivated => {
+            summary.reactivated += 1;
+            summary.changes.push(format!("bring back {user}"));
+        }
+        Some(_) => {}
+    }
+    let mut current = known.clone().unwrap_or_default();
+    if !dry && known.as_ref().is_none_or(|k| k.deactivated) {
+        if let Err(f) = homeserver.register(localpart).await {
+            fail(&mut summary, format!("registering {user}"), f);
+            return PersonOutcome {
+                summary,
+                changed: None,
+            };
+        }
+        current.deactivated = false;
+        current.units.clear();
+        current.in_company = false;
+    }
+    // Profile.
+    let wanted = profile(person, directory);
+    let mut changed = false;
+    for (key, value) in &wanted {
+        if current.profile.get(key) != Some(value) {
+            changed = true;
+            if !dry {
+                match homeserver.set_profile(&user, key, Some(value)).await {
+                    Ok(()) => {
+                        current.profile.insert(key.clone(), value.clone());
+                    }
+                    Err(f) => fail(&mut summary, format!("setting {key} of {user}"), f),
+                }
+            }
+        }
+    }
+    let stale: Vec<String> = current
+        .profile
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in stale {
+        changed = true;
+        if !dry {
+            match homeserver.set_profile(&user, &key, None).await {
+                Ok(()) => {
+                    current.profile.remove(&key);
+                }
+                Err(f) => fail(&mut summary, format!("removing {key} of {user}"), f),
+            }
+        }
+    }
+    if changed && known.as_ref().is_some_and(|k| !k.deactivated) {
+        summary.updated += 1;
+        summary
+            .changes
+            .push(format!("update the profile of {user}"));
+    }
+    // Memberships: the company space, and each unit's space and room.
+    if !current.in_company && !dry {
+        match homeserver.add_member(place.company, &user).await {
+            Ok(()) => current.in_company = true,
+            Err(f) => fail(&mut summary, format!("adding {user} to the company"), f),
+        }
+    }
+    let wanted_units = &person.units;
+    let joining: Vec<String> = wanted_units.difference(&current.units).cloned().collect();
+    let leaving: Vec<String> = current.units.difference(wanted_units).cloned().collect();
+    if known.as_ref().is_some_and(|k| !k.deactivated)
+        && (!joining.is_empty() || !leaving.is_empty())
+    {
+        summary.moved += 1;
+        summary.changes.push(format!("move {user} between units"));
+    }
+    if dry {
+        return PersonOutcome {
+            summary,
+            changed: None,
+        };
+    }
+    for id in joining {
+        let Some(unit) = place.units.get(&id) else {
+            continue;
+        };
+        let added = async {
+            homeserver.add_member(&unit.space, &user).await?;
+            homeserver.add_member(&unit.room, &user).await
+        }
+        .await;
+        match added {
+            Ok(()) => {
+                current.units.insert(id);
+            }
+            Err(f) => fail(&mut summary, format!("adding {user} to a unit"), f),
+        }
+    }
+    for id in leaving {
+        if let Some(unit) = place.units.get(&id) {
+            let removed = async {
+                homeserver.remove_member(&unit.room, &user).await?;
+                homeserver.remove_member(&unit.space, &user).await
+            }
+            .await;
+            if let Err(f) = removed {
+                fail(&mut summary, format!("removing {user} from a unit"), f);
+                continue;
+            }
+        }
+        current.units.remove(&id);
+    }
+    let changed = (known.as_ref() != Some(&current)).then_some(current);
+    PersonOutcome { summary, changed }
 }

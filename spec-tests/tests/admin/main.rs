@@ -8,7 +8,7 @@ mod synapse;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, login, register};
+use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, register};
 
 async fn role(server: &TestServer, as_user: &User, user_id: &str) -> (StatusCode, Value) {
     server
@@ -43,18 +43,7 @@ pub(crate) async fn server_with_admin() -> (TestServer, User) {
 /// [`server_with_admin`] on a server started with `options`.
 pub(crate) async fn server_with_admin_and(options: ServerOptions) -> (TestServer, User) {
     let mut server = TestServer::start_with(options).await;
-    let output = server
-        .run_offline(&[
-            "user",
-            "create",
-            "boss",
-            "--admin",
-            "--password",
-            "boss-password-1",
-        ])
-        .await;
-    assert!(output.status.success(), "{output:?}");
-    let boss = login(&server, "boss", "boss-password-1").await;
+    let boss = spec_tests::admin_room::create_admin(&mut server, "boss", "boss-password-1").await;
     (server, boss)
 }
 

@@ -6,31 +6,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use spec_tests::admin_room::{SERVER_BOT, answer_from, invited_to_admin_room};
 use spec_tests::{StatusCode, TestServer, User, join, login, register};
 
 use super::server_with_admin;
-
-const BOT: &str = "@sori:localhost";
-
-/// Waits until `user` is invited to the admin room; returns its id.
-async fn invited_to_admin_room(server: &TestServer, user: &User) -> String {
-    let (status, alias) = server
-        .get(
-            "/_matrix/client/v3/directory/room/%23admins%3Alocalhost",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{alias}");
-    let room = alias["room_id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
-        let synced = spec_tests::sync(server, user, "timeout=0").await;
-        if synced["rooms"]["invite"].get(&room).is_some() {
-            return room;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{} was not invited to the admin room", user.user_id);
-}
 
 /// Sends a command and returns the bot's answer to it (its plain-text body).
 async fn command(server: &TestServer, user: &User, room: &str, text: &str) -> String {
@@ -43,16 +22,18 @@ async fn command(server: &TestServer, user: &User, room: &str, text: &str) -> St
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let event_id = sent["event_id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
-        if let Some(answer) = answer_to(server, user, room, &event_id).await {
-            assert_eq!(answer["content"]["msgtype"], "m.notice");
-            assert_eq!(answer["content"]["format"], "org.matrix.custom.html");
-            return answer["content"]["body"].as_str().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no answer to {text:?}");
+    let event_id = sent["event_id"].as_str().unwrap();
+    let answer = answer_from(
+        server,
+        user,
+        room,
+        event_id,
+        SERVER_BOT,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(answer["content"]["format"], "org.matrix.custom.html");
+    answer["content"]["body"].as_str().unwrap().to_owned()
 }
 
 fn rand_suffix() -> u64 {
@@ -74,16 +55,9 @@ async fn notices(server: &TestServer, user: &User, room: &str) -> Vec<Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["sender"] == BOT && e["content"]["msgtype"] == "m.notice")
+        .filter(|e| e["sender"] == SERVER_BOT && e["content"]["msgtype"] == "m.notice")
         .cloned()
         .collect()
-}
-
-async fn answer_to(server: &TestServer, user: &User, room: &str, event_id: &str) -> Option<Value> {
-    notices(server, user, room)
-        .await
-        .into_iter()
-        .find(|e| e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == event_id)
 }
 
 #[tokio::test]

@@ -9,15 +9,25 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spec_tests::appservice::{Reply, TestAppservice};
 use spec_tests::{
-    ServerOptions, StatusCode, TestServer, assert_error, create_room, join, register, send_text,
+    ServerOptions, StatusCode, TestServer, User, assert_error, create_room, join, register,
+    send_text,
 };
 
 /// A server with the appservice registered; the registration file lives in `dir`.
 async fn server_with(bridge: &TestAppservice, dir: &tempfile::TempDir) -> TestServer {
+    server_with_settings(bridge, dir, "").await
+}
+
+/// [`server_with`], with more `[appservices]` settings.
+async fn server_with_settings(
+    bridge: &TestAppservice,
+    dir: &tempfile::TempDir,
+    settings: &str,
+) -> TestServer {
     let path = bridge.write_registration(dir.path());
     let server = TestServer::start_with(ServerOptions {
         extra_toml: format!(
-            "[appservices]\nregistration_files = [\"{}\"]\n",
+            "[appservices]\nregistration_files = [\"{}\"]\n{settings}\n",
             path.display()
         ),
         ..Default::default()
@@ -54,6 +64,22 @@ async fn masquerade(
     server
         .request(method, &path, Some(&bridge.as_token), body)
         .await
+}
+
+/// A public room `creator` makes, with the bridge's user `@bridge_kim` joined.
+async fn room_with_kim(server: &TestServer, bridge: &TestAppservice, creator: &User) -> String {
+    let room = create_room(server, creator, json!({"preset": "public_chat"})).await;
+    let (status, _) = masquerade(
+        server,
+        bridge,
+        reqwest::Method::POST,
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        "@bridge_kim:localhost",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    room
 }
 
 #[tokio::test]
@@ -432,17 +458,7 @@ async fn a_bridge_hears_its_users_rooms_in_order_through_retries_and_a_crash() {
     let alice = register(&server, "alice").await;
     let carol = register(&server, "carol").await;
 
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    let (status, _) = masquerade(
-        &server,
-        &bridge,
-        reqwest::Method::POST,
-        &format!("/_matrix/client/v3/rooms/{room}/join"),
-        "@bridge_kim:localhost",
-        Some(&json!({})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let room = room_with_kim(&server, &bridge, &alice).await;
     // A room without the bridge's users stays unheard.
     let private = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
     join(&server, &carol, &private).await;
@@ -519,23 +535,61 @@ async fn a_bridge_hears_its_users_rooms_in_order_through_retries_and_a_crash() {
 }
 
 #[tokio::test]
-async fn a_bridge_that_asks_hears_typing_receipts_and_presence() {
+async fn a_hanging_bridge_is_given_up_on_and_sent_the_same_transaction_again() {
+    let bridge = TestAppservice::start("bridge").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_settings(&bridge, &dir, "timeout_secs = 1").await;
+    register_as(&server, &bridge.as_token, "bridge_kim").await;
+    let alice = register(&server, "alice").await;
+    let room = room_with_kim(&server, &bridge, &alice).await;
+    bridge
+        .wait_for(Duration::from_secs(20), |e| e["type"] == "m.room.member")
+        .await;
+
+    // The bridge takes the next transaction and never answers; the server goes on serving.
+    bridge.script([Reply::Hang]);
+    send_text(&server, &alice, &room, "h1", "sent while it hangs").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !bridge.requests().iter().any(|r| r.reply == Reply::Hang) {
+        assert!(std::time::Instant::now() < deadline, "no transaction sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = send_text(&server, &alice, &room, "h2", "and after").await;
+    assert_eq!(status, StatusCode::OK);
+    bridge
+        .wait_for(Duration::from_secs(20), |e| {
+            e["content"]["body"] == "and after"
+        })
+        .await;
+    let puts: Vec<_> = bridge
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    let hung = puts.iter().find(|r| r.reply == Reply::Hang).unwrap();
+    let retried = puts
+        .iter()
+        .find(|r| r.reply == Reply::Accept && r.path == hung.path)
+        .expect("the hung transaction is sent again");
+    assert_eq!(retried.body, hung.body, "with the same contents");
+    let bodies: Vec<String> = bridge
+        .events()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(bodies, ["sent while it hangs", "and after"]);
+}
+
+#[tokio::test]
+async fn a_bridge_that_asks_hears_typing_receipts_presence_and_to_device_messages() {
     let bridge = TestAppservice::start("bridge").await;
     let dir = tempfile::tempdir().unwrap();
     let server = server_with(&bridge, &dir).await;
-    register_as(&server, &bridge.as_token, "bridge_kim").await;
+    let (_, kim) = register_as(&server, &bridge.as_token, "bridge_kim").await;
+    let kim_device = kim["device_id"].as_str().unwrap().to_owned();
     let alice = register(&server, "alice").await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    let (status, _) = masquerade(
-        &server,
-        &bridge,
-        reqwest::Method::POST,
-        &format!("/_matrix/client/v3/rooms/{room}/join"),
-        "@bridge_kim:localhost",
-        Some(&json!({})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let carol = register(&server, "carol").await;
+    let room = room_with_kim(&server, &bridge, &alice).await;
     let (_, sent) = send_text(&server, &alice, &room, "m1", "typed first").await;
     let event_id = sent["event_id"].as_str().unwrap().to_owned();
 
@@ -560,6 +614,18 @@ async fn a_bridge_that_asks_hears_typing_receipts_and_presence() {
             &json!({"presence": "online", "status_msg": "at my desk"}),
         )
         .await;
+    // To-device messages: the bridge's user's go to the bridge too, carol's do not.
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/sendToDevice/io.sori.test/td1",
+            alice.token(),
+            &json!({"messages": {
+                "@bridge_kim:localhost": {kim_device.as_str(): {"secret": "for kim"}},
+                carol.user_id.as_str(): {"*": {"secret": "for carol"}},
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let kinds = loop {
         let ephemeral = bridge.ephemeral();
@@ -588,6 +654,22 @@ async fn a_bridge_that_asks_hears_typing_receipts_and_presence() {
     let presence = kinds.iter().find(|e| e["type"] == "m.presence").unwrap();
     assert_eq!(presence["sender"], alice.user_id);
     assert_eq!(presence["content"]["status_msg"], "at my desk");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while bridge.to_device().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no to-device message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        bridge.to_device(),
+        [json!({
+            "type": "io.sori.test",
+            "sender": alice.user_id,
+            "content": {"secret": "for kim"},
+            "to_user_id": "@bridge_kim:localhost",
+            "to_device_id": kim_device,
+        })]
+    );
 }
 
 #[tokio::test]

@@ -7,10 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use spec_tests::admin_room::{answer_from, create_admin, invited_to_admin_room};
 use spec_tests::services::{LDAP_BASE, LDAP_SERVICE_DN, LDAP_SERVICE_PASSWORD, Slapd};
-use spec_tests::{ServerOptions, StatusCode, TestServer};
+use spec_tests::{ServerOptions, StatusCode, TestServer, User, join, register, send_text};
 
 const AS_TOKEN: &str = "ldap-sync-as-token";
 
@@ -86,7 +88,7 @@ impl Bridge {
             &config,
             format!(
                 "homeserver = \"{hs}\"\nregistration = \"{reg}\"\ncompany_name = \"Sori Test Co\"\n\
-                 state_file = \"{state}\"\n\n[ldap]\nurl = \"{url}\"\nbind_dn = \"{LDAP_SERVICE_DN}\"\n\
+                 state_file = \"{state}\"\ninterval_secs = 3600\n\n[ldap]\nurl = \"{url}\"\nbind_dn = \"{LDAP_SERVICE_DN}\"\n\
                  bind_password = \"{LDAP_SERVICE_PASSWORD}\"\nusers_base_dn = \"ou=people,{LDAP_BASE}\"\n\
                  disabled_filter = \"(employeeType=disabled)\"\nunits_base_dn = \"ou=units,{LDAP_BASE}\"\n",
                 hs = server.base_url,
@@ -109,6 +111,28 @@ impl Bridge {
             .expect("run sori-ldap-sync")
     }
 
+    /// Starts `sori-ldap-sync daemon`; it is stopped when the returned guard goes.
+    fn daemon(&self) -> Daemon {
+        Daemon(
+            std::process::Command::new(spec_tests::workspace_binary("sori-ldap-sync"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("daemon")
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .expect("start sori-ldap-sync daemon"),
+        )
+    }
+
+    /// The people in the state file (0 while there is none).
+    fn people_synced(&self) -> usize {
+        std::fs::read(&self.state)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|state| state["people"].as_object().map(|p| p.len()))
+            .unwrap_or(0)
+    }
+
     /// Runs a sync that must succeed; returns its summary line.
     fn sync(&self, args: &[&str]) -> String {
         let output = self.run(args);
@@ -122,13 +146,22 @@ impl Bridge {
     }
 }
 
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn registration(dir: &Path) -> PathBuf {
     let path = dir.join("ldap-sync.yaml");
     std::fs::write(
         &path,
         format!(
             "id: ldap-sync\nurl: null\nas_token: {AS_TOKEN}\nhs_token: ldap-sync-hs-token\n\
-             sender_localpart: ldap_bot\nrate_limited: false\nnamespaces:\n  users:\n    \
+             sender_localpart: ldap_bot\nrate_limited: false\nprotocols: [ldap]\nnamespaces:\n  users:\n    \
              - exclusive: false\n      regex: \"@[a-z0-9._=/+-]+:localhost\"\n  aliases:\n    \
              - exclusive: true\n      regex: \"#ldap_.*:localhost\"\n  rooms: []\n"
         ),
@@ -392,4 +425,111 @@ async fn the_directory_decides_people_profiles_and_the_org_chart() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("nothing was changed"));
     assert_eq!(std::fs::read(&bridge.state).unwrap(), state_before);
+}
+
+/// Sends `text` to the room as `user`; returns its event id.
+async fn say(server: &TestServer, user: &User, room: &str, txn: &str, text: &str) -> String {
+    let (status, sent) = send_text(server, user, room, txn, text).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    sent["event_id"].as_str().unwrap().to_owned()
+}
+
+/// Waits for `sender`'s answer to `event_id`; returns its body.
+async fn answer(
+    server: &TestServer,
+    user: &User,
+    room: &str,
+    event_id: &str,
+    sender: &str,
+) -> String {
+    let notice = answer_from(
+        server,
+        user,
+        room,
+        event_id,
+        sender,
+        Duration::from_secs(60),
+    )
+    .await;
+    notice["content"]["body"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_asks_the_daemon_for_a_sync_in_the_admin_room() {
+    let slapd = Slapd::start();
+    slapd.modify("ldapadd", &company());
+    let dir = tempfile::tempdir().unwrap();
+    let registration = registration(dir.path());
+    let mut server = TestServer::start_with(ServerOptions {
+        extra_toml: format!(
+            "[appservices]\nregistration_files = [\"{}\"]\n",
+            registration.display()
+        ),
+        ..Default::default()
+    })
+    .await;
+    let boss = create_admin(&mut server, "boss", "boss-password-1").await;
+    let admins = invited_to_admin_room(&server, &boss).await;
+    join(&server, &boss, &admins).await;
+
+    // Without a daemon running, the command says how to sync instead.
+    let asked = say(&server, &boss, &admins, "a0", "!admin ldap sync").await;
+    let told = answer(&server, &boss, &admins, &asked, "@sori:localhost").await;
+    assert!(told.contains("is not listening"), "{told}");
+
+    // The daemon makes its first sync on start (29 people), then waits for an hour.
+    let bridge = Bridge::new(dir.path(), &server, &slapd, &registration);
+    let _daemon = bridge.daemon();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bridge.people_synced() < 29 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's first sync did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A newcomer: a dry run lists them and changes nothing; a sync makes them.
+    slapd.modify("ldapadd", &person(31));
+    let asked = say(&server, &boss, &admins, "a1", "!admin ldap sync --dry-run").await;
+    let told = answer(&server, &boss, &admins, &asked, "@sori:localhost").await;
+    assert!(
+        told.contains("Asked @ldap_bot:localhost for a dry run"),
+        "{told}"
+    );
+    let dry = answer(&server, &boss, &admins, &asked, "@ldap_bot:localhost").await;
+    assert!(dry.contains("would create @u31:localhost"), "{dry}");
+    assert!(dry.contains("created 1,"), "{dry}");
+    let (status, _) = as_bridge(&server, "/_matrix/client/v3/profile/@u31:localhost", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a dry run changes nothing");
+
+    let asked = say(&server, &boss, &admins, "a2", "!admin ldap sync").await;
+    let done = answer(&server, &boss, &admins, &asked, "@ldap_bot:localhost").await;
+    assert!(
+        done.contains("created 1,") && done.contains("failed 0"),
+        "{done}"
+    );
+    let (status, profile) =
+        as_bridge(&server, "/_matrix/client/v3/profile/@u31:localhost", None).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert!(
+        joined(&server, "@u31:localhost")
+            .await
+            .contains(&room_of(&server, "#ldap_company:localhost").await)
+    );
+
+    // Users other than admins get a refusal.
+    let carol = register(&server, "carol").await;
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{admins}/invite"),
+            boss.token(),
+            &json!({"user_id": carol.user_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    join(&server, &carol, &admins).await;
+    let asked = say(&server, &carol, &admins, "c1", "!admin ldap sync").await;
+    let refused = answer(&server, &carol, &admins, &asked, "@sori:localhost").await;
+    assert!(refused.contains("Refused"), "{refused}");
 }
