@@ -40,6 +40,8 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub audit: AuditConfig,
     pub appservices: AppservicesConfig,
+    pub federation: FederationConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
 }
 
@@ -68,6 +70,8 @@ impl Default for Config {
             oidc: OidcConfig::default(),
             audit: AuditConfig::default(),
             appservices: AppservicesConfig::default(),
+            federation: FederationConfig::default(),
+            tls: TlsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -81,6 +85,9 @@ pub struct ListenConfig {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted reverse proxy),
     /// for rate limits and device "last seen" addresses.
     pub trust_forwarded_for: bool,
+    /// Address of the TLS federation listener (`[tls]` has its certificate); empty: none (the
+    /// federation API is still served on the client listener, for a reverse proxy).
+    pub federation: String,
 }
 
 impl Default for ListenConfig {
@@ -88,7 +95,23 @@ impl Default for ListenConfig {
         Self {
             client: ([127, 0, 0, 1], 8008).into(),
             trust_forwarded_for: false,
+            federation: String::new(),
         }
+    }
+}
+
+impl ListenConfig {
+    /// The federation listener's address, if there is one.
+    pub fn federation_addr(&self) -> Result<Option<SocketAddr>> {
+        let text = self.federation.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| {
+            Error::internal(format!(
+                "listen.federation {text:?} is not an address like 0.0.0.0:8448: {e}"
+            ))
+        })
     }
 }
 
@@ -611,6 +634,41 @@ pub struct OidcProviderConfig {
     pub allow_existing_users: bool,
 }
 
+/// Talking to other homeservers.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Off: other servers are refused, and nothing is sent to them.
+    pub enabled: bool,
+    /// Servers this one federates with (server names); empty: any.
+    pub domain_allowlist: Vec<String>,
+    /// A CA (PEM) trusted for other servers' certificates besides the usual ones.
+    pub ca_file: Option<PathBuf>,
+    /// Check other servers' certificates. Off is for development only.
+    pub verify_certificates: bool,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            domain_allowlist: Vec::new(),
+            ca_file: None,
+            verify_certificates: true,
+        }
+    }
+}
+
+/// The federation listener's certificate.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM), the server's own first.
+    pub certificate: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub private_key: Option<PathBuf>,
+}
+
 /// Application services (bridges).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -744,6 +802,13 @@ impl Config {
             return Err(Error::internal(
                 "media: max_upload_size, unused_expires_secs, thumbnail_max_source_pixels and \
                  thumbnail_max_dimension must be positive",
+            ));
+        }
+        if self.listen.federation_addr()?.is_some()
+            && (self.tls.certificate.is_none() || self.tls.private_key.is_none())
+        {
+            return Err(Error::internal(
+                "listen.federation needs tls.certificate and tls.private_key",
             ));
         }
         if self.limits.max_request_bytes < 1024 {
@@ -898,6 +963,17 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("SORI_RATE_LIMITS__LOGIN__BURST", "0");
             assert!(Config::load(None).is_err());
+            Ok(())
+        });
+        // A federation listener needs an address and a certificate.
+        Jail::expect_with(|jail| {
+            jail.set_env("SORI_LISTEN__FEDERATION", "not an address");
+            assert!(Config::load(None).is_err());
+            jail.set_env("SORI_LISTEN__FEDERATION", "127.0.0.1:8448");
+            assert!(Config::load(None).is_err(), "no [tls] certificate");
+            jail.set_env("SORI_TLS__CERTIFICATE", "/etc/sori/cert.pem");
+            jail.set_env("SORI_TLS__PRIVATE_KEY", "/etc/sori/key.pem");
+            assert!(Config::load(None).is_ok());
             Ok(())
         });
     }

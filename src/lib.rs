@@ -19,7 +19,8 @@
 //! - [`outbound`]: the one guarded way out for requests users can aim (link previews, push
 //!   gateways; later federation): resolved and checked addresses only.
 //! - [`preview`]: link previews (OpenGraph), fetched through [`outbound`].
-//! - [`federation`]: the server's signing keys (later: the server-server sender and receiver).
+//! - [`federation`]: signing keys (ours and other servers'), finding other servers, signed
+//!   requests both ways, and the TLS federation listener.
 //! - [`e2ee`]: end-to-end encryption plumbing: device, one-time and cross-signing keys,
 //!   to-device messages, room key backup (the server never sees plaintext).
 //! - [`watchers`]: wake-ups for sleeping long-polls, fired by every service that changes
@@ -115,6 +116,36 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     tokio::spawn(admin::bot::run(app.services.clone()));
     appservice::ensure_senders(&app.services).await?;
     appservice::sender::spawn(&app.services);
+    let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+    if let Some(addr) = app.services.config.listen.federation_addr()? {
+        let tls = &app.services.config.tls;
+        let (Some(certificate), Some(private_key)) = (&tls.certificate, &tls.private_key) else {
+            return Err(Error::internal(
+                "listen.federation needs tls.certificate and tls.private_key",
+            ));
+        };
+        let config = federation::tls::server_config(certificate, private_key)?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+        let listener = federation::tls::TlsListener::new(tcp, config)?;
+        tracing::info!(%addr, "federation listening (TLS)");
+        // TapIo gives the connections their peer address, as on the client listener.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+        let router = app.router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the federation listener stopped");
+            }
+        });
+    }
     // Without TCP_NODELAY, a small body written after its headers (a streamed thumbnail or
     // file) waits for the client's delayed ACK: 40 ms for nothing.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -448,6 +448,10 @@ pub fn router(services: Arc<Services>) -> Router {
         // Server-server discovery
         .ruma(federation::keys::server_keys)
         .ruma(federation::keys::version)
+        .ruma(federation::keys::query)
+        .ruma(federation::keys::query_batch)
+        // Server-server API
+        .ruma(federation::query::profile)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

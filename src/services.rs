@@ -68,6 +68,7 @@ pub struct Services {
     pub backup: Backup,
     pub media: Media,
     pub outbound: Outbound,
+    pub federation: crate::federation::Federation,
     pub previews: Previews,
     pub sliding: Connections,
     pub search: Search,
@@ -92,6 +93,13 @@ impl Services {
         )?);
         let to_device = ToDevice::new(store.clone(), watchers.clone(), appservices.clone());
         let search = Search::new(&config, &watchers)?;
+        let outbound = Outbound::new(&config.outbound)?;
+        let federation = crate::federation::Federation::new(
+            &config,
+            store.clone(),
+            &outbound,
+            server_keys.clone(),
+        )?;
         Ok(Self {
             search,
             timeline: Timeline::new(
@@ -134,7 +142,8 @@ impl Services {
             to_device,
             backup: Backup::new(store.clone()),
             media: Media::new(&config, store.clone())?,
-            outbound: Outbound::new(&config.outbound)?,
+            outbound,
+            federation,
             previews: Previews::new(&config.url_preview),
             sliding: Connections::default(),
             login_limiter: RateLimiter::new(config.rate_limits.login),

@@ -12,6 +12,7 @@
 
 pub mod admin_room;
 pub mod appservice;
+pub mod federation;
 pub mod gateway;
 pub mod services;
 
@@ -102,6 +103,12 @@ pub struct ServerOptions {
     /// Extra TOML appended to the config file (sections and keys); `{port}` in it becomes the
     /// server's port.
     pub extra_toml: String,
+    /// Federate: named `127.0.0.1:<federation port>`, with a TLS federation listener there
+    /// (see [`federation`]); `extra_toml` must then leave out `[tls]`, `[federation]` and
+    /// `[outbound]`.
+    pub federation: bool,
+    /// More `[federation]` keys for a federating server.
+    pub federation_settings: String,
 }
 
 impl Default for ServerOptions {
@@ -111,6 +118,8 @@ impl Default for ServerOptions {
             registration_token: None,
             registration_requires_token: false,
             extra_toml: String::new(),
+            federation: false,
+            federation_settings: String::new(),
         }
     }
 }
@@ -122,6 +131,8 @@ pub struct TestServer {
     port: u16,
     pub base_url: String,
     pub http: reqwest::Client,
+    /// `localhost`, or `127.0.0.1:<federation port>` for a federating server.
+    pub server_name: String,
 }
 
 impl TestServer {
@@ -133,9 +144,18 @@ impl TestServer {
     pub async fn start_with(options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let (server_name, federation_listener) = if options.federation {
+            let federation_port = free_port();
+            (
+                format!("127.0.0.1:{federation_port}"),
+                format!("federation = \"127.0.0.1:{federation_port}\"\n"),
+            )
+        } else {
+            ("localhost".to_owned(), String::new())
+        };
         let mut config = format!(
-            "server_name = \"localhost\"\n\
-             [listen]\nclient = \"127.0.0.1:{port}\"\n\
+            "server_name = \"{server_name}\"\n\
+             [listen]\nclient = \"127.0.0.1:{port}\"\n{federation_listener}\
              [storage]\npath = \"{data}\"\ncache_mb = 8\n\
              [registration]\nenabled = {enabled}\nrequire_token = {require_token}\n{token}\
              [log]\nformat = \"json\"\nlevel = \"info\"\n",
@@ -155,6 +175,9 @@ impl TestServer {
             );
         }
         config.push_str(&options.extra_toml.replace("{port}", &port.to_string()));
+        if options.federation {
+            config.push_str(&federation::federation_toml(&options.federation_settings));
+        }
         std::fs::write(dir.path().join("sori.toml"), config).expect("write config");
 
         let mut server = Self {
@@ -169,6 +192,7 @@ impl TestServer {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
+            server_name,
         };
         server.spawn().await;
         server

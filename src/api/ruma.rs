@@ -29,6 +29,8 @@ pub enum TokenRequirement {
     Required,
     Optional,
     Ignored,
+    /// No token: another server's `X-Matrix` signature.
+    ServerSignature,
 }
 
 /// Maps each ruma auth scheme Sori serves to what it asks of the caller.
@@ -56,6 +58,9 @@ impl AuthRequirement for NoAuthentication {
 impl AuthRequirement for NoAccessToken {
     const REQUIREMENT: TokenRequirement = TokenRequirement::Ignored;
 }
+impl AuthRequirement for ruma::api::federation::authentication::ServerSignatures {
+    const REQUIREMENT: TokenRequirement = TokenRequirement::ServerSignature;
+}
 
 /// Marks a route that serves an endpoint whose last path parameter is empty (state events with
 /// an empty state key: `/state/m.room.name/` or `/state/m.room.name`), which a router cannot
@@ -78,6 +83,8 @@ pub struct Ruma<T> {
     /// The body as sent (shared, not copied): for the fields of an unstable endpoint that
     /// ruma's request type does not model yet.
     pub raw_body: Bytes,
+    /// For the federation API: the server whose signature the request carries (checked).
+    pub origin: Option<ruma::OwnedServerName>,
 }
 
 impl<T> Ruma<T> {
@@ -356,6 +363,19 @@ where
             return Err(Error::not_json("The request body is not valid JSON"));
         }
 
+        // Checked on the body as sent (before an empty one is read as `{}` below).
+        let origin = match <T::Authentication as AuthRequirement>::REQUIREMENT {
+            TokenRequirement::ServerSignature => {
+                let signed = http::Request::from_parts(parts, bytes.as_ref());
+                let origin = services
+                    .federation
+                    .authenticate(&services.outbound, &signed)
+                    .await?;
+                parts = signed.into_parts().0;
+                Some(origin)
+            }
+            _ => None,
+        };
         let body_empty = has_body && bytes.is_empty();
         // Clients send no body where every field is optional (matrix-nio's join, for one), as
         // Synapse allows: read it as `{}`. Endpoints that need content still refuse it
@@ -367,10 +387,15 @@ where
         };
         let raw_body = bytes.clone();
         let http_request = http::Request::from_parts(parts, bytes.as_ref());
-        let token = auth_scheme::extract_bearer_or_query_token(&http_request)
-            .map_err(|_| Error::missing_token())?;
+        // A server's request carries its signature in `Authorization`, not a token.
+        let token = if origin.is_some() {
+            None
+        } else {
+            auth_scheme::extract_bearer_or_query_token(&http_request)
+                .map_err(|_| Error::missing_token())?
+        };
         let session = match (<T::Authentication as AuthRequirement>::REQUIREMENT, token) {
-            (TokenRequirement::Ignored, _) => None,
+            (TokenRequirement::Ignored | TokenRequirement::ServerSignature, _) => None,
             (TokenRequirement::Required, None) => return Err(Error::missing_token()),
             (TokenRequirement::Optional, None) => None,
             (_, Some(token)) => {
@@ -402,6 +427,7 @@ where
             user_agent,
             body_empty,
             raw_body,
+            origin,
         })
     }
 }

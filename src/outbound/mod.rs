@@ -1,5 +1,5 @@
 //! The one way out for requests whose destination users can influence (URL previews, push
-//! gateways; federation later). Names are resolved here and only addresses that
+//! gateways, federation). Names are resolved here and only addresses that
 //! [`address::AddressPolicy`] allows are handed to the connection, so a name cannot be made to
 //! point at an internal address between the check and the connect; address literals are checked
 //! before anything is sent; every redirect is checked again; only http and https; short
@@ -116,22 +116,30 @@ impl Outbound {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: self.policy.clone(),
-            }))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+        let client = self
+            .guarded_client()
             .connect_timeout(TIMEOUT)
             .timeout(TIMEOUT)
-            .user_agent(concat!("Sori/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the outbound HTTP client");
                 FetchError::Failed("The server cannot make outbound requests".into())
             })?;
         Ok(self.client.get_or_init(|| client))
+    }
+
+    /// A client builder whose names resolve only to allowed addresses, with no proxy and no
+    /// redirects, for a caller that needs its own TLS or timeouts (federation). Address
+    /// literals do not resolve: every URL still goes through [`Outbound::check`] first.
+    pub fn guarded_client(&self) -> reqwest::ClientBuilder {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: self.policy.clone(),
+            }))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Sori/", env!("CARGO_PKG_VERSION")))
     }
 
     /// Checks a URL before anything is sent: http or https, and an address literal must be

@@ -413,6 +413,18 @@ pub fn appservice_queue(appservice: &str, count: u64) -> Vec<u8> {
     key
 }
 
+/// `server name ++ SEP ++ key id`, in [`super::Table::RemoteServerKeys`].
+pub fn remote_server_key(server: &str, key_id: &str) -> Vec<u8> {
+    let mut key = remote_server_keys_of(server);
+    key.extend_from_slice(key_id.as_bytes());
+    key
+}
+
+/// Prefix of one server's keys.
+pub fn remote_server_keys_of(server: &str) -> Vec<u8> {
+    prefix(&[server.as_bytes()])
+}
+
 /// Prefix of one appservice's queue.
 pub fn appservice_queue_of(appservice: &str) -> Vec<u8> {
     prefix(&[appservice.as_bytes()])

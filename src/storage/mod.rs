@@ -136,10 +136,14 @@ pub enum Table {
     /// appservice id → the transaction being delivered (its id and last queued count), so a
     /// retry, even after a restart, sends the same transaction.
     AppserviceTransactions,
+    /// server name, key id → another server's verify key and until when it is valid.
+    RemoteServerKeys,
+    /// server name → the latest key document that server signed (served again as a notary).
+    RemoteKeyDocuments,
 }
 
 impl Table {
-    pub const ALL: [Table; 56] = [
+    pub const ALL: [Table; 58] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -196,6 +200,8 @@ impl Table {
         Table::RegistrationTokens,
         Table::AppserviceQueue,
         Table::AppserviceTransactions,
+        Table::RemoteServerKeys,
+        Table::RemoteKeyDocuments,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -257,6 +263,8 @@ impl Table {
             Table::RegistrationTokens => "registration_tokens",
             Table::AppserviceQueue => "appservice_queue",
             Table::AppserviceTransactions => "appservice_transactions",
+            Table::RemoteServerKeys => "remote_server_keys",
+            Table::RemoteKeyDocuments => "remote_key_documents",
         }
     }
 }

@@ -54,6 +54,12 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_profile::v3::Request>,
 ) -> Result<get_profile::v3::Response> {
+    if req.body.user_id.server_name() != services.config.server_name {
+        let mut response = get_profile::v3::Response::new();
+        response.data =
+            crate::federation::query::remote_profile(&services, &req.body.user_id, None).await?;
+        return Ok(response);
+    }
     require_known(&services, &req.body.user_id).await?;
     let mut response = get_profile::v3::Response::new();
     response.data = services
@@ -69,12 +75,17 @@ pub async fn get_field(
     services: Arc<Services>,
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response> {
-    require_known(&services, &req.body.user_id).await?;
     let field = req.body.field.as_str();
-    let value = services
-        .profiles
-        .field(&req.body.user_id, field)?
-        .ok_or_else(|| Error::not_found(format!("{field} is not set")))?;
+    let value = if req.body.user_id.server_name() != services.config.server_name {
+        crate::federation::query::remote_profile(&services, &req.body.user_id, Some(field))
+            .await?
+            .get(field)
+            .cloned()
+    } else {
+        require_known(&services, &req.body.user_id).await?;
+        services.profiles.field(&req.body.user_id, field)?
+    };
+    let value = value.ok_or_else(|| Error::not_found(format!("{field} is not set")))?;
     let value = ProfileFieldValue::new(field, value)
         .map_err(|e| Error::internal(format!("stored profile field {field}: {e}")))?;
     Ok(get_profile_field::v3::Response::new(value))

@@ -1,0 +1,220 @@
+//! Federation between real servers on loopback: each Sori serves the server-server API over
+//! TLS on its own port (named `127.0.0.1:<port>`, with a certificate from the tests' CA),
+//! signs every request it makes, and checks every request it gets.
+
+use serde_json::{Value, json};
+use spec_tests::federation::TestCa;
+use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, register};
+
+async fn federating(settings: &str) -> TestServer {
+    TestServer::start_with(ServerOptions {
+        federation: true,
+        federation_settings: settings.to_owned(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A client of the federation listener that trusts the tests' CA.
+fn tls_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = std::fs::read(&TestCa::shared().ca).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn over_tls(
+    server: &TestServer,
+    path: &str,
+    authorization: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = tls_client().get(format!("https://{}{path}", server.server_name));
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let response = request
+        .send()
+        .await
+        .expect("the federation listener answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn set_name(server: &TestServer, user: &User, name: &str) {
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", user.user_id),
+            user.token(),
+            &json!({"displayname": name}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn encode(id: &str) -> String {
+    id.replace('@', "%40").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn two_servers_read_each_others_profiles_over_signed_requests() {
+    let (a, b) = tokio::join!(federating(""), federating(""));
+    let alice = register(&a, "alice").await;
+    let bob = register(&b, "bob").await;
+    set_name(&a, &alice, "Alice of A").await;
+    set_name(&b, &bob, "Bob of B").await;
+    assert_eq!(alice.user_id, format!("@alice:{}", a.server_name));
+
+    // Each asks the other (a signed request, checked with the key fetched over TLS).
+    let (status, profile) = b
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", encode(&alice.user_id)),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["displayname"], "Alice of A");
+    let (status, field) = a
+        .get(
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                encode(&bob.user_id)
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{field}");
+    assert_eq!(field["displayname"], "Bob of B");
+    // Someone the other server does not know.
+    let ghost = format!("@ghost:{}", a.server_name);
+    let result = b
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", encode(&ghost)),
+            bob.token(),
+        )
+        .await;
+    assert_error(&result, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // The TLS listener: version and keys.
+    let (status, version) = over_tls(&a, "/_matrix/federation/v1/version", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version["server"]["name"], "Sori");
+    let (status, keys) = over_tls(&a, "/_matrix/key/v2/server", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys["server_name"], a.server_name);
+    assert!(keys["signatures"][&a.server_name].is_object());
+
+    // As a notary, A vouches for B's keys (B's signature and A's on the same document).
+    let (status, query) = over_tls(
+        &a,
+        &format!("/_matrix/key/v2/query/{}", b.server_name),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{query}");
+    let document = &query["server_keys"][0];
+    assert_eq!(document["server_name"], b.server_name);
+    assert!(
+        document["signatures"][&b.server_name].is_object(),
+        "{document}"
+    );
+    assert!(
+        document["signatures"][&a.server_name].is_object(),
+        "{document}"
+    );
+    let (status, batch) = b
+        .post(
+            "/_matrix/key/v2/query",
+            None,
+            &json!({"server_keys": {a.server_name.as_str(): {}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["server_keys"][0]["server_name"], a.server_name);
+}
+
+#[tokio::test]
+async fn unsigned_forged_and_misaddressed_requests_get_401() {
+    let (a, b) = tokio::join!(federating(""), federating(""));
+    let alice = register(&a, "alice").await;
+    let path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        encode(&alice.user_id)
+    );
+    let (_, keys) = over_tls(&b, "/_matrix/key/v2/server", None).await;
+    let key_id = keys["verify_keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let forged = |origin: &str, destination: &str, key: &str| {
+        format!(
+            "X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{key}\",\
+             sig=\"dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgb2YgYW55dGhpbmcgYXQgYWxsLCBub3Qgb25l\""
+        )
+    };
+    for authorization in [
+        None,
+        Some("Bearer not-a-server".to_owned()),
+        Some("X-Matrix origin=".to_owned()),
+        // B's real key id, but a signature B never made.
+        Some(forged(&b.server_name, &a.server_name, &key_id)),
+        // Addressed to another server.
+        Some(forged(&b.server_name, "127.0.0.1:1", &key_id)),
+        // From a server that cannot be reached for its key.
+        Some(forged("127.0.0.1:1", &a.server_name, "ed25519:x")),
+        // From A's own name.
+        Some(forged(&a.server_name, &a.server_name, &key_id)),
+    ] {
+        let (status, body) = over_tls(&a, &path, authorization.as_deref()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}: {body}"
+        );
+        assert_eq!(
+            body["errcode"], "M_UNAUTHORIZED",
+            "{authorization:?}: {body}"
+        );
+    }
+    // The same request on the client listener (behind a reverse proxy) is checked the same.
+    let result = a.get(&path, None).await;
+    assert_error(&result, StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn an_allowlist_or_disabled_federation_keeps_other_servers_out() {
+    let (open, closed, listed) = tokio::join!(
+        federating(""),
+        federating("enabled = false"),
+        federating("domain_allowlist = [\"partner.example\"]"),
+    );
+    let olga = register(&open, "olga").await;
+    let carl = register(&closed, "carl").await;
+    let lisa = register(&listed, "lisa").await;
+    for (server, user, other) in [
+        (&closed, &carl, &olga.user_id),
+        (&listed, &lisa, &olga.user_id),
+    ] {
+        let result = server
+            .get(
+                &format!("/_matrix/client/v3/profile/{}", encode(other)),
+                user.token(),
+            )
+            .await;
+        assert_error(&result, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+    // The open server asks them; they refuse it.
+    for other in [&carl.user_id, &lisa.user_id] {
+        let result = open
+            .get(
+                &format!("/_matrix/client/v3/profile/{}", encode(other)),
+                olga.token(),
+            )
+            .await;
+        assert_error(&result, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+}
