@@ -15,6 +15,7 @@ pub mod appservice;
 pub mod federation;
 pub mod gateway;
 pub mod services;
+pub mod synapse;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -303,8 +303,9 @@ pub struct Slapd {
     dir: tempfile::TempDir,
 }
 
-/// Makes a CA and a certificate for 127.0.0.1 that it signed, with `openssl`, in `dir`.
-fn make_certificates(dir: &std::path::Path) {
+/// Makes a CA and a certificate for 127.0.0.1 that it signed, with `openssl`, in `dir`:
+/// `ca.pem`, `server.pem` and `server.key`.
+pub fn make_certificates(dir: &std::path::Path) {
     let run = |args: &[&str]| {
         let output = Command::new("openssl")
             .args(args)

@@ -387,12 +387,14 @@ where
         };
         let raw_body = bytes.clone();
         let http_request = http::Request::from_parts(parts, bytes.as_ref());
-        // A server's request carries its signature in `Authorization`, not a token.
-        let token = if origin.is_some() {
-            None
-        } else {
-            auth_scheme::extract_bearer_or_query_token(&http_request)
-                .map_err(|_| Error::missing_token())?
+        // Endpoints without tokens ignore `Authorization` (a server signs even its key
+        // fetches; a server's request carries its signature there, not a token).
+        let token = match <T::Authentication as AuthRequirement>::REQUIREMENT {
+            TokenRequirement::Required | TokenRequirement::Optional => {
+                auth_scheme::extract_bearer_or_query_token(&http_request)
+                    .map_err(|_| Error::missing_token())?
+            }
+            TokenRequirement::Ignored | TokenRequirement::ServerSignature => None,
         };
         let session = match (<T::Authentication as AuthRequirement>::REQUIREMENT, token) {
             (TokenRequirement::Ignored | TokenRequirement::ServerSignature, _) => None,

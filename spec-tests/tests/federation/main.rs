@@ -2,6 +2,8 @@
 //! TLS on its own port (named `127.0.0.1:<port>`, with a certificate from the tests' CA),
 //! signs every request it makes, and checks every request it gets.
 
+mod synapse;
+
 use serde_json::{Value, json};
 use spec_tests::federation::TestCa;
 use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, register};
