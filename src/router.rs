@@ -452,6 +452,9 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::keys::query_batch)
         // Server-server API
         .ruma(federation::query::profile)
+        .ruma(federation::directory::alias)
+        .ruma(federation::directory::public_rooms)
+        .ruma(federation::directory::public_rooms_filtered)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

@@ -83,6 +83,8 @@ impl Synapse {
             "ip_range_whitelist": ["127.0.0.1/32"],
             "database": {"name": "sqlite3", "args": {"database": data.join("homeserver.db")}},
             "media_store_path": data.join("media"),
+            "allow_public_rooms_over_federation": true,
+            "room_list_publication_rules": [{"action": "allow"}],
             "enable_registration": true,
             "enable_registration_without_verification": true,
             "bcrypt_rounds": 4,

@@ -220,3 +220,78 @@ async fn an_allowlist_or_disabled_federation_keeps_other_servers_out() {
         assert_error(&result, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     }
 }
+
+/// A public room `user` makes with `#<alias>` on its server, listed in the directory.
+pub(crate) async fn public_room(server: &TestServer, user: &User, alias: &str) -> String {
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            user.token(),
+            &json!({"preset": "public_chat", "visibility": "public",
+                    "room_alias_name": alias, "name": format!("The {alias}")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["room_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn aliases_and_public_rooms_are_found_on_the_other_server() {
+    let (a, b) = tokio::join!(federating(""), federating(""));
+    let alice = register(&a, "alice").await;
+    let bob = register(&b, "bob").await;
+    let room = public_room(&a, &alice, "lobby").await;
+    let alias = format!("#lobby:{}", a.server_name);
+
+    let (status, found) = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/directory/room/{}",
+                alias.replace('#', "%23").replace(':', "%3A")
+            ),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["room_id"], room);
+    assert_eq!(found["servers"], json!([a.server_name]));
+    let missing = format!("#nowhere:{}", a.server_name);
+    let result = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/directory/room/{}",
+                missing.replace('#', "%23").replace(':', "%3A")
+            ),
+            bob.token(),
+        )
+        .await;
+    assert_error(&result, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let (status, listed) = b
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?server={}", a.server_name),
+            bob.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["chunk"][0]["room_id"], room);
+    assert_eq!(listed["chunk"][0]["name"], "The lobby");
+    let (status, searched) = b
+        .post(
+            &format!("/_matrix/client/v3/publicRooms?server={}", a.server_name),
+            bob.token(),
+            &json!({"filter": {"generic_search_term": "lobby"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{searched}");
+    assert_eq!(searched["chunk"].as_array().unwrap().len(), 1, "{searched}");
+    let (status, none) = b
+        .post(
+            &format!("/_matrix/client/v3/publicRooms?server={}", a.server_name),
+            bob.token(),
+            &json!({"filter": {"generic_search_term": "nothing like it"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(none["chunk"], json!([]));
+}

@@ -4,7 +4,7 @@ use serde_json::json;
 use spec_tests::synapse::Synapse;
 use spec_tests::{StatusCode, register};
 
-use super::{encode, federating, set_name};
+use super::{encode, federating, public_room, set_name};
 
 #[tokio::test]
 async fn sori_and_synapse_read_each_others_profiles() {
@@ -52,4 +52,82 @@ async fn sori_and_synapse_read_each_others_profiles() {
         .await;
     assert_eq!(status, StatusCode::OK, "{profile}\n{}", synapse.log());
     assert_eq!(profile["displayname"], "Bob on Synapse");
+}
+
+#[tokio::test]
+async fn sori_and_synapse_find_each_others_aliases_and_public_rooms() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let sori_room = public_room(&sori, &alice, "lobby").await;
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&json!({"preset": "public_chat", "visibility": "public",
+                         "room_alias_name": "plaza", "name": "The plaza"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let synapse_room = created["room_id"].as_str().unwrap();
+    let path = |alias: &str| {
+        format!(
+            "/_matrix/client/v3/directory/room/{}",
+            alias.replace('#', "%23").replace(':', "%3A")
+        )
+    };
+
+    // Synapse resolves Sori's alias and lists Sori's public rooms.
+    let (status, found) = synapse
+        .request(
+            reqwest::Method::GET,
+            &path(&format!("#lobby:{}", sori.server_name)),
+            Some(&bob.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}\n{}", synapse.log());
+    assert_eq!(found["room_id"], sori_room);
+    let (status, listed) = synapse
+        .request(
+            reqwest::Method::GET,
+            &format!("/_matrix/client/v3/publicRooms?server={}", sori.server_name),
+            Some(&bob.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}\n{}", synapse.log());
+    assert_eq!(listed["chunk"][0]["room_id"], sori_room);
+
+    // Sori resolves Synapse's alias and lists Synapse's public rooms.
+    let (status, found) = sori
+        .get(
+            &path(&format!("#plaza:{}", synapse.server_name)),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["room_id"], synapse_room);
+    assert_eq!(found["servers"][0], synapse.server_name);
+    // Synapse may list a new room a moment after it is made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, listed) = sori
+            .post(
+                &format!(
+                    "/_matrix/client/v3/publicRooms?server={}",
+                    synapse.server_name
+                ),
+                alice.token(),
+                &json!({"filter": {"generic_search_term": "plaza"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        if listed["chunk"][0]["room_id"] == synapse_room {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -76,6 +76,11 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
+    if req.body.room_alias.server_name() != services.config.server_name {
+        let (room_id, servers) =
+            crate::federation::query::remote_alias(&services, &req.body.room_alias).await?;
+        return Ok(get_alias::v3::Response::new(room_id, servers));
+    }
     let room_id = crate::appservice::query::resolve_alias(&services, &req.body.room_alias)
         .await?
         .ok_or_else(|| Error::not_found("No such alias"))?;
@@ -181,14 +186,25 @@ pub async fn set_visibility(
     Ok(set_room_visibility::v3::Response::new())
 }
 
-struct Page {
-    chunk: Vec<ruma::directory::PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: usize,
+/// One page of the server's public room directory.
+pub(crate) struct Page {
+    pub chunk: Vec<ruma::directory::PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: usize,
 }
 
-fn page(
+/// The directory section a client or server asks for.
+pub(crate) fn listing(network: &RoomNetwork) -> Listing<'_> {
+    match network {
+        RoomNetwork::Matrix => Listing::Server,
+        RoomNetwork::All => Listing::All,
+        RoomNetwork::ThirdParty(instance) => Listing::Network(instance.as_str()),
+        _ => Listing::Server,
+    }
+}
+
+pub(crate) fn page(
     services: &Services,
     search: Option<&str>,
     listing: Listing<'_>,
@@ -220,13 +236,12 @@ fn page(
     })
 }
 
-fn require_local(services: &Services, server: Option<&ruma::ServerName>) -> Result<()> {
-    match server {
-        Some(s) if s != services.config.server_name => Err(Error::not_found(
-            "Other servers' directories are not reachable yet",
-        )),
-        _ => Ok(()),
-    }
+/// The other server a directory request names, if it names one.
+fn remote<'a>(
+    services: &Services,
+    server: Option<&'a ruma::ServerName>,
+) -> Option<&'a ruma::ServerName> {
+    server.filter(|s| *s != services.config.server_name)
 }
 
 /// `GET /_matrix/client/v3/publicRooms`
@@ -234,7 +249,21 @@ pub async fn public_rooms(
     services: Arc<Services>,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
-    require_local(&services, req.body.server.as_deref())?;
+    if let Some(server) = remote(&services, req.body.server.as_deref()) {
+        let theirs = crate::federation::query::remote_public_rooms(
+            &services,
+            server,
+            req.body.limit,
+            req.body.since.clone(),
+            None,
+        )
+        .await?;
+        let mut response = get_public_rooms::v3::Response::new(theirs.chunk);
+        response.next_batch = theirs.next_batch;
+        response.prev_batch = theirs.prev_batch;
+        response.total_room_count_estimate = theirs.total_room_count_estimate;
+        return Ok(response);
+    }
     let p = page(
         &services,
         None,
@@ -254,18 +283,27 @@ pub async fn public_rooms_filtered(
     services: Arc<Services>,
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response> {
-    require_local(&services, req.body.server.as_deref())?;
+    if let Some(server) = remote(&services, req.body.server.as_deref()) {
+        let theirs = crate::federation::query::remote_public_rooms(
+            &services,
+            server,
+            req.body.limit,
+            req.body.since.clone(),
+            Some((req.body.filter.clone(), req.body.room_network.clone())),
+        )
+        .await?;
+        let mut response = get_public_rooms_filtered::v3::Response::new();
+        response.chunk = theirs.chunk;
+        response.next_batch = theirs.next_batch;
+        response.prev_batch = theirs.prev_batch;
+        response.total_room_count_estimate = theirs.total_room_count_estimate;
+        return Ok(response);
+    }
     let search = req.body.filter.generic_search_term.as_deref();
-    let listing = match &req.body.room_network {
-        RoomNetwork::Matrix => Listing::Server,
-        RoomNetwork::All => Listing::All,
-        RoomNetwork::ThirdParty(instance) => Listing::Network(instance.as_str()),
-        _ => Listing::Server,
-    };
     let p = page(
         &services,
         search,
-        listing,
+        listing(&req.body.room_network),
         req.body.limit,
         req.body.since.as_deref(),
     )?;
