@@ -94,12 +94,8 @@ impl Services {
         let to_device = ToDevice::new(store.clone(), watchers.clone(), appservices.clone());
         let search = Search::new(&config, &watchers)?;
         let outbound = Outbound::new(&config.outbound)?;
-        let federation = crate::federation::Federation::new(
-            &config,
-            store.clone(),
-            &outbound,
-            server_keys.clone(),
-        )?;
+        let federation =
+            crate::federation::Federation::new(&config, store.clone(), server_keys.clone())?;
         Ok(Self {
             search,
             timeline: Timeline::new(

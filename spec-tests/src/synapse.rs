@@ -85,6 +85,7 @@ impl Synapse {
             "media_store_path": data.join("media"),
             "allow_public_rooms_over_federation": true,
             "room_list_publication_rules": [{"action": "allow"}],
+            "alias_creation_rules": [{"action": "allow"}],
             "enable_registration": true,
             "enable_registration_without_verification": true,
             "bcrypt_rounds": 4,
@@ -94,9 +95,22 @@ impl Synapse {
             "rc_message": unlimited(),
             "rc_registration": unlimited(),
             "rc_joins": {"local": unlimited(), "remote": unlimited()},
+            "rc_joins_per_room": unlimited(),
             "rc_login": {"address": unlimited(), "account": unlimited(), "failed_attempts": unlimited()},
-            "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 1,
-                              "reject_limit": 10000, "concurrent": 100},
+            "rc_invites": {"per_room": unlimited(), "per_user": unlimited(), "per_issuer": unlimited()},
+            "rc_room_creation": unlimited(),
+            "rc_profile": unlimited(),
+            "rc_presence": {"per_user": unlimited()},
+            "rc_user_directory": unlimited(),
+            "rc_key_requests": unlimited(),
+            "rc_admin_redaction": unlimited(),
+            "rc_federation": {"window_size": 1000, "sleep_limit": 100000, "sleep_delay": 1,
+                              "reject_limit": 100000, "concurrent": 1000},
+            "federation_rr_transactions_per_room_per_second": 10000,
+            // One failed request otherwise keeps Synapse away from a server for ten minutes.
+            "federation": {"client_timeout": "20s", "max_short_retry_delay": "1s",
+                           "max_long_retry_delay": "5s", "destination_min_retry_interval": "1s",
+                           "destination_max_retry_interval": "5s"},
         });
         let extra = data.join("overrides.yaml");
         std::fs::write(&extra, serde_json::to_string_pretty(&overrides).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 //! through the outbound guard with this server's TLS settings (an extra CA; certificate
 //! checks off only for development).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -26,7 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct FederationClient {
-    http: reqwest::Client,
+    http: OnceLock<reqwest::Client>,
+    /// CAs trusted besides the system's (`[federation] ca_file`).
+    roots: Vec<reqwest::Certificate>,
+    verify: bool,
     resolver: Resolver,
     server_name: OwnedServerName,
     keys: Arc<ServerKeys>,
@@ -70,37 +73,51 @@ impl From<SendError> for Error {
 }
 
 impl FederationClient {
-    pub fn new(config: &Config, outbound: &Outbound, keys: Arc<ServerKeys>) -> Result<Self> {
-        let mut builder = outbound
-            .guarded_client()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
+    /// Reads the configured CA now (a bad file stops the start); the HTTP client itself is
+    /// built on first use, so a server that never federates does not load the TLS roots.
+    pub fn new(config: &Config, keys: Arc<ServerKeys>) -> Result<Self> {
+        let mut roots = Vec::new();
         if let Some(path) = &config.federation.ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 Error::internal(format!("federation.ca_file {}: {e}", path.display()))
             })?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::internal(format!("federation.ca_file {}: {e}", path.display()))
-            })? {
-                builder = builder.add_root_certificate(certificate);
-            }
+            })?;
         }
-        if !config.federation.verify_certificates {
+        let verify = config.federation.verify_certificates;
+        if !verify {
             tracing::warn!(
                 "federation.verify_certificates is off: other servers' certificates are NOT \
                  checked. Use this for development only."
             );
-            builder = builder.danger_accept_invalid_certs(true);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::internal(format!("federation HTTP client: {e}")))?;
         Ok(Self {
-            http,
+            http: OnceLock::new(),
+            roots,
+            verify,
             resolver: Resolver::default(),
             server_name: config.server_name.clone(),
             keys,
         })
+    }
+
+    fn http(&self, outbound: &Outbound) -> std::result::Result<&reqwest::Client, SendError> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let mut builder = outbound
+            .guarded_client()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .danger_accept_invalid_certs(!self.verify);
+        for root in &self.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let http = builder.build().map_err(|e| {
+            SendError::Unreachable(format!("cannot build the federation HTTP client: {e}"))
+        })?;
+        Ok(self.http.get_or_init(|| http))
     }
 
     /// Sends a signed request to `destination` and reads its answer.
@@ -144,7 +161,8 @@ impl FederationClient {
     where
         R: OutgoingRequest<PathBuilder = SinglePath>,
     {
-        let base = self.resolver.resolve(destination, &self.http).await;
+        let http = self.http(outbound)?;
+        let base = self.resolver.resolve(destination, http).await;
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&base.base_url, authentication, ())
             .map_err(|e| SendError::Unreachable(format!("building the request: {e}")))?;
@@ -164,7 +182,7 @@ impl FederationClient {
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| SendError::Unreachable(format!("building the request: {e}")))?;
         let response = self
-            .http
+            .http(outbound)?
             .execute(request)
             .await
             .map_err(|e| SendError::Unreachable(describe(&e)))?;

@@ -3,6 +3,7 @@
 //! this server on.
 
 pub mod client;
+pub mod intake;
 pub mod keys;
 pub mod query;
 pub mod remote_keys;
@@ -39,14 +40,9 @@ fn unauthorized(why: impl Into<String>) -> Error {
 }
 
 impl Federation {
-    pub fn new(
-        config: &Config,
-        store: Arc<dyn Store>,
-        outbound: &Outbound,
-        keys: Arc<ServerKeys>,
-    ) -> Result<Self> {
+    pub fn new(config: &Config, store: Arc<dyn Store>, keys: Arc<ServerKeys>) -> Result<Self> {
         Ok(Self {
-            client: FederationClient::new(config, outbound, keys)?,
+            client: FederationClient::new(config, keys)?,
             remote_keys: RemoteKeys::new(store),
             server_name: config.server_name.clone(),
             enabled: config.federation.enabled,

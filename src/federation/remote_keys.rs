@@ -164,7 +164,7 @@ impl RemoteKeys {
     }
 
     /// Checks a key document `server` signed and keeps its keys and the document.
-    fn keep(&self, server: &ServerName, document: CanonicalJsonObject) -> Result<()> {
+    pub(crate) fn keep(&self, server: &ServerName, document: CanonicalJsonObject) -> Result<()> {
         let parsed: ServerSigningKeys = serde_json::to_value(&document)
             .and_then(serde_json::from_value)
             .map_err(|e| Error::bad_json(format!("a malformed key document: {e}")))?;
