@@ -455,6 +455,9 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::directory::alias)
         .ruma(federation::directory::public_rooms)
         .ruma(federation::directory::public_rooms_filtered)
+        .ruma(federation::e2ee::devices)
+        .ruma(federation::e2ee::query)
+        .ruma(federation::e2ee::claim)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

@@ -14,6 +14,7 @@ pub mod admin_room;
 pub mod appservice;
 pub mod federation;
 pub mod gateway;
+pub mod keys;
 pub mod services;
 pub mod synapse;
 

@@ -23,6 +23,7 @@ pub struct Synapse {
 /// A Synapse user signed in.
 pub struct SynapseUser {
     pub user_id: String,
+    pub device_id: String,
     pub access_token: String,
 }
 
@@ -207,6 +208,7 @@ impl Synapse {
         assert_eq!(status, StatusCode::OK, "register on synapse: {body}");
         SynapseUser {
             user_id: body["user_id"].as_str().unwrap().to_owned(),
+            device_id: body["device_id"].as_str().unwrap().to_owned(),
             access_token: body["access_token"].as_str().unwrap().to_owned(),
         }
     }

@@ -5,5 +5,6 @@
 
 pub mod backup;
 pub mod keys;
+pub mod lookup;
 pub mod signing;
 pub mod to_device;

@@ -5,7 +5,10 @@
 mod synapse;
 
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
 use spec_tests::federation::TestCa;
+use spec_tests::keys::{Key, device_keys, one_time_key};
 use spec_tests::{ServerOptions, StatusCode, TestServer, User, assert_error, register};
 
 async fn federating(settings: &str) -> TestServer {
@@ -294,4 +297,74 @@ async fn aliases_and_public_rooms_are_found_on_the_other_server() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(none["chunk"], json!([]));
+}
+
+/// Uploads a device's identity keys and two one-time keys for `user`.
+pub(crate) async fn upload_keys(server: &TestServer, user: &User) -> Key {
+    let key = Key::new();
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            user.token(),
+            &json!({
+                "device_keys": device_keys(user, &key),
+                "one_time_keys": {
+                    "signed_curve25519:AAAA": one_time_key(user, &key, "b3RrMQ", false),
+                    "signed_curve25519:AAAB": one_time_key(user, &key, "b3RrMg", false),
+                },
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    key
+}
+
+#[tokio::test]
+async fn device_keys_are_queried_and_claimed_across_servers() {
+    let (a, b) = tokio::join!(federating(""), federating(""));
+    let alice = register(&a, "alice").await;
+    let bob = register(&b, "bob").await;
+    let key = upload_keys(&a, &alice).await;
+
+    let unreachable = "@nobody:127.0.0.1:1";
+    let (status, found) = b
+        .post(
+            "/_matrix/client/v3/keys/query",
+            bob.token(),
+            &json!({"device_keys": {alice.user_id.as_str(): [], unreachable: []}, "timeout": 5000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let device = &found["device_keys"][&alice.user_id][&alice.device_id];
+    assert_eq!(
+        device["keys"][format!("ed25519:{}", alice.device_id)],
+        key.public
+    );
+    assert!(device["signatures"][&alice.user_id].is_object(), "{device}");
+    assert!(found["failures"]["127.0.0.1:1"].is_object(), "{found}");
+    assert!(found["failures"].get(&a.server_name).is_none(), "{found}");
+
+    // Each claim takes another of alice's one-time keys.
+    let mut claimed = BTreeSet::new();
+    for _ in 0..2 {
+        let (status, body) = b
+            .post(
+                "/_matrix/client/v3/keys/claim",
+                bob.token(),
+                &json!({"one_time_keys": {alice.user_id.as_str(): {alice.device_id.as_str(): "signed_curve25519"}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let keys = body["one_time_keys"][&alice.user_id][&alice.device_id]
+            .as_object()
+            .unwrap_or_else(|| panic!("{body}"));
+        claimed.extend(keys.keys().cloned());
+    }
+    assert_eq!(
+        claimed,
+        BTreeSet::from([
+            "signed_curve25519:AAAA".to_owned(),
+            "signed_curve25519:AAAB".to_owned()
+        ])
+    );
 }

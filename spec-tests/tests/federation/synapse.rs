@@ -4,7 +4,7 @@ use serde_json::json;
 use spec_tests::synapse::Synapse;
 use spec_tests::{StatusCode, register};
 
-use super::{encode, federating, public_room, set_name};
+use super::{encode, federating, public_room, set_name, upload_keys};
 
 #[tokio::test]
 async fn sori_and_synapse_read_each_others_profiles() {
@@ -130,4 +130,61 @@ async fn sori_and_synapse_find_each_others_aliases_and_public_rooms() {
         assert!(std::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn sori_and_synapse_users_read_each_others_device_keys() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let key = upload_keys(&sori, &alice).await;
+    let bob = synapse.register("bob").await;
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/upload",
+            Some(&bob.access_token),
+            Some(&json!({"device_keys": {
+                "user_id": bob.user_id, "device_id": bob.device_id,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {format!("curve25519:{}", bob.device_id): "Ym9iY3VydmU"},
+                "signatures": {},
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Synapse's user asks for alice's keys on Sori.
+    let (status, found) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/query",
+            Some(&bob.access_token),
+            Some(&json!({"device_keys": {alice.user_id.as_str(): []}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}\n{}", synapse.log());
+    assert_eq!(
+        found["device_keys"][&alice.user_id][&alice.device_id]["keys"]
+            [format!("ed25519:{}", alice.device_id)],
+        key.public,
+        "{found}\n{}",
+        synapse.log()
+    );
+
+    // Sori's user asks for bob's keys on Synapse.
+    let (status, found) = sori
+        .post(
+            "/_matrix/client/v3/keys/query",
+            alice.token(),
+            &json!({"device_keys": {bob.user_id.as_str(): []}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["failures"], json!({}), "{found}");
+    assert_eq!(
+        found["device_keys"][&bob.user_id][&bob.device_id]["keys"]
+            [format!("curve25519:{}", bob.device_id)],
+        "Ym9iY3VydmU",
+        "{found}"
+    );
 }

@@ -9,39 +9,19 @@ use axum::response::{IntoResponse, Response};
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
-use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt, UserId};
-use serde_json::{Map, Value, json};
+use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
+use serde_json::{Value, json};
 
 use super::require_password;
 use crate::api::ruma::Ruma;
 use crate::e2ee::keys::{MASTER, SELF_SIGNING, USER_SIGNING};
+use crate::e2ee::lookup;
 use crate::error::{Error, Result};
 use crate::services::Services;
 
 /// A raw JSON value from a request as a `serde_json::Value`.
 fn parse(raw: &serde_json::value::RawValue) -> Result<Value> {
     serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(format!("Invalid key JSON: {e}")))
-}
-
-/// Whether the user belongs to this server (keys of others would need federation).
-fn is_local(services: &Services, user: &UserId) -> bool {
-    user.server_name() == services.config.server_name
-}
-
-/// The refusal of users on other servers, until federation carries key queries.
-fn remote_failures(
-    services: &Services,
-    users: impl Iterator<Item = OwnedUserId>,
-) -> Map<String, Value> {
-    users
-        .filter(|u| !is_local(services, u))
-        .map(|u| {
-            (
-                u.server_name().to_string(),
-                json!({"status": 503, "message": "Federation is not available on this server"}),
-            )
-        })
-        .collect()
 }
 
 /// `POST /_matrix/client/v3/keys/upload`
@@ -86,46 +66,29 @@ pub async fn upload(
     Ok(upload_keys::v3::Response::new(counts))
 }
 
+/// The client's timeout for other servers, or the default.
+fn timeout(asked: Option<std::time::Duration>) -> std::time::Duration {
+    asked
+        .unwrap_or(lookup::DEFAULT_TIMEOUT)
+        .min(std::time::Duration::from_secs(60))
+}
+
 /// `POST /_matrix/client/v3/keys/query`
 pub async fn query(services: Arc<Services>, req: Ruma<get_keys::v3::Request>) -> Result<Response> {
     let requester = req.user_id()?;
-    let mut device_keys = Map::new();
-    let (mut masters, mut self_signing, mut user_signing) = (Map::new(), Map::new(), Map::new());
-    for (user, wanted) in &req.body.device_keys {
-        if !is_local(&services, user) {
-            continue;
-        }
-        let mut devices = Map::new();
-        for (device, mut keys) in services.keys.all_device_keys(user)? {
-            if !wanted.is_empty() && !wanted.iter().any(|w| w.as_str() == device) {
-                continue;
-            }
-            let record = services.sessions.device(user, device.as_str().into())?;
-            let Some(record) = record else { continue };
-            keys["unsigned"] = json!({ "device_display_name": record.display_name });
-            devices.insert(device, keys);
-        }
-        device_keys.insert(user.to_string(), Value::Object(devices));
-        if let Some(master) = services.keys.master_key_for(user, requester)? {
-            masters.insert(user.to_string(), master);
-        }
-        if let Some(key) = services.keys.cross_signing_key(user, SELF_SIGNING)? {
-            self_signing.insert(user.to_string(), key);
-        }
-        // The user-signing key is the user's own business.
-        if user == requester
-            && let Some(key) = services.keys.cross_signing_key(user, USER_SIGNING)?
-        {
-            user_signing.insert(user.to_string(), key);
-        }
-    }
-    let failures = remote_failures(&services, req.body.device_keys.keys().cloned());
+    let found = lookup::query(
+        &services,
+        &req.body.device_keys,
+        requester,
+        timeout(req.body.timeout),
+    )
+    .await?;
     Ok(Json(json!({
-        "device_keys": device_keys,
-        "master_keys": masters,
-        "self_signing_keys": self_signing,
-        "user_signing_keys": user_signing,
-        "failures": failures,
+        "device_keys": found.device_keys,
+        "master_keys": found.master_keys,
+        "self_signing_keys": found.self_signing_keys,
+        "user_signing_keys": found.user_signing_keys,
+        "failures": found.failures,
     }))
     .into_response())
 }
@@ -135,22 +98,12 @@ pub async fn claim(
     services: Arc<Services>,
     req: Ruma<claim_keys::v3::Request>,
 ) -> Result<Response> {
-    let mut claimed = Map::new();
-    for (user, devices) in &req.body.one_time_keys {
-        if !is_local(&services, user) {
-            continue;
-        }
-        let mut per_device = Map::new();
-        for (device, algorithm) in devices {
-            if let Some((key_id, key)) = services.keys.claim(user, device, algorithm.as_str())? {
-                per_device.insert(device.to_string(), json!({ key_id: key }));
-            }
-        }
-        if !per_device.is_empty() {
-            claimed.insert(user.to_string(), Value::Object(per_device));
-        }
-    }
-    let failures = remote_failures(&services, req.body.one_time_keys.keys().cloned());
+    let (claimed, failures) = lookup::claim(
+        &services,
+        &req.body.one_time_keys,
+        timeout(req.body.timeout),
+    )
+    .await?;
     Ok(Json(json!({"one_time_keys": claimed, "failures": failures})).into_response())
 }
 
@@ -232,11 +185,11 @@ pub async fn upload_signatures(
         let Value::Object(keys) = keys else {
             return Err(Error::bad_json("Signed keys must be an object per user"));
         };
-        if !is_local(&services, user) {
+        if user.server_name() != services.config.server_name {
             for key_id in keys.keys() {
                 failures.entry(user.to_string()).or_default().insert(
                     key_id.clone(),
-                    json!({"errcode": "M_UNKNOWN", "error": "Federation is not available on this server"}),
+                    json!({"errcode": "M_UNKNOWN", "error": "Signatures on other servers' keys are not sent to them yet"}),
                 );
             }
             continue;
