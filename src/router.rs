@@ -467,6 +467,7 @@ pub fn router(services: Arc<Services>) -> Router {
             services.clone(),
             crate::api::ruma::with_request_origin,
         ))
+        .layer(middleware::from_fn(crate::api::hold::hold_until_written))
         .layer(middleware::from_fn(request_span))
         .layer(middleware::from_fn(cors))
         .with_state(services)

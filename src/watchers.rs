@@ -90,7 +90,7 @@ impl Watchers {
     }
 
     /// Marks a send request of the user as under way until the guard is dropped (when the
-    /// handler has its response). A client expects the answer to its send before the event
+    /// response has been written: see [`crate::api::hold`]). A client expects the answer to its send before the event
     /// comes back through its own `/sync`; matrix-js-sdk (Element Web) mishandles the other
     /// order in threads, and a fast server makes it common.
     pub fn sending(self: &Arc<Self>, user: &UserId) -> Sending {

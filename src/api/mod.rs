@@ -6,4 +6,5 @@
 pub mod admin;
 pub mod client;
 pub mod federation;
+pub mod hold;
 pub mod ruma;

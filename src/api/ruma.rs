@@ -85,9 +85,18 @@ pub struct Ruma<T> {
     pub raw_body: Bytes,
     /// For the federation API: the server whose signature the request carries (checked).
     pub origin: Option<ruma::OwnedServerName>,
+    /// What is kept alive until the response is written (see [`crate::api::hold`]).
+    hold: Option<crate::api::hold::ResponseHold>,
 }
 
 impl<T> Ruma<T> {
+    /// Keeps `thing` alive until the response has been written out.
+    pub fn keep_until_written(&self, thing: impl Send + Sync + 'static) {
+        if let Some(hold) = &self.hold {
+            hold.keep(thing);
+        }
+    }
+
     /// Refuses a POST/PUT that came without a body, for endpoints whose body is the content.
     pub fn require_body(&self) -> Result<()> {
         if self.body_empty {
@@ -345,6 +354,10 @@ where
         if parts.extensions.get::<EmptyLastPathArg>().is_some() {
             path_args.push(String::new());
         }
+        let hold = parts
+            .extensions
+            .get::<crate::api::hold::ResponseHold>()
+            .cloned();
         let client_ip = client_ip(
             &parts.headers,
             &parts.extensions,
@@ -430,6 +443,7 @@ where
             body_empty,
             raw_body,
             origin,
+            hold,
         })
     }
 }

@@ -88,7 +88,7 @@ pub async fn redact(
     let session = req.session()?.clone();
     let body = &req.body;
     super::rooms::require_joined(&services, &body.room_id, &session.user_id)?;
-    let _sending = services.watchers.sending(&session.user_id);
+    req.keep_until_written(services.watchers.sending(&session.user_id));
     let room = services
         .timeline
         .room(&body.room_id)?

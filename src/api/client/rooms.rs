@@ -145,7 +145,7 @@ pub async fn send_message(
     let session = req.session()?.clone();
     req.require_body()?;
     require_joined(&services, &req.body.room_id, &session.user_id)?;
-    let _sending = services.watchers.sending(&session.user_id);
+    req.keep_until_written(services.watchers.sending(&session.user_id));
     let event = NewEvent {
         kind: req.body.event_type.to_string().into(),
         content: req.body.body.json().to_owned(),
