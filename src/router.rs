@@ -458,6 +458,12 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::e2ee::devices)
         .ruma(federation::e2ee::query)
         .ruma(federation::e2ee::claim)
+        .ruma(federation::history::event)
+        .ruma(federation::history::state)
+        .ruma(federation::history::state_ids)
+        .ruma(federation::membership::make_join)
+        .ruma_raw(federation::membership::send_join)
+        .ruma(federation::transactions::send)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {

@@ -42,6 +42,31 @@ impl Drop for Sending {
     }
 }
 
+impl Sending {
+    /// Keeps the send under way for `extra` after the guard is dropped: for a send whose
+    /// echo the client can only place once it has read the answer (see
+    /// [`crate::api::client::rooms::send_message`]).
+    pub fn linger(self, extra: std::time::Duration) -> Lingering {
+        Lingering(Some((self, extra)))
+    }
+}
+
+/// A [`Sending`] that ends a while after it is dropped.
+pub struct Lingering(Option<(Sending, std::time::Duration)>);
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        if let Some((sending, extra)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                tokio::time::sleep(extra).await;
+                drop(sending);
+            });
+        }
+    }
+}
+
 impl Watchers {
     /// The user's wake-up handle (shared by all of the user's waiting requests).
     pub fn watch(&self, user_id: &UserId) -> Arc<Notify> {

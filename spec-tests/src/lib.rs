@@ -15,6 +15,7 @@ pub mod appservice;
 pub mod federation;
 pub mod gateway;
 pub mod keys;
+pub mod remote;
 pub mod services;
 pub mod synapse;
 
@@ -54,7 +55,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 /// Reads an HTTP request's head (up to the blank line) from a socket, byte by byte so that
 /// nothing of the body is consumed; `None` when the peer closes first. For the small servers
 /// the tests run (web pages for previews, push gateways).
-pub async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+pub async fn read_request_head(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<String> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -69,7 +70,7 @@ pub async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<Str
 
 /// Reads a whole HTTP request with a `Content-Length` body: its head and its body; `None`
 /// when the peer closes first.
-pub async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+pub async fn read_request(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(String, Vec<u8>)> {
     use tokio::io::AsyncReadExt;
     let head = read_request_head(socket).await?;
     let length: usize = head

@@ -1,13 +1,15 @@
 //! Federation: this server's signing keys, other servers' keys, finding other servers, signed
-//! requests to them, checking the signed requests they make, and the TLS listener they reach
-//! this server on.
+//! requests to them, checking the signed requests they make, sending them the rooms' events,
+//! and the TLS listener they reach this server on.
 
 pub mod client;
 pub mod intake;
 pub mod keys;
 pub mod query;
+pub mod receiver;
 pub mod remote_keys;
 pub mod resolver;
+pub mod sender;
 pub mod tls;
 
 use std::sync::Arc;
@@ -26,12 +28,19 @@ use crate::storage::Store;
 pub struct Federation {
     pub client: FederationClient,
     pub remote_keys: RemoteKeys,
+    /// The senders of the outgoing queues, per destination.
+    pub senders: sender::Senders,
     server_name: OwnedServerName,
     enabled: bool,
     allowlist: Vec<String>,
 }
 
-fn unauthorized(why: impl Into<String>) -> Error {
+/// Most PDUs and EDUs in one transaction (the spec's limits).
+pub const MAX_PDUS: usize = 50;
+pub const MAX_EDUS: usize = 100;
+
+/// 401 `M_UNAUTHORIZED`: a request without a valid server signature.
+pub fn unauthorized(why: impl Into<String>) -> Error {
     Error::new(
         http::StatusCode::UNAUTHORIZED,
         ruma::api::error::ErrorKind::Unauthorized,
@@ -44,6 +53,7 @@ impl Federation {
         Ok(Self {
             client: FederationClient::new(config, keys)?,
             remote_keys: RemoteKeys::new(store),
+            senders: Default::default(),
             server_name: config.server_name.clone(),
             enabled: config.federation.enabled,
             allowlist: config.federation.domain_allowlist.clone(),
@@ -113,6 +123,8 @@ impl Federation {
         x_matrix
             .verify_http_request(request, &self.server_name, &keys)
             .map_err(|e| unauthorized(format!("The request's signature does not verify: {e}")))?;
+        // A server that reaches us is up: what waits for it goes now.
+        self.senders.contacted(&origin);
         Ok(origin)
     }
 }

@@ -5,19 +5,22 @@
 //!   authorization rules (ruma's state-res), serialised per room.
 //! - [`draft`]: events built on top of each other and written with every index in one commit,
 //!   so a room's creation or upgrade happens whole or not at all.
-//! - [`state`]: current state, state at any point, power levels; [`members`]: the membership
+//! - [`state`]: current state, state at any point, power levels; [`snapshot`]: the state
+//!   before and after every event, as layers of changes; [`members`]: the membership
 //!   indices; [`notifications`]: push rule decisions per member and unread counts.
 //! - [`create`], [`membership`], [`upgrade`]: the event sequences of createRoom, membership
 //!   changes and room upgrades.
 //! - [`visibility`]: history visibility for a viewer; [`pagination`]: `/messages` tokens,
 //!   filters and pages; [`relations`]: edits, threads, references, reactions and their
 //!   aggregations.
+//! - [`auth_chain`]: the events that authorise others, recursively.
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
 //!   event reports for admins; [`blocks`]: rooms an admin closed; [`purge`]: removing a room's
 //!   events and indices; [`export`]: a room's events as JSON lines for auditors.
 
 pub mod activity;
 pub mod alias;
+pub mod auth_chain;
 pub mod blocks;
 pub mod create;
 pub mod directory;
@@ -33,6 +36,7 @@ pub mod purge;
 pub mod receipts;
 pub mod relations;
 pub mod reports;
+pub mod snapshot;
 pub mod state;
 pub mod summary;
 pub mod timeline;

@@ -15,10 +15,12 @@ const EVENTS_PER_COMMIT: usize = 1000;
 const KEYS_PER_BATCH: usize = 10_000;
 
 /// Tables whose keys start with the room's short id.
-const BY_SHORT_ID: [Table; 9] = [
+const BY_SHORT_ID: [Table; 11] = [
     Table::StateChanges,
     Table::RoomState,
     Table::StateHistory,
+    Table::StateSnapshots,
+    Table::EventState,
     Table::Relations,
     Table::ThreadRoots,
     Table::ThreadActivity,

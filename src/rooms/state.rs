@@ -1,12 +1,18 @@
 //! Room state as stored: the current state of each room, the value each piece of state had at
-//! any timeline position, the state changes between two positions, and the power levels the
-//! authorization rules read from it.
+//! any timeline position, the state changes between two positions, the state before and after
+//! each event, and the power levels the authorization rules read from it.
+//!
+//! Two views of history, for two readers: the per-key history by timeline position is what
+//! this server showed its clients at each point (`/sync` and `/messages` compare positions);
+//! the snapshots per event ([`super::snapshot`]) are the state the DAG gives each event,
+//! which federation and the authorization of received events need.
 
 use ruma::events::room::power_levels::RoomPowerLevels;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use super::pdu::{self, Pdu, StoredPdu};
+use super::snapshot::{self, StateMap};
 use super::timeline::{RoomRecord, Timeline, content_field};
 use crate::error::{Error, Result};
 use crate::storage::{Direction, KeyRange, Table, keys};
@@ -189,6 +195,35 @@ impl Timeline {
             changed.insert((change.event_type, change.state_key));
         }
         Ok(changed.into_iter().collect())
+    }
+
+    /// The room state before an event (`after` false) or after it; `None` for an event this
+    /// server does not have in a timeline.
+    pub fn state_at_event(&self, event_id: &EventId, after: bool) -> Result<Option<StateMap>> {
+        let Some((short, count)) = self.position(event_id)? else {
+            return Ok(None);
+        };
+        let Some(snapshots) = snapshot::of_event(&*self.store, short, count)? else {
+            // An event from before snapshots: its room's timeline was a line then, so the
+            // per-key history at its position is exact.
+            let at = if after { count } else { count - 1 };
+            let mut state = StateMap::new();
+            for (key, _) in self.current_state(short)? {
+                if let Some(id) = self.state_id_at(short, &key.0, &key.1, at)? {
+                    state.insert(key, id);
+                }
+            }
+            return Ok(Some(state));
+        };
+        let id = if after { snapshots.1 } else { snapshots.0 };
+        if id == 0 {
+            return Ok(Some(StateMap::new()));
+        }
+        let layers = snapshot::Stored {
+            store: &*self.store,
+            short,
+        };
+        snapshot::state(&layers, id).map(Some)
     }
 
     /// The room's power levels as the authorization rules read them (creators included).

@@ -28,13 +28,38 @@ pub struct RoomRecord {
     /// Short numeric id used in timeline and state keys.
     pub short: u64,
     pub version: RoomVersionId,
-    /// The latest event (the room's single forward extremity) and its depth.
-    pub last_event: Option<OwnedEventId>,
+    /// The room's forward extremities: the events nothing refers to yet, which the next
+    /// event names as its `prev_events`. (Records from before federation held the one latest
+    /// event as `last_event`.)
+    #[serde(default, alias = "last_event", deserialize_with = "one_or_many")]
+    pub extremities: Vec<OwnedEventId>,
+    /// The greatest depth of the room's events.
     pub last_depth: u64,
+    /// The snapshot of the current state ([`super::snapshot`]); 0 for a room whose events
+    /// all predate snapshots, until its next state change.
+    #[serde(default)]
+    pub snapshot: u64,
     /// The position of the latest event that moves the room up a room list (a message, not a
     /// profile change): sliding sync's `bump_stamp`.
     #[serde(default)]
     pub bump: u64,
+}
+
+/// Reads the extremities of a record: a list, or the one `last_event` (maybe null) of older
+/// records.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<OwnedEventId>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Many(Vec<OwnedEventId>),
+        One(Option<OwnedEventId>),
+    }
+    Ok(match Stored::deserialize(deserializer)? {
+        Stored::Many(many) => many,
+        Stored::One(one) => one.into_iter().collect(),
+    })
 }
 
 /// Event types that move a room up its users' room lists (as Synapse and Element count them).
@@ -420,6 +445,7 @@ pub fn content_field<'a>(pdu: &'a CanonicalJsonObject, field: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use serde_json::json;
 
     struct Fixture {
@@ -616,7 +642,7 @@ mod tests {
             .await
             .unwrap();
         let record = t.room(&room).unwrap().unwrap();
-        assert_eq!(record.last_event.as_ref(), Some(&id));
+        assert_eq!(record.extremities, vec![id.clone()]);
         assert_eq!(record.last_depth, 5);
 
         let events = t.events(record.short, Direction::Forward).unwrap();
@@ -847,5 +873,116 @@ mod tests {
             );
             assert_eq!(pdu::event_id(&stored.pdu, &rules).unwrap(), stored.event_id);
         }
+    }
+
+    #[tokio::test]
+    async fn every_event_knows_the_state_before_and_after_it() {
+        let f = fixture();
+        let t = &f.timeline;
+        let room = room(t, RoomVersionId::V11).await;
+        let alice = user("alice");
+        let topic = |text: &str| event("m.room.topic", json!({"topic": text}), Some(""));
+        let first = t.append(&room, &alice, topic("one"), None).await.unwrap();
+        let message = t
+            .append(&room, &alice, event("m.room.message", json!({"body": "hi"}), None), None)
+            .await
+            .unwrap();
+        let second = t.append(&room, &alice, topic("two"), None).await.unwrap();
+        let key = ("m.room.topic".to_owned(), String::new());
+
+        let before_first = t.state_at_event(&first, false).unwrap().unwrap();
+        let after_first = t.state_at_event(&first, true).unwrap().unwrap();
+        assert!(!before_first.contains_key(&key));
+        assert_eq!(after_first[&key], first);
+        assert_eq!(after_first.len(), before_first.len() + 1);
+        // A message changes nothing.
+        assert_eq!(t.state_at_event(&message, false).unwrap().unwrap(), after_first);
+        assert_eq!(t.state_at_event(&message, true).unwrap().unwrap(), after_first);
+        let after_second = t.state_at_event(&second, true).unwrap().unwrap();
+        assert_eq!(after_second[&key], second);
+        // The latest snapshot is the current state.
+        let short = t.room(&room).unwrap().unwrap().short;
+        let current: crate::rooms::snapshot::StateMap = t.current_state(short).unwrap().into_iter().collect();
+        assert_eq!(after_second, current);
+        // The create event starts from nothing.
+        let create = t.state_event_id(short, "m.room.create", "").unwrap().unwrap();
+        assert!(t.state_at_event(&create, false).unwrap().unwrap().is_empty());
+        let unknown = EventId::parse("$unknown").unwrap();
+        assert_eq!(t.state_at_event(&unknown, false).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rooms_from_before_snapshots_keep_working() {
+        let f = fixture();
+        let t = &f.timeline;
+        let room = room(t, RoomVersionId::V11).await;
+        let alice = user("alice");
+        let short = t.room(&room).unwrap().unwrap().short;
+        // Make the room look as older versions stored it: a `last_event`, no snapshots.
+        let mut old = serde_json::to_value(t.room(&room).unwrap().unwrap()).unwrap();
+        let last = old["extremities"][0].clone();
+        let object = old.as_object_mut().unwrap();
+        object.remove("extremities");
+        object.remove("snapshot");
+        object.insert("last_event".into(), last.clone());
+        t.store
+            .put(Table::Rooms, room.as_bytes().to_vec(), serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        let mut batch = crate::storage::Batch::new();
+        for table in [Table::StateSnapshots, Table::EventState] {
+            for entry in t.store.scan(table, KeyRange::all(), Direction::Forward).unwrap() {
+                batch.delete(table, entry.unwrap().0);
+            }
+        }
+        t.store.write(batch).unwrap();
+        let record = t.room(&room).unwrap().unwrap();
+        assert_eq!(record.extremities, vec![OwnedEventId::try_from(last.as_str().unwrap()).unwrap()]);
+        assert_eq!(record.snapshot, 0);
+
+        let join_rules = t.state_event_id(short, "m.room.join_rules", "").unwrap().unwrap();
+        let old_state = t.state_at_event(&join_rules, false).unwrap().unwrap();
+        assert_eq!(old_state.len(), 3, "create, member, power levels: {old_state:?}");
+        let named = t
+            .append(&room, &alice, event("m.room.name", json!({"name": "n"}), Some("")), None)
+            .await
+            .unwrap();
+        let before = t.state_at_event(&named, false).unwrap().unwrap();
+        let after = t.state_at_event(&named, true).unwrap().unwrap();
+        assert_eq!(before.len(), 4);
+        assert_eq!(after.len(), 5);
+        let current: crate::rooms::snapshot::StateMap = t.current_state(short).unwrap().into_iter().collect();
+        assert_eq!(after, current);
+        let record = t.room(&room).unwrap().unwrap();
+        assert_eq!(record.extremities, vec![named]);
+        assert_ne!(record.snapshot, 0);
+        let null: RoomRecord = serde_json::from_value(json!({
+            "short": 1, "version": "11", "last_event": null, "last_depth": 0
+        }))
+        .unwrap();
+        assert!(null.extremities.is_empty());
+    }
+
+    #[tokio::test]
+    async fn auth_chains_reach_the_create_event() {
+        let f = fixture();
+        let t = &f.timeline;
+        let room = room(t, RoomVersionId::V11).await;
+        let alice = user("alice");
+        let message = t
+            .append(&room, &alice, event("m.room.message", json!({"body": "hi"}), None), None)
+            .await
+            .unwrap();
+        let short = t.room(&room).unwrap().unwrap().short;
+        let id = |kind: &str, key: &str| t.state_event_id(short, kind, key).unwrap().unwrap();
+        let (create, member, power) = (
+            id("m.room.create", ""),
+            id("m.room.member", alice.as_str()),
+            id("m.room.power_levels", ""),
+        );
+        let chain = t.auth_chain([message]).unwrap();
+        assert_eq!(chain, BTreeSet::from([create.clone(), member.clone(), power.clone()]));
+        // The create event authorises everything and is authorised by nothing.
+        assert!(t.auth_chain([create.clone()]).unwrap().is_empty());
+        assert_eq!(t.auth_chain([member]).unwrap(), BTreeSet::from([create]));
     }
 }

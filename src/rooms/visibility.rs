@@ -1,7 +1,8 @@
 //! History visibility: which events of a room a user may see, by the `m.room.history_visibility`
-//! and the user's membership at each event (spec: "History visibility").
+//! and the user's membership at each event (spec: "History visibility"); and which events
+//! another server may see.
 
-use ruma::{EventId, RoomId, UserId};
+use ruma::{EventId, RoomId, ServerName, UserId};
 
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
@@ -135,5 +136,50 @@ impl<'a> Viewer<'a> {
     /// Whether the user may read the room at all (now).
     pub fn is_joined(&self) -> bool {
         self.joined_now
+    }
+}
+
+impl Timeline {
+    /// Whether a user of `server` is joined to the room now: a server that may ask about it.
+    pub fn server_in_room(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        Ok(self
+            .joined_members(room_id)?
+            .iter()
+            .any(|user| user.server_name() == server))
+    }
+
+    /// Whether `server` may see an event (the spec's history visibility for servers): any
+    /// server may see `shared` and `world_readable` history; `joined` history only a server
+    /// with a user joined at the event, `invited` history one with a user invited or joined.
+    pub fn server_sees(&self, event_id: &EventId, server: &ServerName) -> Result<bool> {
+        let Some(state) = self.state_at_event(event_id, true)? else {
+            return Ok(false);
+        };
+        let field = |id: &EventId, name: &str| -> Result<Option<String>> {
+            Ok(self
+                .get(id)?
+                .and_then(|e| super::timeline::content_field(&e.pdu, name).map(str::to_owned)))
+        };
+        let visibility = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
+            Some(id) => field(id, "history_visibility")?,
+            None => None,
+        };
+        let visibility = visibility.unwrap_or_else(|| "shared".to_owned());
+        if visibility != "joined" && visibility != "invited" {
+            return Ok(true);
+        }
+        let members = state
+            .range(("m.room.member".to_owned(), String::new())..)
+            .take_while(|((kind, _), _)| kind == "m.room.member");
+        for ((_, user), id) in members {
+            if <&UserId>::try_from(user.as_str()).is_ok_and(|u| u.server_name() == server) {
+                match field(id, "membership")?.as_deref() {
+                    Some("join") => return Ok(true),
+                    Some("invite") if visibility == "invited" => return Ok(true),
+                    _ => {}
+                }
+            }
+        }
+        Ok(false)
     }
 }

@@ -413,6 +413,18 @@ pub fn appservice_queue(appservice: &str, count: u64) -> Vec<u8> {
     key
 }
 
+/// `destination ++ SEP ++ count`, in [`super::Table::FederationQueue`].
+pub fn federation_queue(destination: &str, count: u64) -> Vec<u8> {
+    let mut key = federation_queue_of(destination);
+    key.extend_from_slice(&u64_be(count));
+    key
+}
+
+/// The prefix of a destination's entries in [`super::Table::FederationQueue`].
+pub fn federation_queue_of(destination: &str) -> Vec<u8> {
+    prefix(&[destination.as_bytes()])
+}
+
 /// `server name ++ SEP ++ key id`, in [`super::Table::RemoteServerKeys`].
 pub fn remote_server_key(server: &str, key_id: &str) -> Vec<u8> {
     let mut key = remote_server_keys_of(server);

@@ -44,6 +44,11 @@ pub enum Table {
     /// short room id, type, state key, count → event id: every value a piece of state had,
     /// so the state at any point of the timeline can be looked up.
     StateHistory,
+    /// short room id, snapshot id, part → a layer of a state snapshot (its spine or its
+    /// entries: [`crate::rooms::snapshot`]).
+    StateSnapshots,
+    /// short room id, count → the snapshot ids of the state before and after the event.
+    EventState,
     /// user id, device id, transaction id → event id: idempotent sends.
     Transactions,
     /// user id, room id → membership and its count.
@@ -140,10 +145,16 @@ pub enum Table {
     RemoteServerKeys,
     /// server name → the latest key document that server signed (served again as a notary).
     RemoteKeyDocuments,
+    /// destination server, count → the short room id of the event at that count, waiting to
+    /// be sent to that server.
+    FederationQueue,
+    /// destination server → the transaction being sent to it (its id and last queued count),
+    /// so a retry, even after a restart, sends the same transaction.
+    FederationTransactions,
 }
 
 impl Table {
-    pub const ALL: [Table; 58] = [
+    pub const ALL: [Table; 62] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -159,6 +170,8 @@ impl Table {
         Table::RoomState,
         Table::StateChanges,
         Table::StateHistory,
+        Table::StateSnapshots,
+        Table::EventState,
         Table::Transactions,
         Table::UserRooms,
         Table::RoomUsers,
@@ -202,6 +215,8 @@ impl Table {
         Table::AppserviceTransactions,
         Table::RemoteServerKeys,
         Table::RemoteKeyDocuments,
+        Table::FederationQueue,
+        Table::FederationTransactions,
     ];
 
     /// The column family name; stable on disk, never rename one.
@@ -222,6 +237,8 @@ impl Table {
             Table::RoomState => "room_state",
             Table::StateChanges => "state_changes",
             Table::StateHistory => "state_history",
+            Table::StateSnapshots => "state_snapshots",
+            Table::EventState => "event_state",
             Table::Transactions => "transactions",
             Table::UserRooms => "user_rooms",
             Table::RoomUsers => "room_users",
@@ -265,6 +282,8 @@ impl Table {
             Table::AppserviceTransactions => "appservice_transactions",
             Table::RemoteServerKeys => "remote_server_keys",
             Table::RemoteKeyDocuments => "remote_key_documents",
+            Table::FederationQueue => "federation_queue",
+            Table::FederationTransactions => "federation_transactions",
         }
     }
 }

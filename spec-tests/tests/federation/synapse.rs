@@ -188,3 +188,97 @@ async fn sori_and_synapse_users_read_each_others_device_keys() {
         "{found}"
     );
 }
+
+/// The message bodies in a room on Synapse, newest first.
+async fn synapse_bodies(synapse: &Synapse, token: &str, room: &str) -> Vec<String> {
+    let (status, page) = synapse
+        .request(
+            reqwest::Method::GET,
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    spec_tests::bodies(&page)
+}
+
+#[tokio::test]
+async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "lounge").await;
+    spec_tests::send_text(&sori, &alice, &room, "t0", "before bob").await;
+
+    // Synapse joins through Sori (make_join, send_join), checking every event it is given.
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{room}?server_name={}", sori.server_name),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    let (status, member) = sori
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/state/m.room.member/{}",
+                bob.user_id
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+    assert_eq!(member["membership"], "join");
+
+    // Alice's message reaches Synapse in a transaction.
+    spec_tests::send_text(&sori, &alice, &room, "t1", "어서 와요").await;
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = synapse_bodies(&synapse, &bob.access_token, &room).await;
+        if seen.iter().any(|b| b == "어서 와요") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.iter().any(|b| b == "어서 와요"),
+        "{seen:?}\n{}\n{}",
+        synapse.log(),
+        sori.log()
+    );
+
+    // Bob answers from Synapse; Sori takes Synapse's transaction.
+    let (status, sent) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s1"),
+            Some(&bob.access_token),
+            Some(&json!({"msgtype": "m.text", "body": "고마워요"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let mut bodies = Vec::new();
+    for _ in 0..100 {
+        let (_, page) = sori
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+                alice.token(),
+            )
+            .await;
+        bodies = spec_tests::bodies(&page);
+        if bodies.iter().any(|b| b == "고마워요") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bodies.first().map(String::as_str),
+        Some("고마워요"),
+        "{bodies:?}\n{}\n{}",
+        synapse.log(),
+        sori.log()
+    );
+}

@@ -137,6 +137,29 @@ pub async fn create_room(
     Ok(create_room::v3::Response::new(room_id))
 }
 
+/// How long the sender's own `/sync` waits after the answer to a thread reply was written.
+/// matrix-js-sdk (Element Web) drops the echo of a thread reply that arrives before the
+/// answer when it has no thread object yet (a first reply) and then fails the send; the
+/// answer is usually read within a millisecond, and the reply is already shown as sent.
+const THREAD_ANSWER_LEAD: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether event content is a reply in a thread.
+fn is_thread_reply(content: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Relates {
+        rel_type: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Content {
+        #[serde(rename = "m.relates_to")]
+        relates_to: Option<Relates>,
+    }
+    serde_json::from_str::<Content>(content)
+        .ok()
+        .and_then(|c| c.relates_to?.rel_type)
+        .is_some_and(|rel| rel == "m.thread")
+}
+
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
 pub async fn send_message(
     services: Arc<Services>,
@@ -145,7 +168,12 @@ pub async fn send_message(
     let session = req.session()?.clone();
     req.require_body()?;
     require_joined(&services, &req.body.room_id, &session.user_id)?;
-    req.keep_until_written(services.watchers.sending(&session.user_id));
+    let sending = services.watchers.sending(&session.user_id);
+    if is_thread_reply(req.body.body.json().get()) {
+        req.keep_until_written(sending.linger(THREAD_ANSWER_LEAD));
+    } else {
+        req.keep_until_written(sending);
+    }
     let event = NewEvent {
         kind: req.body.event_type.to_string().into(),
         content: req.body.body.json().to_owned(),

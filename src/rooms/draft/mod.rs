@@ -15,71 +15,36 @@ use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::{
-    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
-    RoomVersionId, UserId,
+    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedServerName,
+    OwnedUserId, RoomId, RoomVersionId, ServerName, UserId,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::OwnedMutexGuard;
 
+use self::write::{Built, Position, Relation};
 use super::members::MembershipRecord;
-use super::notifications::{NotificationRecord, Notified};
+use super::notifications::Notified;
 use super::pdu::{self, Pdu, StoredPdu, Transaction};
 use super::relations::Child;
-use super::state::StateChange;
+use super::snapshot::{self, Drafted, Layer, StateDiff, Stored};
 use super::timeline::{BUMP_EVENT_TYPES, NewEvent, RoomRecord, Timeline, check_content};
 use crate::admin::audit::Record;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, StoreExt, Table, keys};
 
-/// A position an index entry points at: already stored, or the n-th event of this draft,
-/// whose count is known only when the draft is committed.
-#[derive(Clone, Copy, Debug)]
-enum Position {
-    Stored(u64),
-    Drafted(usize),
-}
+mod receive;
+mod write;
 
-impl Position {
-    fn count(self, first: u64) -> u64 {
-        match self {
-            Position::Stored(count) => count,
-            Position::Drafted(index) => first + index as u64,
-        }
-    }
-}
-
-/// The relation an event declares, as indexed.
-struct Relation {
-    parent: OwnedEventId,
-    child: Child,
-    /// For a thread event: the thread's latest event before this one.
-    thread_before: Option<Position>,
-}
-
-/// An event built and authorised, waiting for the commit.
-struct Built {
-    stored: StoredPdu,
-    parsed: Pdu,
-    short: u64,
-    /// For a state event: the event it replaces in the room's state.
-    replaces: Option<OwnedEventId>,
-    /// For a membership event: the membership and since when the user has held it (a profile
-    /// change keeps the position of the join).
-    membership: Option<(String, Position)>,
-    relation: Option<Relation>,
-    /// Files of this server the event refers to, and whether it shows each as an avatar.
-    media: Vec<(String, bool)>,
-    transaction: Option<Vec<u8>>,
-    /// The users the event notifies, how, and through which pushers.
-    notified: Vec<Notified>,
-    /// For a redaction: the event it takes out of the search index.
-    unindexes: Option<OwnedEventId>,
-    /// What the audit log records of the event (a room created, an invite, kick, ban or
-    /// unban), and on whom.
-    audited: Option<(&'static str, String)>,
-    /// The appservices that hear of the event (their queues get it in the same commit).
-    appservices: Vec<Arc<crate::appservice::Appservice>>,
+/// The snapshots an event gets ([`Draft::plan_state`]).
+struct StatePlan {
+    /// The state the event was made on, and the state after it.
+    before: u64,
+    after: u64,
+    /// The room's current state after the event.
+    current: u64,
+    /// New layers: snapshot id → layer.
+    layers: Vec<(u64, Layer)>,
 }
 
 pub struct Draft<'a> {
@@ -95,6 +60,8 @@ pub struct Draft<'a> {
     members: HashMap<(OwnedRoomId, OwnedUserId), (String, Position)>,
     /// (short room id, thread root) → index in `built` of the thread's latest drafted event.
     threads: HashMap<(u64, OwnedEventId), usize>,
+    /// Snapshot id → (short room id, layer): state snapshots the drafted events make.
+    snapshots: HashMap<u64, (u64, Layer)>,
     built: Vec<Built>,
     also: Batch,
     /// The `origin_server_ts` an appservice gave its bridged events (timestamp massaging).
@@ -112,6 +79,7 @@ impl Timeline {
             events: HashMap::new(),
             members: HashMap::new(),
             threads: HashMap::new(),
+            snapshots: HashMap::new(),
             built: Vec::new(),
             also: Batch::new(),
             ts: None,
@@ -296,11 +264,12 @@ impl Draft<'_> {
         let record = RoomRecord {
             short: timeline.store.next_count()?,
             version,
-            last_event: None,
+            extremities: Vec::new(),
             last_depth: 0,
+            snapshot: 0,
             bump: 0,
         };
-        self.add(record, stored, parsed, None, Vec::new())?;
+        self.add(record, (stored, parsed), None, None, Vec::new())?;
         Ok(room_id)
     }
 
@@ -313,6 +282,35 @@ impl Draft<'_> {
         event: NewEvent,
         transaction: Option<(&DeviceId, &str)>,
     ) -> Result<OwnedEventId> {
+        let timeline = self.timeline;
+        let (record, mut object) = self.template(room_id, sender, &event).await?;
+        let rules = pdu::rules(&record.version)?;
+        let event_id = timeline.sign(&mut object, &rules)?;
+        let stored = StoredPdu {
+            event_id: event_id.clone(),
+            room_id: room_id.to_owned(),
+            pdu: object,
+            transaction: transaction.map(|(device, txn)| Transaction {
+                device_id: device.to_owned(),
+                txn_id: txn.to_owned(),
+            }),
+        };
+        let transaction = transaction
+            .map(|(device, txn)| keys::transaction(sender.as_str(), device.as_str(), txn));
+        let servers = self.accept(record, stored, None, transaction).await?;
+        self.send_to(&event_id, servers);
+        Ok(event_id)
+    }
+
+    /// The unsigned PDU of an event from `sender` on top of the room as the draft leaves it
+    /// (its `prev_events`, `auth_events` and depth filled in), with the room's record. Takes
+    /// the room's lock; refuses content the authorization rules cannot read.
+    pub async fn template(
+        &mut self,
+        room_id: &RoomId,
+        sender: &UserId,
+        event: &NewEvent,
+    ) -> Result<(RoomRecord, CanonicalJsonObject)> {
         let timeline = self.timeline;
         self.lock(room_id).await;
         let record = self
@@ -348,48 +346,37 @@ impl Draft<'_> {
         {
             auth_events.push(create);
         }
-        let prev_events: Vec<OwnedEventId> = record.last_event.iter().cloned().collect();
-
-        let mut object = pdu_object(
+        let object = pdu_object(
             Some(room_id),
             sender,
             &event.kind,
             &event.content,
             event.state_key.as_deref(),
-            (prev_events, auth_events, record.last_depth + 1),
+            (record.extremities.clone(), auth_events, record.last_depth + 1),
             self.ts.unwrap_or_else(crate::now_ms),
         )?;
-        let event_id = timeline.sign(&mut object, &rules)?;
-        let stored = StoredPdu {
-            event_id: event_id.clone(),
-            room_id: room_id.to_owned(),
-            pdu: object,
-            transaction: transaction.map(|(device, txn)| Transaction {
-                device_id: device.to_owned(),
-                txn_id: txn.to_owned(),
-            }),
-        };
+        Ok((record, object))
+    }
+
+    /// Authorises a signed event and adds it to the draft, with the users it notifies; returns
+    /// the other servers in the room (but the event's own). It must pass against the state it
+    /// was made on (`before`; `None`: the current state) and against the room's current state
+    /// as the draft leaves it.
+    async fn accept(
+        &mut self,
+        record: RoomRecord,
+        stored: StoredPdu,
+        before: Option<u64>,
+        transaction: Option<Vec<u8>>,
+    ) -> Result<Vec<OwnedServerName>> {
+        let short = record.short;
         let parsed = Pdu::from_stored(&stored)?;
-
-        ruma::state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            &parsed,
-            |id: &EventId| self.get_parsed(id),
-        )
-        .map_err(Error::forbidden)?;
-        ruma::state_res::check_state_dependent_auth_rules(
-            &rules.authorization,
-            &parsed,
-            |event_type: &StateEventType, state_key: &str| {
-                self.state_event_id(short, &event_type.to_string(), state_key)
-                    .ok()
-                    .flatten()
-                    .and_then(|id| self.get_parsed(&id))
-            },
-        )
-        .map_err(Error::forbidden)?;
-
-        let joined = self.joined_members(room_id)?;
+        if let Some(before) = before {
+            self.authorize(&record, &parsed, Some(before))?;
+        }
+        self.authorize(&record, &parsed, None)?;
+        let room_id = stored.room_id.clone();
+        let joined = self.joined_members(&room_id)?;
         let has_body = super::timeline::content_field(&stored.pdu, "body").is_some();
         let candidates = super::notifications::candidates(&joined, &parsed, has_body, |user| {
             Ok(self
@@ -397,22 +384,60 @@ impl Draft<'_> {
                 .and_then(|m| m.content()["displayname"].as_str().map(str::to_owned)))
         })?;
         let power = super::state::power_levels(&record, |kind| self.state_event(short, kind, ""))?;
-        let notified = timeline
+        let notified = self
+            .timeline
             .notified(&stored, joined.len() as u64, power, candidates)
             .await?;
-        let transaction = transaction
-            .map(|(device, txn)| keys::transaction(sender.as_str(), device.as_str(), txn));
-        self.add(record, stored, parsed, transaction, notified)?;
-        Ok(event_id)
+        let servers = servers_to_tell(&joined, &parsed, &self.timeline.server_name);
+        self.add(record, (stored, parsed), before, transaction, notified)?;
+        Ok(servers)
     }
 
-    /// Adds a built and authorised event to the draft, with what it changes in the room. Every
-    /// read comes before the first change, so a failure leaves the draft as it was.
+    /// Checks an event against the authorization rules: on its own and its auth events, and
+    /// against the state of snapshot `at` (`None`: the room's current state as the draft
+    /// leaves it).
+    fn authorize(&self, record: &RoomRecord, parsed: &Pdu, at: Option<u64>) -> Result<()> {
+        let short = record.short;
+        let stored = Stored {
+            store: &*self.timeline.store,
+            short,
+        };
+        let layers = Drafted {
+            planned: &self.snapshots,
+            below: &stored,
+        };
+        let state_id = |event_type: &str, state_key: &str| match at {
+            Some(at) => snapshot::lookup(&layers, at, event_type, state_key),
+            None => self.state_event_id(short, event_type, state_key),
+        };
+        let rules = pdu::rules(&record.version)?;
+        ruma::state_res::check_state_independent_auth_rules(
+            &rules.authorization,
+            parsed,
+            |id: &EventId| self.get_parsed(id),
+        )
+        .map_err(Error::forbidden)?;
+        ruma::state_res::check_state_dependent_auth_rules(
+            &rules.authorization,
+            parsed,
+            |event_type: &StateEventType, state_key: &str| {
+                state_id(&event_type.to_string(), state_key)
+                    .ok()
+                    .flatten()
+                    .and_then(|id| self.get_parsed(&id))
+            },
+        )
+        .map_err(Error::forbidden)
+    }
+
+    /// Adds a built and authorised event to the draft, with what it changes in the room.
+    /// `before` is the snapshot of the state it was made on, if not the room's current one.
+    /// Every read comes before the first change, so a failure leaves the draft as it was.
     fn add(
         &mut self,
         mut record: RoomRecord,
-        stored: StoredPdu,
-        parsed: Pdu,
+        (stored, parsed): (StoredPdu, Pdu),
+        before: Option<u64>,
         transaction: Option<Vec<u8>>,
         notified: Vec<Notified>,
     ) -> Result<()> {
@@ -464,6 +489,7 @@ impl Draft<'_> {
             &|| self.joined_members(&room_id),
             &|| super::alias::aliases_of(&*self.timeline.store, &room_id),
         )?;
+        let state = self.plan_state(&record, &parsed, &stored.event_id, before)?;
         let media = {
             let content = stored.content();
             let kind = parsed.kind.to_string();
@@ -492,8 +518,16 @@ impl Draft<'_> {
         {
             self.threads.insert((short, relation.parent.clone()), index);
         }
-        record.last_event = Some(stored.event_id.clone());
-        record.last_depth = u64::from(parsed.depth);
+        // The event's `prev_events` are extremities no more (a local event names them all).
+        record
+            .extremities
+            .retain(|extremity| !parsed.prev_events.contains(extremity));
+        record.extremities.push(stored.event_id.clone());
+        record.last_depth = record.last_depth.max(u64::from(parsed.depth));
+        for (id, layer) in state.layers {
+            self.snapshots.insert(id, (short, layer));
+        }
+        record.snapshot = state.current;
         self.rooms.insert(room_id, record);
         self.events.insert(stored.event_id.clone(), index);
         self.built.push(Built {
@@ -509,8 +543,92 @@ impl Draft<'_> {
             unindexes: None,
             audited,
             appservices,
+            state: (state.before, state.after),
+            destinations: Vec::new(),
         });
         Ok(())
+    }
+
+    /// The state snapshots of `event` and of the room after it, and the layers to write for
+    /// them. `before` is the snapshot of the state the event was made on (`None`: the room's
+    /// current state, as for every local event).
+    fn plan_state(
+        &self,
+        record: &RoomRecord,
+        parsed: &Pdu,
+        event_id: &EventId,
+        before: Option<u64>,
+    ) -> Result<StatePlan> {
+        let short = record.short;
+        let store = &*self.timeline.store;
+        let stored = Stored { store, short };
+        let mut planned: HashMap<u64, (u64, Layer)> = HashMap::new();
+        let mut current = record.snapshot;
+        let mut before = before.unwrap_or(current);
+        let Some(state_key) = &parsed.state_key else {
+            return Ok(StatePlan {
+                before,
+                after: before,
+                current,
+                layers: Vec::new(),
+            });
+        };
+        if current == 0 && parsed.kind != TimelineEventType::RoomCreate {
+            // A room from before snapshots: its first one holds the whole state so far.
+            let mut state: StateDiff = self
+                .timeline
+                .current_state(short)?
+                .into_iter()
+                .map(|(key, id)| (key, Some(id)))
+                .collect();
+            for ((room, event_type, key), id) in &self.state {
+                if *room == short {
+                    state.insert((event_type.clone(), key.clone()), Some(id.clone()));
+                }
+            }
+            let id = store.next_count()?;
+            let layers = Drafted {
+                planned: &self.snapshots,
+                below: &stored,
+            };
+            planned.insert(id, (short, snapshot::plan(&layers, None, state, id)?));
+            if before == 0 {
+                before = id;
+            }
+            current = id;
+        }
+        let change = StateDiff::from([(
+            (parsed.kind.to_string(), state_key.clone()),
+            Some(event_id.to_owned()),
+        )]);
+        let layer_on = |base: u64, planned: &mut HashMap<u64, (u64, Layer)>| -> Result<u64> {
+            let id = store.next_count()?;
+            let drafted = Drafted {
+                planned: &*planned,
+                below: &stored,
+            };
+            let layers = Drafted {
+                planned: &self.snapshots,
+                below: &drafted,
+            };
+            let layer = snapshot::plan(&layers, (base != 0).then_some(base), change.clone(), id)?;
+            planned.insert(id, (short, layer));
+            Ok(id)
+        };
+        let after = layer_on(before, &mut planned)?;
+        // An event made on an earlier state (another server's, on older events) changes the
+        // room's current state too.
+        let current = if before == current {
+            after
+        } else {
+            layer_on(current, &mut planned)?
+        };
+        Ok(StatePlan {
+            before,
+            after,
+            current,
+            layers: planned.into_iter().map(|(id, (_, layer))| (id, layer)).collect(),
+        })
     }
 
     /// The relation an event declares, if any, with its thread's latest event before it.
@@ -561,6 +679,13 @@ impl Draft<'_> {
         }
     }
 
+    /// Queues a drafted event for other servers, in its own commit.
+    pub fn send_to(&mut self, event_id: &EventId, servers: Vec<OwnedServerName>) {
+        if let Some(index) = self.events.get(event_id) {
+            self.built[*index].destinations = servers;
+        }
+    }
+
     pub fn also(&mut self) -> &mut Batch {
         &mut self.also
     }
@@ -573,6 +698,7 @@ impl Draft<'_> {
             locks,
             rooms,
             built,
+            snapshots,
             also,
             ..
         } = self;
@@ -623,6 +749,9 @@ impl Draft<'_> {
                 for (room_id, record) in &rooms {
                     batch.put_json(Table::Rooms, room_id.as_bytes(), record)?;
                 }
+                for (id, (short, layer)) in &snapshots {
+                    snapshot::write(&mut batch, *short, *id, layer)?;
+                }
                 batch.extend(also.take().unwrap_or_default());
                 if let Some(chain) = chain.as_mut() {
                     for record in audited.drain(..) {
@@ -666,151 +795,21 @@ impl Draft<'_> {
     }
 }
 
-impl Built {
-    /// For a membership event: whose membership it is, as the indices store it.
-    fn membership_record(&self, first: u64) -> Option<(&UserId, MembershipRecord)> {
-        let (membership, since) = self.membership.as_ref()?;
-        let user = <&UserId>::try_from(self.parsed.state_key.as_deref()?).ok()?;
-        Some((
-            user,
-            MembershipRecord {
-                membership: membership.clone(),
-                count: since.count(first),
-                forgotten: false,
-            },
-        ))
-    }
-
-    /// Adds the event at `count` with all its indices to `batch`; `first` is the count of the
-    /// draft's first event.
-    fn write(&self, batch: &mut Batch, count: u64, first: u64) -> Result<()> {
-        let short = self.short;
-        let stored = &self.stored;
-        batch.put_json(Table::Pdus, keys::pdu(short, count), stored)?;
-        batch.put(
-            Table::EventIds,
-            stored.event_id.as_bytes(),
-            keys::pdu(short, count),
-        );
-        // Membership events say nothing of what their sender read (profile changes are sent
-        // to every room on the user's behalf).
-        if self.parsed.kind != TimelineEventType::RoomMember {
-            batch.put(
-                Table::SentEvents,
-                keys::sent_event(short, self.parsed.sender.as_str(), count),
-                keys::u64_be(u64::from(self.parsed.origin_server_ts.get())).to_vec(),
-            );
-        }
-        if crate::search::document::indexable(&self.parsed.kind) {
-            crate::search::outbox::index(batch, short, count);
-        }
-        if let Some(target) = &self.unindexes {
-            crate::search::outbox::remove(batch, count, target);
-        }
-        for appservice in &self.appservices {
-            batch.put(
-                Table::AppserviceQueue,
-                keys::appservice_queue(appservice.id(), count),
-                crate::appservice::sender::Queued::Event(short).encode(),
-            );
-        }
-        if let Some(state_key) = &self.parsed.state_key {
-            let event_type = self.parsed.kind.to_string();
-            batch.put(
-                Table::RoomState,
-                keys::room_state(short, &event_type, state_key),
-                stored.event_id.as_bytes(),
-            );
-            batch.put(
-                Table::StateHistory,
-                keys::state_history(short, &event_type, state_key, count),
-                stored.event_id.as_bytes(),
-            );
-            batch.put_json(
-                Table::StateChanges,
-                keys::pdu(short, count),
-                &StateChange {
-                    event_type,
-                    state_key: state_key.clone(),
-                    event_id: stored.event_id.clone(),
-                    replaces: self.replaces.clone(),
-                },
-            )?;
-            if let Some((_, record)) = self.membership_record(first) {
-                batch.put_json(
-                    Table::UserRooms,
-                    keys::user_room(state_key, stored.room_id.as_str()),
-                    &record,
-                )?;
-                batch.put_json(
-                    Table::RoomUsers,
-                    keys::room_user(stored.room_id.as_str(), state_key),
-                    &record,
-                )?;
-            }
-        }
-        let mut thread = None;
-        if let Some(relation) = &self.relation {
-            batch.put_json(
-                Table::Relations,
-                keys::relation(
-                    short,
-                    relation.parent.as_str(),
-                    &relation.child.rel_type,
-                    count,
-                ),
-                &relation.child,
-            )?;
-            if relation.child.rel_type == "m.thread" {
-                let root = &relation.parent;
-                if let Some(before) = relation.thread_before {
-                    batch.delete(Table::ThreadActivity, keys::pdu(short, before.count(first)));
-                }
-                batch.put(
-                    Table::ThreadRoots,
-                    keys::thread_root(short, root.as_str()),
-                    keys::u64_be(count).to_vec(),
-                );
-                batch.put(
-                    Table::ThreadActivity,
-                    keys::pdu(short, count),
-                    root.as_bytes(),
-                );
-                thread = Some(root);
-            }
-        }
-        for (media_id, avatar) in &self.media {
-            batch.put_json(
-                Table::MediaRefs,
-                keys::media_ref(media_id, short, count),
-                &crate::media::access::Reference {
-                    room_id: stored.room_id.clone(),
-                    sender: self.parsed.sender.clone(),
-                    avatar: *avatar,
-                },
-            )?;
-        }
-        if let Some(key) = &self.transaction {
-            batch.put(Table::Transactions, key.clone(), stored.event_id.as_bytes());
-        }
-        for notified in &self.notified {
-            let notification = NotificationRecord {
-                highlight: notified.highlight(),
-                thread: thread.map(ToString::to_string),
-                actions: notified.actions.clone(),
-                call: self.parsed.kind == TimelineEventType::CallInvite,
-            };
-            batch.put_json(
-                Table::Notifications,
-                keys::notification(notified.user.as_str(), short, count),
-                &notification,
-            )?;
-            for pusher in &notified.pushers {
-                crate::push::queue::event(batch, *pusher, short, count);
-            }
-        }
-        Ok(())
-    }
+/// The servers that hear of an event: those of the room's joined members and of the user a
+/// membership event is about, but this server and the event's own.
+fn servers_to_tell(joined: &[OwnedUserId], parsed: &Pdu, own: &ServerName) -> Vec<OwnedServerName> {
+    let target = parsed
+        .state_key
+        .as_deref()
+        .filter(|_| parsed.kind == TimelineEventType::RoomMember)
+        .and_then(|key| <&UserId>::try_from(key).ok());
+    let servers: BTreeSet<&ServerName> = joined
+        .iter()
+        .map(|user| user.server_name())
+        .chain(target.map(UserId::server_name))
+        .filter(|server| *server != own && *server != parsed.sender.server_name())
+        .collect();
+    servers.into_iter().map(ToOwned::to_owned).collect()
 }
 
 /// The audit action of a membership change from `held` to `new`, if it is one the log

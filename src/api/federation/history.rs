@@ -1,0 +1,110 @@
+//! Another server reads a room's history from this one: one event (`/event`) and the state
+//! at an event, whole (`/state`) or as event ids (`/state_ids`), each with its auth chain.
+//! Only a server with a user in the room may ask; an event whose history visibility hides it
+//! from that server is served redacted.
+
+use std::sync::Arc;
+
+use ruma::api::federation::event::{get_event, get_room_state, get_room_state_ids};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, RoomId, ServerName};
+use serde_json::value::RawValue;
+
+use super::origin;
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::rooms::pdu::{self, StoredPdu};
+use crate::services::Services;
+
+fn require_in_room(services: &Services, room_id: &RoomId, server: &ServerName) -> Result<()> {
+    if services.timeline.server_in_room(room_id, server)? {
+        Ok(())
+    } else {
+        Err(Error::forbidden("Your server has no user in this room"))
+    }
+}
+
+fn as_raw(stored: &StoredPdu) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&stored.pdu)
+        .map_err(|e| Error::internal(format!("serialising a PDU: {e}")))
+}
+
+/// The state ids before `event_id` of `room_id`, and their auth chain.
+fn state_at(
+    services: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+    server: &ServerName,
+) -> Result<(Vec<ruma::OwnedEventId>, Vec<ruma::OwnedEventId>)> {
+    require_in_room(services, room_id, server)?;
+    let not_found = || Error::not_found("No such event in this room");
+    if services.timeline.get(event_id)?.map(|e| e.room_id).as_deref() != Some(room_id) {
+        return Err(not_found());
+    }
+    let state: Vec<_> = services
+        .timeline
+        .state_at_event(event_id, false)?
+        .ok_or_else(not_found)?
+        .into_values()
+        .collect();
+    let chain = services.timeline.auth_chain(state.iter().cloned())?;
+    Ok((chain.into_iter().collect(), state))
+}
+
+fn events(services: &Services, ids: &[ruma::OwnedEventId]) -> Result<Vec<Box<RawValue>>> {
+    ids.iter()
+        .map(|id| {
+            let stored = services
+                .timeline
+                .get(id)?
+                .ok_or_else(|| Error::internal(format!("state event {id} is missing")))?;
+            as_raw(&stored)
+        })
+        .collect()
+}
+
+/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`
+pub async fn state_ids(
+    services: Arc<Services>,
+    req: Ruma<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response> {
+    let (chain, state) = state_at(&services, &req.body.room_id, &req.body.event_id, origin(&req)?)?;
+    Ok(get_room_state_ids::v1::Response::new(chain, state))
+}
+
+/// `GET /_matrix/federation/v1/state/{roomId}?event_id=`
+pub async fn state(
+    services: Arc<Services>,
+    req: Ruma<get_room_state::v1::Request>,
+) -> Result<get_room_state::v1::Response> {
+    let (chain, state) = state_at(&services, &req.body.room_id, &req.body.event_id, origin(&req)?)?;
+    Ok(get_room_state::v1::Response::new(
+        events(&services, &chain)?,
+        events(&services, &state)?,
+    ))
+}
+
+/// `GET /_matrix/federation/v1/event/{eventId}`
+pub async fn event(
+    services: Arc<Services>,
+    req: Ruma<get_event::v1::Request>,
+) -> Result<get_event::v1::Response> {
+    let server = origin(&req)?;
+    let mut stored = services
+        .timeline
+        .get(&req.body.event_id)?
+        .ok_or_else(|| Error::not_found("No such event"))?;
+    require_in_room(&services, &stored.room_id, server)?;
+    if !services.timeline.server_sees(&stored.event_id, server)? {
+        let version = services
+            .timeline
+            .room(&stored.room_id)?
+            .ok_or_else(|| Error::internal("an event's room is missing"))?
+            .version;
+        stored.pdu = pdu::redact(stored.pdu, &pdu::rules(&version)?)?;
+    }
+    Ok(get_event::v1::Response::new(
+        services.config.server_name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+        as_raw(&stored)?,
+    ))
+}

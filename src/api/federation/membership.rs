@@ -1,0 +1,192 @@
+//! Another server's user joins a room of this server: `make_join` prepares the join event,
+//! `send_join` (v2) takes it signed and answers with the room's state and auth chain.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, ServerName};
+use serde_json::{Value, json};
+
+use super::origin;
+use crate::api::ruma::Ruma;
+use crate::error::{Error, Result};
+use crate::services::Services;
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
+pub async fn make_join(
+    services: Arc<Services>,
+    req: Ruma<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response> {
+    let body = &req.body;
+    if body.user_id.server_name() != origin(&req)? {
+        return Err(Error::forbidden("The user is not of the requesting server"));
+    }
+    let version = services
+        .timeline
+        .room(&body.room_id)?
+        .ok_or_else(|| Error::not_found("No such room here"))?
+        .version;
+    if !body.ver.contains(&version) {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::IncompatibleRoomVersion {
+                room_version: version,
+            },
+            "Your server does not support this room's version",
+        ));
+    }
+    let mut draft = services.timeline.draft();
+    let (version, template) = draft.join_template(&body.room_id, &body.user_id).await?;
+    let event = serde_json::value::to_raw_value(&template)
+        .map_err(|e| Error::internal(format!("serialising a join template: {e}")))?;
+    let mut response = prepare_join_event::v1::Response::new(event);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+/// The checks `send_join` makes on the event beyond the PDU checks: it is the join it says
+/// it is, of a user of the sending server, to this room.
+fn check_join(
+    object: &CanonicalJsonObject,
+    room_id: &RoomId,
+    origin: &ServerName,
+) -> Result<()> {
+    let field = |name: &str| object.get(name).and_then(|v| v.as_str());
+    if field("type") != Some("m.room.member") {
+        return Err(Error::bad_json("Not a membership event"));
+    }
+    let membership = match object.get("content") {
+        Some(ruma::CanonicalJsonValue::Object(content)) => {
+            content.get("membership").and_then(|v| v.as_str())
+        }
+        _ => None,
+    };
+    if membership != Some("join") {
+        return Err(Error::bad_json("Not a join"));
+    }
+    let (Some(sender), Some(state_key)) = (field("sender"), field("state_key")) else {
+        return Err(Error::bad_json("A join needs a sender and a state key"));
+    };
+    if sender != state_key {
+        return Err(Error::bad_json("A join's state key is its sender"));
+    }
+    let sender = <&ruma::UserId>::try_from(sender)
+        .map_err(|_| Error::bad_json("The sender is not a user id"))?;
+    if sender.server_name() != origin {
+        return Err(Error::forbidden("The user is not of the requesting server"));
+    }
+    if let Some(room) = field("room_id")
+        && room != room_id.as_str()
+    {
+        return Err(Error::bad_json("The event is of another room"));
+    }
+    Ok(())
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
+pub async fn send_join(
+    services: Arc<Services>,
+    req: Ruma<create_join_event::v2::Request>,
+) -> Result<Response> {
+    let origin = origin(&req)?.to_owned();
+    let body = &req.body;
+    let version = services
+        .timeline
+        .room(&body.room_id)?
+        .ok_or_else(|| Error::not_found("No such room here"))?
+        .version;
+    let object: CanonicalJsonObject = serde_json::from_str(body.pdu.get())
+        .map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
+    check_join(&object, &body.room_id, &origin)?;
+    let checked = services
+        .federation
+        .check_pdu(&services.outbound, &services.server_keys, &version, object)
+        .await?;
+    if checked.event_id != body.event_id {
+        return Err(Error::bad_json(format!(
+            "The event's id is {}, not the one in the path",
+            checked.event_id
+        )));
+    }
+    let mut draft = services.timeline.draft();
+    draft
+        .receive(&body.room_id, checked.event_id.clone(), checked.pdu.clone(), true)
+        .await?;
+    draft.commit()?;
+    tracing::info!(room_id = %body.room_id, event_id = %checked.event_id, %origin, "remote join");
+    let state = join_state(&services, &checked.event_id, body.omit_members)?;
+    let mut answer = json!({
+        "origin": services.config.server_name,
+        "state": state.state,
+        "auth_chain": state.auth_chain,
+        "event": checked.pdu,
+        "members_omitted": body.omit_members,
+    });
+    if body.omit_members {
+        answer["servers_in_room"] = json!(state.servers);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// What `send_join` answers with about the room.
+struct JoinState {
+    state: Vec<Value>,
+    auth_chain: Vec<Value>,
+    /// The servers with a user joined before the join.
+    servers: Vec<String>,
+}
+
+/// The state before a join and its auth chain; with `omit_members`, the state leaves out
+/// membership events and the auth chain what the state already holds.
+fn join_state(
+    services: &Services,
+    join: &ruma::EventId,
+    omit_members: bool,
+) -> Result<JoinState> {
+    let timeline = &services.timeline;
+    let before = timeline
+        .state_at_event(join, false)?
+        .ok_or_else(|| Error::internal("a join just accepted is missing"))?;
+    let mut servers = std::collections::BTreeSet::new();
+    let mut state: Vec<OwnedEventId> = Vec::new();
+    for ((kind, state_key), event_id) in &before {
+        if kind == "m.room.member" {
+            if let Some(event) = timeline.get(event_id)?
+                && event.content()["membership"] == "join"
+                && let Ok(user) = <&ruma::UserId>::try_from(state_key.as_str())
+            {
+                servers.insert(user.server_name().to_string());
+            }
+            if omit_members {
+                continue;
+            }
+        }
+        state.push(event_id.clone());
+    }
+    let mut from: Vec<OwnedEventId> = before.values().cloned().collect();
+    from.push(join.to_owned());
+    let mut chain = timeline.auth_chain(from)?;
+    if omit_members {
+        for event_id in &state {
+            chain.remove(event_id);
+        }
+    }
+    let pdus = |ids: &mut dyn Iterator<Item = &OwnedEventId>| -> Result<Vec<Value>> {
+        ids.map(|id| {
+            let stored = timeline
+                .get(id)?
+                .ok_or_else(|| Error::internal(format!("state event {id} is missing")))?;
+            serde_json::to_value(&stored.pdu).map_err(|e| Error::internal(e.to_string()))
+        })
+        .collect()
+    };
+    Ok(JoinState {
+        state: pdus(&mut state.iter())?,
+        auth_chain: pdus(&mut chain.iter())?,
+        servers: servers.into_iter().collect(),
+    })
+}

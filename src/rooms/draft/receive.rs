@@ -1,0 +1,113 @@
+//! Events another server makes: the join it asks this server to prepare (`make_join`), and
+//! accepting a signed event it sends into the room (a join through `send_join`), once
+//! [`crate::federation::intake`] has checked its hashes and signatures.
+
+use ruma::events::TimelineEventType;
+use ruma::{CanonicalJsonObject, EventId, OwnedEventId, RoomId, RoomVersionId, UserId};
+
+use super::super::pdu::{Pdu, StoredPdu};
+use super::super::snapshot;
+use super::super::timeline::{NewEvent, RoomRecord};
+use super::Draft;
+use crate::error::{Error, Result};
+
+impl Draft<'_> {
+    /// The unsigned join of `user` (of another server) on top of the room's current state,
+    /// refused when the authorization rules would refuse it.
+    pub async fn join_template(
+        &mut self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
+        let event = NewEvent {
+            kind: TimelineEventType::RoomMember,
+            content: serde_json::value::to_raw_value(&serde_json::json!({"membership": "join"}))
+                .map_err(|e| Error::internal(e.to_string()))?,
+            state_key: Some(user.to_string()),
+        };
+        let (record, object) = self.template(room_id, user, &event).await?;
+        // Checked as it stands, under a stand-in id (the joining server signs it, which
+        // fixes its id).
+        let stand_in = StoredPdu {
+            event_id: OwnedEventId::try_from("$join-template")
+                .map_err(|e| Error::internal(e.to_string()))?,
+            room_id: room_id.to_owned(),
+            pdu: object.clone(),
+            transaction: None,
+        };
+        self.authorize(&record, &Pdu::from_stored(&stand_in)?, None)?;
+        Ok((record.version, object))
+    }
+
+    /// Adds an event of another server to the room; `false` when the room has it already. It
+    /// must follow the room's extremities, or one earlier event of the room (made before this
+    /// server's latest events reached its server), and pass the authorization rules against
+    /// the state it was made on and against the current state. With `forward`, the other
+    /// servers in the room are sent the event too (a join this server was asked to make).
+    pub async fn receive(
+        &mut self,
+        room_id: &RoomId,
+        event_id: OwnedEventId,
+        pdu: CanonicalJsonObject,
+        forward: bool,
+    ) -> Result<bool> {
+        self.lock(room_id).await;
+        let record = self
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        if self.get(&event_id)?.is_some() {
+            return Ok(false);
+        }
+        let stored = StoredPdu {
+            event_id,
+            room_id: room_id.to_owned(),
+            pdu,
+            transaction: None,
+        };
+        let parsed = Pdu::from_stored(&stored)?;
+        let before = self.state_made_on(&record, &parsed.prev_events)?;
+        let event_id = stored.event_id.clone();
+        let servers = self.accept(record, stored, before, None).await?;
+        if forward {
+            self.send_to(&event_id, servers);
+        }
+        Ok(true)
+    }
+
+    /// The snapshot of the state an event with these `prev_events` was made on: `None` for
+    /// the room's current state.
+    fn state_made_on(&self, record: &RoomRecord, prev_events: &[OwnedEventId]) -> Result<Option<u64>> {
+        let mut prev = prev_events.to_vec();
+        prev.sort();
+        prev.dedup();
+        let mut extremities = record.extremities.clone();
+        extremities.sort();
+        if prev == extremities {
+            return Ok(None);
+        }
+        match prev.as_slice() {
+            [one] => self.state_after(record.short, one).map(Some),
+            _ => Err(Error::forbidden(
+                "Events on several earlier events of the room are not accepted yet",
+            )),
+        }
+    }
+
+    /// The snapshot of the state after an event of the room, drafted or stored.
+    fn state_after(&self, short: u64, event_id: &EventId) -> Result<u64> {
+        if let Some(index) = self.events.get(event_id) {
+            return Ok(self.built[*index].state.1);
+        }
+        let unknown = || Error::forbidden(format!("Unknown previous event {event_id}"));
+        let (room, count) = self.timeline.position(event_id)?.ok_or_else(unknown)?;
+        if room != short {
+            return Err(unknown());
+        }
+        match snapshot::of_event(&*self.timeline.store, short, count)? {
+            Some((_, after)) => Ok(after),
+            None => Err(Error::forbidden(format!(
+                "The state after {event_id} is not known to this server"
+            ))),
+        }
+    }
+}
