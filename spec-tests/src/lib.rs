@@ -70,7 +70,9 @@ pub async fn read_request_head(socket: &mut (impl tokio::io::AsyncRead + Unpin))
 
 /// Reads a whole HTTP request with a `Content-Length` body: its head and its body; `None`
 /// when the peer closes first.
-pub async fn read_request(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(String, Vec<u8>)> {
+pub async fn read_request(
+    socket: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Option<(String, Vec<u8>)> {
     use tokio::io::AsyncReadExt;
     let head = read_request_head(socket).await?;
     let length: usize = head

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ruma::signatures::{Ed25519KeyPair, KeyPair};
+use ruma::signatures::Ed25519KeyPair;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomVersionId};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -196,7 +196,10 @@ impl RemoteServer {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.expect("the federation listener answers");
+        let response = request
+            .send()
+            .await
+            .expect("the federation listener answers");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -209,7 +212,10 @@ impl RemoteServer {
     pub fn event_id(event: &Value, version: &RoomVersionId) -> String {
         let rules = version.rules().expect("a known room version");
         let object: CanonicalJsonObject = serde_json::from_value(event.clone()).unwrap();
-        format!("${}", ruma::signatures::reference_hash(&object, &rules).unwrap())
+        format!(
+            "${}",
+            ruma::signatures::reference_hash(&object, &rules).unwrap()
+        )
     }
 
     /// The PDUs the server under test sent here in transactions, in order.

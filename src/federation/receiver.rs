@@ -29,12 +29,22 @@ pub async fn receive_pdu(
     };
     let record = match services.timeline.room(&room_id) {
         Ok(Some(record)) => record,
-        Ok(None) => return (None, Err(Error::not_found("This server is not in that room"))),
+        Ok(None) => {
+            return (
+                None,
+                Err(Error::not_found("This server is not in that room")),
+            );
+        }
         Err(e) => return (None, Err(e)),
     };
     let checked = match services
         .federation
-        .check_pdu(&services.outbound, &services.server_keys, &record.version, object)
+        .check_pdu(
+            &services.outbound,
+            &services.server_keys,
+            &record.version,
+            object,
+        )
         .await
     {
         Ok(checked) => checked,

@@ -96,7 +96,10 @@ fn destinations(services: &Services) -> Result<Vec<OwnedServerName>> {
             return Ok(found);
         };
         let (key, _) = entry?;
-        let name_end = key.iter().position(|b| *b == keys::SEP).unwrap_or(key.len());
+        let name_end = key
+            .iter()
+            .position(|b| *b == keys::SEP)
+            .unwrap_or(key.len());
         let prefix = &key[..name_end + 1];
         match std::str::from_utf8(&key[..name_end])
             .ok()
@@ -153,7 +156,9 @@ async fn deliver(services: Arc<Services>, destination: OwnedServerName, wake: Ar
                         return;
                     }
                     Ok(false) => {}
-                    Err(error) => tracing::error!(%destination, %error, "reading a federation queue"),
+                    Err(error) => {
+                        tracing::error!(%destination, %error, "reading a federation queue")
+                    }
                 }
             }
             Err(error) => {
@@ -283,6 +288,9 @@ fn forget(services: &Services, destination: &ServerName, entries: Vec<Vec<u8>>) 
     for key in entries {
         batch.delete(Table::FederationQueue, key);
     }
-    batch.delete(Table::FederationTransactions, transaction_key(destination).to_vec());
+    batch.delete(
+        Table::FederationTransactions,
+        transaction_key(destination).to_vec(),
+    );
     services.store.write(batch)
 }

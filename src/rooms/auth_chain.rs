@@ -18,18 +18,33 @@ impl Timeline {
     ) -> Result<BTreeSet<OwnedEventId>> {
         let mut chain = BTreeSet::new();
         let mut todo: Vec<OwnedEventId> = from.into_iter().collect();
+        let mut room = None;
         while let Some(event_id) = todo.pop() {
             let stored = self
                 .get(&event_id)?
                 .ok_or_else(|| Error::internal(format!("auth event {event_id} is missing")))?;
             let pdu = super::pdu::Pdu::from_stored(&stored)?;
+            if pdu.kind != ruma::events::TimelineEventType::RoomCreate {
+                room.get_or_insert(stored.room_id);
+            }
             for auth in pdu.auth_events {
                 if chain.insert(auth.clone()) {
                     todo.push(auth);
                 }
             }
         }
+        // From room version 12 the create event authorises every other event without being
+        // named (the room id is its id): it belongs to their chain all the same.
+        if let Some(room) = room
+            && let Some(record) = self.room(&room)?
+            && super::pdu::rules(&record.version)?
+                .authorization
+                .room_create_event_id_as_room_id
+        {
+            let create = OwnedEventId::try_from(format!("${}", &room.as_str()[1..]))
+                .map_err(|e| Error::internal(format!("create event id of {room}: {e}")))?;
+            chain.insert(create);
+        }
         Ok(chain)
     }
 }
-

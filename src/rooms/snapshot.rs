@@ -149,9 +149,9 @@ pub fn lookup(
 ) -> Result<Option<OwnedEventId>> {
     for (layer, _) in layers.spine(id)?.into_iter().rev() {
         let entries = layers.entries(layer)?;
-        if let Ok(found) = entries.binary_search_by(|(t, k, _)| {
-            (t.as_str(), k.as_str()).cmp(&(event_type, state_key))
-        }) {
+        if let Ok(found) = entries
+            .binary_search_by(|(t, k, _)| (t.as_str(), k.as_str()).cmp(&(event_type, state_key)))
+        {
             return Ok(entries[found].2.clone());
         }
     }
@@ -167,7 +167,7 @@ pub fn plan(layers: &dyn Layers, parent: Option<u64>, diff: StateDiff, id: u64) 
     };
     let mut merged = diff;
     while let Some(&(below, size)) = spine.last() {
-        if 2 * merged.len() as u64 < size && spine.len() < MAX_DEPTH {
+        if (2 * merged.len() as u64) < size && spine.len() < MAX_DEPTH {
             break;
         }
         let mut under: StateDiff = layers
@@ -264,14 +264,20 @@ mod tests {
         }
         let id = current.unwrap();
         assert_eq!(state(&layers, id).unwrap(), expected);
-        assert!(written < 32_000, "{written} entries written for 2000 changes");
+        assert!(
+            written < 32_000,
+            "{written} entries written for 2000 changes"
+        );
         for (key, event_id) in expected.iter().step_by(97) {
             assert_eq!(
                 lookup(&layers, id, &key.0, &key.1).unwrap().as_ref(),
                 Some(event_id)
             );
         }
-        assert_eq!(lookup(&layers, id, "m.room.member", "@nobody:x").unwrap(), None);
+        assert_eq!(
+            lookup(&layers, id, "m.room.member", "@nobody:x").unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -288,7 +294,10 @@ mod tests {
         assert_eq!(left_state[&member(2)], event(2));
         assert_eq!(right_state[&member(1)], event(1));
         assert!(!right_state.contains_key(&member(2)));
-        assert_eq!(lookup(&layers, right, "m.room.member", "@u2:x").unwrap(), None);
+        assert_eq!(
+            lookup(&layers, right, "m.room.member", "@u2:x").unwrap(),
+            None
+        );
         // The parent reads as it was.
         assert_eq!(state(&layers, root).unwrap().len(), 8);
         // A snapshot made from the resolved difference of two states equals the target.

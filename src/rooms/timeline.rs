@@ -445,8 +445,8 @@ pub fn content_field<'a>(pdu: &'a CanonicalJsonObject, field: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -884,7 +884,12 @@ mod tests {
         let topic = |text: &str| event("m.room.topic", json!({"topic": text}), Some(""));
         let first = t.append(&room, &alice, topic("one"), None).await.unwrap();
         let message = t
-            .append(&room, &alice, event("m.room.message", json!({"body": "hi"}), None), None)
+            .append(
+                &room,
+                &alice,
+                event("m.room.message", json!({"body": "hi"}), None),
+                None,
+            )
             .await
             .unwrap();
         let second = t.append(&room, &alice, topic("two"), None).await.unwrap();
@@ -896,17 +901,32 @@ mod tests {
         assert_eq!(after_first[&key], first);
         assert_eq!(after_first.len(), before_first.len() + 1);
         // A message changes nothing.
-        assert_eq!(t.state_at_event(&message, false).unwrap().unwrap(), after_first);
-        assert_eq!(t.state_at_event(&message, true).unwrap().unwrap(), after_first);
+        assert_eq!(
+            t.state_at_event(&message, false).unwrap().unwrap(),
+            after_first
+        );
+        assert_eq!(
+            t.state_at_event(&message, true).unwrap().unwrap(),
+            after_first
+        );
         let after_second = t.state_at_event(&second, true).unwrap().unwrap();
         assert_eq!(after_second[&key], second);
         // The latest snapshot is the current state.
         let short = t.room(&room).unwrap().unwrap().short;
-        let current: crate::rooms::snapshot::StateMap = t.current_state(short).unwrap().into_iter().collect();
+        let current: crate::rooms::snapshot::StateMap =
+            t.current_state(short).unwrap().into_iter().collect();
         assert_eq!(after_second, current);
         // The create event starts from nothing.
-        let create = t.state_event_id(short, "m.room.create", "").unwrap().unwrap();
-        assert!(t.state_at_event(&create, false).unwrap().unwrap().is_empty());
+        let create = t
+            .state_event_id(short, "m.room.create", "")
+            .unwrap()
+            .unwrap();
+        assert!(
+            t.state_at_event(&create, false)
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
         let unknown = EventId::parse("$unknown").unwrap();
         assert_eq!(t.state_at_event(&unknown, false).unwrap(), None);
     }
@@ -926,31 +946,55 @@ mod tests {
         object.remove("snapshot");
         object.insert("last_event".into(), last.clone());
         t.store
-            .put(Table::Rooms, room.as_bytes().to_vec(), serde_json::to_vec(&old).unwrap())
+            .put(
+                Table::Rooms,
+                room.as_bytes().to_vec(),
+                serde_json::to_vec(&old).unwrap(),
+            )
             .unwrap();
         let mut batch = crate::storage::Batch::new();
         for table in [Table::StateSnapshots, Table::EventState] {
-            for entry in t.store.scan(table, KeyRange::all(), Direction::Forward).unwrap() {
+            for entry in t
+                .store
+                .scan(table, KeyRange::all(), Direction::Forward)
+                .unwrap()
+            {
                 batch.delete(table, entry.unwrap().0);
             }
         }
         t.store.write(batch).unwrap();
         let record = t.room(&room).unwrap().unwrap();
-        assert_eq!(record.extremities, vec![OwnedEventId::try_from(last.as_str().unwrap()).unwrap()]);
+        assert_eq!(
+            record.extremities,
+            vec![OwnedEventId::try_from(last.as_str().unwrap()).unwrap()]
+        );
         assert_eq!(record.snapshot, 0);
 
-        let join_rules = t.state_event_id(short, "m.room.join_rules", "").unwrap().unwrap();
+        let join_rules = t
+            .state_event_id(short, "m.room.join_rules", "")
+            .unwrap()
+            .unwrap();
         let old_state = t.state_at_event(&join_rules, false).unwrap().unwrap();
-        assert_eq!(old_state.len(), 3, "create, member, power levels: {old_state:?}");
+        assert_eq!(
+            old_state.len(),
+            3,
+            "create, member, power levels: {old_state:?}"
+        );
         let named = t
-            .append(&room, &alice, event("m.room.name", json!({"name": "n"}), Some("")), None)
+            .append(
+                &room,
+                &alice,
+                event("m.room.name", json!({"name": "n"}), Some("")),
+                None,
+            )
             .await
             .unwrap();
         let before = t.state_at_event(&named, false).unwrap().unwrap();
         let after = t.state_at_event(&named, true).unwrap().unwrap();
         assert_eq!(before.len(), 4);
         assert_eq!(after.len(), 5);
-        let current: crate::rooms::snapshot::StateMap = t.current_state(short).unwrap().into_iter().collect();
+        let current: crate::rooms::snapshot::StateMap =
+            t.current_state(short).unwrap().into_iter().collect();
         assert_eq!(after, current);
         let record = t.room(&room).unwrap().unwrap();
         assert_eq!(record.extremities, vec![named]);
@@ -966,13 +1010,18 @@ mod tests {
     async fn auth_chains_reach_the_create_event() {
         let f = fixture();
         let t = &f.timeline;
-        let room = room(t, RoomVersionId::V11).await;
+        let room_id = room(t, RoomVersionId::V11).await;
         let alice = user("alice");
         let message = t
-            .append(&room, &alice, event("m.room.message", json!({"body": "hi"}), None), None)
+            .append(
+                &room_id,
+                &alice,
+                event("m.room.message", json!({"body": "hi"}), None),
+                None,
+            )
             .await
             .unwrap();
-        let short = t.room(&room).unwrap().unwrap().short;
+        let short = t.room(&room_id).unwrap().unwrap().short;
         let id = |kind: &str, key: &str| t.state_event_id(short, kind, key).unwrap().unwrap();
         let (create, member, power) = (
             id("m.room.create", ""),
@@ -980,9 +1029,31 @@ mod tests {
             id("m.room.power_levels", ""),
         );
         let chain = t.auth_chain([message]).unwrap();
-        assert_eq!(chain, BTreeSet::from([create.clone(), member.clone(), power.clone()]));
+        assert_eq!(
+            chain,
+            BTreeSet::from([create.clone(), member.clone(), power.clone()])
+        );
         // The create event authorises everything and is authorised by nothing.
         assert!(t.auth_chain([create.clone()]).unwrap().is_empty());
         assert_eq!(t.auth_chain([member]).unwrap(), BTreeSet::from([create]));
+        // From version 12 the create event is implied, and still part of the chain.
+        let v12 = room(t, RoomVersionId::V12).await;
+        let message = t
+            .append(
+                &v12,
+                &alice,
+                event("m.room.message", json!({"body": "hi"}), None),
+                None,
+            )
+            .await
+            .unwrap();
+        let create = OwnedEventId::try_from(format!("${}", &v12.as_str()[1..])).unwrap();
+        let chain = t.auth_chain([message]).unwrap();
+        assert!(chain.contains(&create), "{chain:?}");
+        assert_eq!(
+            chain.len(),
+            3,
+            "create, power levels, alice's join: {chain:?}"
+        );
     }
 }

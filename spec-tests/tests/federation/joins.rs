@@ -10,7 +10,10 @@ use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, TestServer, User, create_room, register, send_text};
 
 fn encode(id: &str) -> String {
-    id.replace('@', "%40").replace(':', "%3A").replace('$', "%24").replace('!', "%21")
+    id.replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('$', "%24")
+        .replace('!', "%21")
 }
 
 /// `make_join` for `user`, signed by the stand-in: the join event and its id.
@@ -19,7 +22,7 @@ async fn prepared_join(
     remote: &RemoteServer,
     room: &str,
     user: &str,
-) -> (Value, String) {
+) -> (Value, String, RoomVersionId) {
     let (status, made) = remote
         .get(
             sori,
@@ -31,14 +34,14 @@ async fn prepared_join(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{made}");
-    let version: RoomVersionId = made["room_version"].as_str().unwrap().into();
+    let version = RoomVersionId::try_from(made["room_version"].as_str().unwrap()).unwrap();
     let mut event = made["event"].clone();
     assert_eq!(event["type"], "m.room.member");
     assert_eq!(event["state_key"], user);
     assert_eq!(event["content"]["membership"], "join");
     event["origin"] = json!(remote.server_name);
     let event_id = remote.sign_event(&mut event, &version);
-    (event, event_id)
+    (event, event_id, version)
 }
 
 async fn send_join(
@@ -94,7 +97,12 @@ async fn member_of(sori: &TestServer, alice: &User, room: &str, user: &str) -> V
 async fn a_remote_user_joins_and_the_remote_server_reads_the_room() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
     let alice = register(&sori, "alice").await;
-    let room = create_room(&sori, &alice, json!({"preset": "public_chat", "topic": "회의"})).await;
+    let room = create_room(
+        &sori,
+        &alice,
+        json!({"preset": "public_chat", "topic": "회의"}),
+    )
+    .await;
     let (_, sent) = send_text(&sori, &alice, &room, "t1", "before the join").await;
     let message = sent["event_id"].as_str().unwrap().to_owned();
     let bob = remote.user("bob");
@@ -109,7 +117,7 @@ async fn a_remote_user_joins_and_the_remote_server_reads_the_room() {
     assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.1);
     assert_eq!(refused.1["errcode"], "M_FORBIDDEN");
 
-    let (event, event_id) = prepared_join(&sori, &remote, &room, &bob).await;
+    let (event, event_id, _) = prepared_join(&sori, &remote, &room, &bob).await;
     let (status, joined) = send_join(&sori, &remote, &room, &event, &event_id, "").await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     assert_eq!(joined["origin"], sori.server_name);
@@ -133,13 +141,22 @@ async fn a_remote_user_joins_and_the_remote_server_reads_the_room() {
     );
     // The auth chain holds what authorises the state, down to the create event.
     let chain = types_in(&joined["auth_chain"]);
-    assert!(chain.contains(&("m.room.create".to_owned(), String::new())), "{chain:?}");
+    assert!(
+        chain.contains(&("m.room.create".to_owned(), String::new())),
+        "{chain:?}"
+    );
     assert!(chain.contains(&("m.room.member".to_owned(), alice.user_id.clone())));
 
     // Sori's users see the remote user in the room.
-    assert_eq!(member_of(&sori, &alice, &room, &bob).await["membership"], "join");
+    assert_eq!(
+        member_of(&sori, &alice, &room, &bob).await["membership"],
+        "join"
+    );
     let (_, members) = sori
-        .get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token())
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            alice.token(),
+        )
         .await;
     assert!(members["joined"].get(&bob).is_some(), "{members}");
 
@@ -172,7 +189,10 @@ async fn a_remote_user_joins_and_the_remote_server_reads_the_room() {
     assert!(!ids["auth_chain_ids"].as_array().unwrap().is_empty());
 
     let (status, got) = remote
-        .get(&sori, &format!("/_matrix/federation/v1/event/{}", encode(&message)))
+        .get(
+            &sori,
+            &format!("/_matrix/federation/v1/event/{}", encode(&message)),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{got}");
     assert_eq!(got["origin"], sori.server_name);
@@ -205,30 +225,46 @@ async fn a_join_made_before_new_messages_still_lands_and_omit_members_trims_the_
     let alice = register(&sori, "alice").await;
     let room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
     let carol = remote.user("carol");
-    let (event, event_id) = prepared_join(&sori, &remote, &room, &carol).await;
+    let (event, event_id, _) = prepared_join(&sori, &remote, &room, &carol).await;
     // Alice talks between make_join and send_join: the join follows an older event.
     let (_, sent) = send_text(&sori, &alice, &room, "t1", "meanwhile").await;
     let meanwhile = sent["event_id"].as_str().unwrap().to_owned();
-    let (status, joined) =
-        send_join(&sori, &remote, &room, &event, &event_id, "?omit_members=true").await;
+    let (status, joined) = send_join(
+        &sori,
+        &remote,
+        &room,
+        &event,
+        &event_id,
+        "?omit_members=true",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     assert_eq!(joined["members_omitted"], true);
     assert!(
-        types_in(&joined["state"]).iter().all(|(kind, _)| kind != "m.room.member"),
+        types_in(&joined["state"])
+            .iter()
+            .all(|(kind, _)| kind != "m.room.member"),
         "{}",
         joined["state"]
     );
     assert_eq!(joined["servers_in_room"], json!([sori.server_name]));
-    assert_eq!(member_of(&sori, &alice, &room, &carol).await["membership"], "join");
+    assert_eq!(
+        member_of(&sori, &alice, &room, &carol).await["membership"],
+        "join"
+    );
 
     // The next event joins both branches.
     let (_, sent) = send_text(&sori, &alice, &room, "t2", "welcome").await;
     let welcome = sent["event_id"].as_str().unwrap();
     let (status, got) = remote
-        .get(&sori, &format!("/_matrix/federation/v1/event/{}", encode(welcome)))
+        .get(
+            &sori,
+            &format!("/_matrix/federation/v1/event/{}", encode(welcome)),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{got}");
-    let mut prev: Vec<String> = serde_json::from_value(got["pdus"][0]["prev_events"].clone()).unwrap();
+    let mut prev: Vec<String> =
+        serde_json::from_value(got["pdus"][0]["prev_events"].clone()).unwrap();
     prev.sort();
     let mut expected = vec![meanwhile, event_id];
     expected.sort();
@@ -251,11 +287,27 @@ async fn joins_that_are_not_allowed_or_not_what_they_say_are_refused() {
     };
     let cases = [
         // A user of another server than the one asking.
-        (make_join(&public, "@eve:elsewhere.example", "ver=11"), StatusCode::FORBIDDEN, "M_FORBIDDEN"),
-        (make_join("!nothere:elsewhere.example", &dave, "ver=11"), StatusCode::NOT_FOUND, "M_NOT_FOUND"),
-        (make_join(&public, &dave, "ver=1"), StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
+        (
+            make_join(&public, "@eve:elsewhere.example", "ver=11"),
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        ),
+        (
+            make_join("!nothere:elsewhere.example", &dave, "ver=11"),
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+        ),
+        (
+            make_join(&public, &dave, "ver=1"),
+            StatusCode::BAD_REQUEST,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+        ),
         // Invite only: nobody invited dave.
-        (make_join(&private, &dave, "ver=10&ver=11&ver=12"), StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+        (
+            make_join(&private, &dave, "ver=10&ver=11&ver=12"),
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        ),
     ];
     for (uri, status, errcode) in cases {
         let (got, body) = remote.get(&sori, &uri).await;
@@ -263,7 +315,7 @@ async fn joins_that_are_not_allowed_or_not_what_they_say_are_refused() {
         assert_eq!(body["errcode"], errcode, "{uri}: {body}");
     }
 
-    let (event, event_id) = prepared_join(&sori, &remote, &public, &dave).await;
+    let (event, event_id, _) = prepared_join(&sori, &remote, &public, &dave).await;
     // Another event id in the path than the event's.
     let (status, body) = send_join(&sori, &remote, &public, &event, "$other", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -279,9 +331,7 @@ async fn joins_that_are_not_allowed_or_not_what_they_say_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["errcode"], "M_BAD_JSON");
     // Unsigned requests get 401 as everywhere in the federation API.
-    let (status, body) = sori
-        .get(&make_join(&public, &dave, "ver=11"), None)
-        .await;
+    let (status, body) = sori.get(&make_join(&public, &dave, "ver=11"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     // None of it joined dave; the real join still works.
     let (status, member) = sori
@@ -296,7 +346,10 @@ async fn joins_that_are_not_allowed_or_not_what_they_say_are_refused() {
 }
 
 /// The event id of each state event in a `send_join` answer, by (type, state key).
-fn state_ids(answer: &Value, version: &RoomVersionId) -> std::collections::BTreeMap<(String, String), String> {
+fn state_ids(
+    answer: &Value,
+    version: &RoomVersionId,
+) -> std::collections::BTreeMap<(String, String), String> {
     answer["state"]
         .as_array()
         .unwrap()
@@ -321,7 +374,10 @@ async fn sent_to(remote: &RemoteServer, what: &str, matches: impl Fn(&Value) -> 
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("the remote server was never sent {what}: {:?}", remote.received());
+    panic!(
+        "the remote server was never sent {what}: {:?}",
+        remote.received()
+    );
 }
 
 #[tokio::test]
@@ -330,19 +386,31 @@ async fn messages_flow_both_ways_once_a_remote_user_joined() {
     let alice = register(&sori, "alice").await;
     let room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
     let bob = remote.user("bob");
-    let (join, join_id) = prepared_join(&sori, &remote, &room, &bob).await;
+    let (join, join_id, version) = prepared_join(&sori, &remote, &room, &bob).await;
     let (status, joined) = send_join(&sori, &remote, &room, &join, &join_id, "").await;
     assert_eq!(status, StatusCode::OK, "{joined}");
-    let version: RoomVersionId = "11".into();
     let state = state_ids(&joined, &version);
     let id_of = |kind: &str| state[&(kind.to_owned(), String::new())].clone();
 
     // Sori sends alice's message to the server of the room's remote member.
     send_text(&sori, &alice, &room, "t1", "안녕 bob").await;
-    let hello = sent_to(&remote, "alice's message", |p| p["content"]["body"] == "안녕 bob").await;
+    let hello = sent_to(&remote, "alice's message", |p| {
+        p["content"]["body"] == "안녕 bob"
+    })
+    .await;
     assert_eq!(hello["sender"], alice.user_id);
     assert!(hello["signatures"][&sori.server_name].is_object());
     let hello_id = RemoteServer::event_id(&hello, &version);
+    // Before room version 12 the create event is named among the auth events.
+    let mut auth_events = vec![id_of("m.room.power_levels"), join_id.clone()];
+    if !version
+        .rules()
+        .unwrap()
+        .authorization
+        .room_create_event_id_as_room_id
+    {
+        auth_events.push(id_of("m.room.create"));
+    }
 
     // Bob answers through a transaction.
     let mut answer = json!({
@@ -351,7 +419,7 @@ async fn messages_flow_both_ways_once_a_remote_user_joined() {
         "sender": bob,
         "content": {"msgtype": "m.text", "body": "hi alice"},
         "prev_events": [hello_id],
-        "auth_events": [id_of("m.room.create"), id_of("m.room.power_levels"), join_id],
+        "auth_events": auth_events,
         "depth": hello["depth"].as_u64().unwrap() + 1,
         "origin_server_ts": 1_700_000_000_000u64,
         "origin": remote.server_name,
@@ -374,7 +442,9 @@ async fn messages_flow_both_ways_once_a_remote_user_joined() {
     assert_eq!(result["pdus"][&answer_id], json!({}), "{result}");
     assert!(result["pdus"][&mallory_id]["error"].is_string(), "{result}");
     assert!(
-        result["pdus"].get(&forged_id).is_none_or(|r| r["error"].is_string()),
+        result["pdus"]
+            .get(&forged_id)
+            .is_none_or(|r| r["error"].is_string()),
         "{result}"
     );
     // The same transaction again is taken again, and changes nothing.
@@ -390,13 +460,23 @@ async fn messages_flow_both_ways_once_a_remote_user_joined() {
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let bodies = spec_tests::bodies(&page);
-    assert_eq!(bodies.iter().filter(|b| *b == "hi alice").count(), 1, "{bodies:?}");
-    assert!(!bodies.iter().any(|b| b == "let me in" || b == "forged"), "{bodies:?}");
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "hi alice").count(),
+        1,
+        "{bodies:?}"
+    );
+    assert!(
+        !bodies.iter().any(|b| b == "let me in" || b == "forged"),
+        "{bodies:?}"
+    );
     assert_eq!(bodies.first().map(String::as_str), Some("hi alice"));
 
     // Alice's next message follows bob's.
     send_text(&sori, &alice, &room, "t2", "반가워요").await;
-    let next = sent_to(&remote, "alice's second message", |p| p["content"]["body"] == "반가워요").await;
+    let next = sent_to(&remote, "alice's second message", |p| {
+        p["content"]["body"] == "반가워요"
+    })
+    .await;
     assert_eq!(next["prev_events"], json!([answer_id]));
     // Nothing bob's server sent came back to it.
     assert!(!remote.received_pdus().iter().any(|p| p["sender"] == bob));

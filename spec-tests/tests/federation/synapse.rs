@@ -215,7 +215,10 @@ async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
     let (status, joined) = synapse
         .request(
             reqwest::Method::POST,
-            &format!("/_matrix/client/v3/join/{room}?server_name={}", sori.server_name),
+            &format!(
+                "/_matrix/client/v3/join/{room}?server_name={}",
+                sori.server_name
+            ),
             Some(&bob.access_token),
             Some(&json!({})),
         )

@@ -37,7 +37,13 @@ fn state_at(
 ) -> Result<(Vec<ruma::OwnedEventId>, Vec<ruma::OwnedEventId>)> {
     require_in_room(services, room_id, server)?;
     let not_found = || Error::not_found("No such event in this room");
-    if services.timeline.get(event_id)?.map(|e| e.room_id).as_deref() != Some(room_id) {
+    if services
+        .timeline
+        .get(event_id)?
+        .map(|e| e.room_id)
+        .as_deref()
+        != Some(room_id)
+    {
         return Err(not_found());
     }
     let state: Vec<_> = services
@@ -67,7 +73,12 @@ pub async fn state_ids(
     services: Arc<Services>,
     req: Ruma<get_room_state_ids::v1::Request>,
 ) -> Result<get_room_state_ids::v1::Response> {
-    let (chain, state) = state_at(&services, &req.body.room_id, &req.body.event_id, origin(&req)?)?;
+    let (chain, state) = state_at(
+        &services,
+        &req.body.room_id,
+        &req.body.event_id,
+        origin(&req)?,
+    )?;
     Ok(get_room_state_ids::v1::Response::new(chain, state))
 }
 
@@ -76,7 +87,12 @@ pub async fn state(
     services: Arc<Services>,
     req: Ruma<get_room_state::v1::Request>,
 ) -> Result<get_room_state::v1::Response> {
-    let (chain, state) = state_at(&services, &req.body.room_id, &req.body.event_id, origin(&req)?)?;
+    let (chain, state) = state_at(
+        &services,
+        &req.body.room_id,
+        &req.body.event_id,
+        origin(&req)?,
+    )?;
     Ok(get_room_state::v1::Response::new(
         events(&services, &chain)?,
         events(&services, &state)?,

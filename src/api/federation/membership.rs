@@ -33,9 +33,9 @@ pub async fn make_join(
     if !body.ver.contains(&version) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
-            ErrorKind::IncompatibleRoomVersion {
-                room_version: version,
-            },
+            ErrorKind::IncompatibleRoomVersion(
+                ruma::api::error::IncompatibleRoomVersionErrorData::new(version),
+            ),
             "Your server does not support this room's version",
         ));
     }
@@ -50,11 +50,7 @@ pub async fn make_join(
 
 /// The checks `send_join` makes on the event beyond the PDU checks: it is the join it says
 /// it is, of a user of the sending server, to this room.
-fn check_join(
-    object: &CanonicalJsonObject,
-    room_id: &RoomId,
-    origin: &ServerName,
-) -> Result<()> {
+fn check_join(object: &CanonicalJsonObject, room_id: &RoomId, origin: &ServerName) -> Result<()> {
     let field = |name: &str| object.get(name).and_then(|v| v.as_str());
     if field("type") != Some("m.room.member") {
         return Err(Error::bad_json("Not a membership event"));
@@ -114,7 +110,12 @@ pub async fn send_join(
     }
     let mut draft = services.timeline.draft();
     draft
-        .receive(&body.room_id, checked.event_id.clone(), checked.pdu.clone(), true)
+        .receive(
+            &body.room_id,
+            checked.event_id.clone(),
+            checked.pdu.clone(),
+            true,
+        )
         .await?;
     draft.commit()?;
     tracing::info!(room_id = %body.room_id, event_id = %checked.event_id, %origin, "remote join");
@@ -142,11 +143,7 @@ struct JoinState {
 
 /// The state before a join and its auth chain; with `omit_members`, the state leaves out
 /// membership events and the auth chain what the state already holds.
-fn join_state(
-    services: &Services,
-    join: &ruma::EventId,
-    omit_members: bool,
-) -> Result<JoinState> {
+fn join_state(services: &Services, join: &ruma::EventId, omit_members: bool) -> Result<JoinState> {
     let timeline = &services.timeline;
     let before = timeline
         .state_at_event(join, false)?

@@ -21,7 +21,9 @@ pub async fn send(
     let origin = origin(&req)?;
     let body = &req.body;
     if body.origin != origin {
-        return Err(Error::forbidden("The transaction's origin is not the requesting server"));
+        return Err(Error::forbidden(
+            "The transaction's origin is not the requesting server",
+        ));
     }
     if body.pdus.len() > MAX_PDUS || body.edus.len() > MAX_EDUS {
         return Err(Error::bad_json(format!(

@@ -9,7 +9,6 @@
 //! send that is refused leaves the draft as it was.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
@@ -352,7 +351,11 @@ impl Draft<'_> {
             &event.kind,
             &event.content,
             event.state_key.as_deref(),
-            (record.extremities.clone(), auth_events, record.last_depth + 1),
+            (
+                record.extremities.clone(),
+                auth_events,
+                record.last_depth + 1,
+            ),
             self.ts.unwrap_or_else(crate::now_ms),
         )?;
         Ok((record, object))
@@ -627,7 +630,10 @@ impl Draft<'_> {
             before,
             after,
             current,
-            layers: planned.into_iter().map(|(id, (_, layer))| (id, layer)).collect(),
+            layers: planned
+                .into_iter()
+                .map(|(id, (_, layer))| (id, layer))
+                .collect(),
         })
     }
 

@@ -76,7 +76,11 @@ impl Draft<'_> {
 
     /// The snapshot of the state an event with these `prev_events` was made on: `None` for
     /// the room's current state.
-    fn state_made_on(&self, record: &RoomRecord, prev_events: &[OwnedEventId]) -> Result<Option<u64>> {
+    fn state_made_on(
+        &self,
+        record: &RoomRecord,
+        prev_events: &[OwnedEventId],
+    ) -> Result<Option<u64>> {
         let mut prev = prev_events.to_vec();
         prev.sort();
         prev.dedup();
