@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod intake;
+pub mod join;
 pub mod keys;
 pub mod query;
 pub mod receiver;

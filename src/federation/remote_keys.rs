@@ -37,6 +37,10 @@ pub struct RemoteKeys {
     store: std::sync::Arc<dyn Store>,
     /// When each server was last asked.
     asked: Mutex<HashMap<OwnedServerName, Instant>>,
+    /// One fetch per server at a time: whoever needs a key while it is being fetched waits
+    /// for that fetch instead of giving up (a join checks hundreds of events at once while
+    /// the other server's own requests want the same key).
+    fetching: Mutex<HashMap<OwnedServerName, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RemoteKeys {
@@ -44,6 +48,7 @@ impl RemoteKeys {
         Self {
             store,
             asked: Mutex::default(),
+            fetching: Mutex::default(),
         }
     }
 
@@ -58,10 +63,24 @@ impl RemoteKeys {
         at_ms: u64,
     ) -> Result<PublicKeyMap> {
         let mut kept = self.kept(server, at_ms)?;
-        if key_ids.iter().any(|id| !kept.contains_key(*id)) && self.may_ask(server) {
-            match self.fetch(client, outbound, server).await {
-                Ok(()) => kept = self.kept(server, at_ms)?,
-                Err(error) => tracing::info!(%server, %error, "cannot fetch the server's keys"),
+        if key_ids.iter().any(|id| !kept.contains_key(*id)) {
+            let lock = self
+                .fetching
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(server.to_owned())
+                .or_default()
+                .clone();
+            let _fetching = lock.lock().await;
+            // A fetch that ended while this one waited may have brought the key.
+            kept = self.kept(server, at_ms)?;
+            if key_ids.iter().any(|id| !kept.contains_key(*id)) && self.may_ask(server) {
+                match self.fetch(client, outbound, server).await {
+                    Ok(()) => kept = self.kept(server, at_ms)?,
+                    Err(error) => {
+                        tracing::info!(%server, %error, "cannot fetch the server's keys")
+                    }
+                }
             }
         }
         let mut map = PublicKeyMap::new();

@@ -205,10 +205,14 @@ impl ruma::state_res::Event for Pdu {
     }
 }
 
+/// The room versions Sori supports.
+pub const VERSIONS: [RoomVersionId; 3] =
+    [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+
 /// The rules of a room version Sori supports, or `M_UNSUPPORTED_ROOM_VERSION`.
 pub fn rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
     match version {
-        RoomVersionId::V10 | RoomVersionId::V11 | RoomVersionId::V12 => version
+        supported if VERSIONS.contains(supported) => version
             .rules()
             .ok_or_else(|| Error::internal("rules of a known room version")),
         other => Err(Error::new(

@@ -189,7 +189,7 @@ impl Timeline {
     }
 
     /// Adds the content hash and this server's signature to a PDU; returns its event id.
-    pub(super) fn sign(
+    pub fn sign(
         &self,
         object: &mut CanonicalJsonObject,
         rules: &ruma::room_version_rules::RoomVersionRules,
@@ -220,9 +220,11 @@ impl Timeline {
             .and_then(|k| keys::parse_pdu(&k)))
     }
 
+    /// An event of a timeline, or an outlier (an event of another server's room known only
+    /// as state or as an auth event).
     pub fn get(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
         match self.position(event_id)? {
-            None => Ok(None),
+            None => self.store.get_json(Table::Outliers, event_id.as_bytes()),
             Some((short, count)) => self.store.get_json(Table::Pdus, &keys::pdu(short, count)),
         }
     }

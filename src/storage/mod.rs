@@ -49,6 +49,9 @@ pub enum Table {
     StateSnapshots,
     /// short room id, count → the snapshot ids of the state before and after the event.
     EventState,
+    /// event id → an event known without a place in its room's timeline (another server's
+    /// room state and auth chain, as a join brought them).
+    Outliers,
     /// user id, device id, transaction id → event id: idempotent sends.
     Transactions,
     /// user id, room id → membership and its count.
@@ -154,7 +157,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 62] = [
+    pub const ALL: [Table; 63] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -172,6 +175,7 @@ impl Table {
         Table::StateHistory,
         Table::StateSnapshots,
         Table::EventState,
+        Table::Outliers,
         Table::Transactions,
         Table::UserRooms,
         Table::RoomUsers,
@@ -239,6 +243,7 @@ impl Table {
             Table::StateHistory => "state_history",
             Table::StateSnapshots => "state_snapshots",
             Table::EventState => "event_state",
+            Table::Outliers => "outliers",
             Table::Transactions => "transactions",
             Table::UserRooms => "user_rooms",
             Table::RoomUsers => "room_users",

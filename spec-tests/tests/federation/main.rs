@@ -3,6 +3,7 @@
 //! signs every request it makes, and checks every request it gets.
 
 mod joins;
+mod rooms;
 mod synapse;
 
 use serde_json::{Value, json};

@@ -285,3 +285,100 @@ async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
         sori.log()
     );
 }
+
+#[tokio::test]
+async fn a_sori_user_joins_a_synapse_room_and_they_talk_both_ways() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&json!({"preset": "public_chat", "name": "Synapse room"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s0"),
+            Some(&bob.access_token),
+            Some(&json!({"msgtype": "m.text", "body": "before alice"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Alice joins through Synapse: Sori checks the state Synapse answers with.
+    let synapse_name = bob.user_id.split_once(':').unwrap().1;
+    let (status, joined) = sori
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={synapse_name}"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{joined}\n{}\n{}",
+        sori.log(),
+        synapse.log()
+    );
+    let (status, name) = sori
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Synapse room");
+
+    // Synapse sees alice joined; messages go both ways.
+    let mut seen = Vec::new();
+    spec_tests::send_text(&sori, &alice, &room, "t1", "안녕하세요").await;
+    for _ in 0..100 {
+        seen = synapse_bodies(&synapse, &bob.access_token, &room).await;
+        if seen.iter().any(|b| b == "안녕하세요") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.iter().any(|b| b == "안녕하세요"),
+        "{seen:?}\n{}",
+        synapse.log()
+    );
+    let (status, _) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s1"),
+            Some(&bob.access_token),
+            Some(&json!({"msgtype": "m.text", "body": "반가워요"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut bodies = Vec::new();
+    for _ in 0..100 {
+        let (_, page) = sori
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+                alice.token(),
+            )
+            .await;
+        bodies = spec_tests::bodies(&page);
+        if bodies.iter().any(|b| b == "반가워요") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bodies.first().map(String::as_str),
+        Some("반가워요"),
+        "{bodies:?}\n{}\n{}",
+        sori.log(),
+        synapse.log()
+    );
+}

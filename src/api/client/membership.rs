@@ -63,22 +63,22 @@ async fn join(
     room_id: &RoomId,
     user: &UserId,
     reason: Option<&str>,
+    via: &[ruma::OwnedServerName],
 ) -> Result<()> {
-    let direct_inviter = match services.timeline.room(room_id)? {
-        Some(room) => services
-            .timeline
-            .state_event(room.short, "m.room.member", user.as_str())?
-            .map(|invite| (invite.content(), invite.to_client_event()["sender"].clone()))
-            .filter(|(content, _)| {
-                content["membership"] == "invite" && content["is_direct"] == true
-            })
-            .and_then(|(_, sender)| {
-                sender
-                    .as_str()
-                    .and_then(|s| ruma::OwnedUserId::try_from(s).ok())
-            }),
-        None => None,
+    let Some(room) = services.timeline.room(room_id)? else {
+        // A room this server is not in: joined through a server that is.
+        return crate::federation::join::join_remote(services, room_id, user, via).await;
     };
+    let direct_inviter = services
+        .timeline
+        .state_event(room.short, "m.room.member", user.as_str())?
+        .map(|invite| (invite.content(), invite.to_client_event()["sender"].clone()))
+        .filter(|(content, _)| content["membership"] == "invite" && content["is_direct"] == true)
+        .and_then(|(_, sender)| {
+            sender
+                .as_str()
+                .and_then(|s| ruma::OwnedUserId::try_from(s).ok())
+        });
     apply(services, room_id, user, user, "join", reason).await?;
     if let Some(inviter) = direct_inviter {
         remember_direct(services, user, &inviter, room_id)?;
@@ -115,16 +115,23 @@ fn remember_direct(
 }
 
 /// A room id as given, or the room an alias of this server names.
+/// The room an id or alias names, and servers to join it through (an alias of another server
+/// is asked of that server).
 async fn resolve(
     services: &Services,
     room_id_or_alias: &ruma::RoomOrAliasId,
-) -> Result<OwnedRoomId> {
-    match OwnedRoomId::try_from(room_id_or_alias.to_owned()) {
-        Ok(room_id) => Ok(room_id),
-        Err(alias) => crate::appservice::query::resolve_alias(services, &alias)
-            .await?
-            .ok_or_else(|| Error::not_found("No room has this alias")),
+) -> Result<(OwnedRoomId, Vec<ruma::OwnedServerName>)> {
+    let alias = match OwnedRoomId::try_from(room_id_or_alias.to_owned()) {
+        Ok(room_id) => return Ok((room_id, Vec::new())),
+        Err(alias) => alias,
+    };
+    if alias.server_name() != services.config.server_name {
+        return crate::federation::query::remote_alias(services, &alias).await;
     }
+    let room_id = crate::appservice::query::resolve_alias(services, &alias)
+        .await?
+        .ok_or_else(|| Error::not_found("No room has this alias"))?;
+    Ok((room_id, Vec::new()))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
@@ -138,6 +145,7 @@ pub async fn join_by_id(
         &req.body.room_id,
         user,
         req.body.reason.as_deref(),
+        &[],
     )
     .await?;
     Ok(join_room_by_id::v3::Response::new(req.body.room_id.clone()))
@@ -149,8 +157,9 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = req.user_id()?;
-    let room_id = resolve(&services, &req.body.room_id_or_alias).await?;
-    join(&services, &room_id, user, req.body.reason.as_deref()).await?;
+    let (room_id, mut via) = resolve(&services, &req.body.room_id_or_alias).await?;
+    via.extend(req.body.via.iter().cloned());
+    join(&services, &room_id, user, req.body.reason.as_deref(), &via).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
@@ -360,7 +369,8 @@ pub async fn knock(
     req: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<ruma::api::client::knock::knock_room::v3::Response> {
     let user = req.user_id()?;
-    let room_id = resolve(&services, &req.body.room_id_or_alias).await?;
+    // Knocking on a room of another server is not supported yet: only local rooms.
+    let (room_id, _) = resolve(&services, &req.body.room_id_or_alias).await?;
     apply(
         &services,
         &room_id,

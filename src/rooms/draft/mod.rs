@@ -61,6 +61,10 @@ pub struct Draft<'a> {
     threads: HashMap<(u64, OwnedEventId), usize>,
     /// Snapshot id → (short room id, layer): state snapshots the drafted events make.
     snapshots: HashMap<u64, (u64, Layer)>,
+    /// Events of other servers the draft stores without a place in a timeline.
+    outliers: HashMap<OwnedEventId, StoredPdu>,
+    /// Rooms whose memberships the draft writes from another server's state.
+    seeded: Vec<OwnedRoomId>,
     built: Vec<Built>,
     also: Batch,
     /// The `origin_server_ts` an appservice gave its bridged events (timestamp massaging).
@@ -79,6 +83,8 @@ impl Timeline {
             members: HashMap::new(),
             threads: HashMap::new(),
             snapshots: HashMap::new(),
+            outliers: HashMap::new(),
+            seeded: Vec::new(),
             built: Vec::new(),
             also: Batch::new(),
             ts: None,
@@ -114,14 +120,20 @@ impl Draft<'_> {
     pub fn get(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
         match self.events.get(event_id) {
             Some(index) => Ok(Some(self.built[*index].stored.clone())),
-            None => self.timeline.get(event_id),
+            None => match self.outliers.get(event_id) {
+                Some(outlier) => Ok(Some(outlier.clone())),
+                None => self.timeline.get(event_id),
+            },
         }
     }
 
     fn get_parsed(&self, event_id: &EventId) -> Option<Pdu> {
         match self.events.get(event_id) {
             Some(index) => Some(self.built[*index].parsed.clone()),
-            None => self.timeline.get_parsed(event_id),
+            None => match self.outliers.get(event_id) {
+                Some(outlier) => Pdu::from_stored(outlier).ok(),
+                None => self.timeline.get_parsed(event_id),
+            },
         }
     }
 
@@ -705,6 +717,7 @@ impl Draft<'_> {
             rooms,
             built,
             snapshots,
+            seeded,
             also,
             ..
         } = self;
@@ -768,6 +781,9 @@ impl Draft<'_> {
             })?;
         if let Some(chain) = chain {
             chain.written();
+        }
+        for room_id in &seeded {
+            timeline.member_cache.drop_room(room_id);
         }
         for event in &built {
             if let Some((user, record)) = event.membership_record(first) {

@@ -1,17 +1,118 @@
-//! Events another server makes: the join it asks this server to prepare (`make_join`), and
-//! accepting a signed event it sends into the room (a join through `send_join`), once
-//! [`crate::federation::intake`] has checked its hashes and signatures.
+//! Events another server makes: the join it asks this server to prepare (`make_join`),
+//! accepting a signed event it sends into the room (a join through `send_join`, the events of
+//! its transactions) once [`crate::federation::intake`] has checked its hashes and
+//! signatures, and starting a room this server joins through another server.
 
 use ruma::events::TimelineEventType;
-use ruma::{CanonicalJsonObject, EventId, OwnedEventId, RoomId, RoomVersionId, UserId};
+use ruma::{
+    CanonicalJsonObject, EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UserId,
+};
 
+use super::super::members::MembershipRecord;
 use super::super::pdu::{Pdu, StoredPdu};
-use super::super::snapshot;
-use super::super::timeline::{NewEvent, RoomRecord};
-use super::Draft;
+use super::super::snapshot::{self, Drafted, StateDiff, Stored};
+use super::super::timeline::{NewEvent, RoomRecord, content_field};
+use super::{Draft, Position};
 use crate::error::{Error, Result};
+use crate::storage::{Table, keys};
 
 impl Draft<'_> {
+    /// Starts a room this server joins through another server: the room's state as that
+    /// server gave it (`state`, among `events`, which also hold the auth chain), kept as
+    /// outliers, the room's first snapshot, its current state, and the memberships of other
+    /// servers' users. `extremities` and `depth` are where the join goes. The state holds at a
+    /// timeline position of its own, just before the join's.
+    pub async fn seed(
+        &mut self,
+        room_id: &RoomId,
+        version: RoomVersionId,
+        events: Vec<StoredPdu>,
+        state: &[OwnedEventId],
+        (extremities, depth): (Vec<OwnedEventId>, u64),
+    ) -> Result<()> {
+        self.lock(room_id).await;
+        if self.room(room_id)?.is_some() {
+            return Err(Error::forbidden("This server has the room already"));
+        }
+        let store = &*self.timeline.store;
+        let short = store.next_count()?;
+        let at = store.next_count()?;
+        let own = self.timeline.server_name.clone();
+        for event in events {
+            self.also
+                .put_json(Table::Outliers, event.event_id.as_bytes(), &event)?;
+            self.outliers.insert(event.event_id.clone(), event);
+        }
+        let mut map = StateDiff::new();
+        for event_id in state {
+            let event = self
+                .outliers
+                .get(event_id)
+                .ok_or_else(|| Error::internal(format!("state event {event_id} not given")))?;
+            let parsed = Pdu::from_stored(event)?;
+            let Some(state_key) = parsed.state_key else {
+                continue;
+            };
+            let kind = parsed.kind.to_string();
+            self.also.put(
+                Table::RoomState,
+                keys::room_state(short, &kind, &state_key),
+                event_id.as_bytes(),
+            );
+            self.also.put(
+                Table::StateHistory,
+                keys::state_history(short, &kind, &state_key, at),
+                event_id.as_bytes(),
+            );
+            if parsed.kind == TimelineEventType::RoomMember
+                && let Ok(user) = OwnedUserId::try_from(state_key.as_str())
+                && user.server_name() != own
+                && let Some(membership) = content_field(&event.pdu, "membership")
+            {
+                let record = MembershipRecord {
+                    membership: membership.to_owned(),
+                    count: at,
+                    forgotten: false,
+                };
+                self.also.put_json(
+                    Table::RoomUsers,
+                    keys::room_user(room_id.as_str(), user.as_str()),
+                    &record,
+                )?;
+                self.members.insert(
+                    (room_id.to_owned(), user),
+                    (membership.to_owned(), Position::Stored(at)),
+                );
+            }
+            self.state
+                .insert((short, kind.clone(), state_key.clone()), event_id.clone());
+            map.insert((kind, state_key), Some(event_id.clone()));
+        }
+        let snapshot = store.next_count()?;
+        let layer = {
+            let stored = Stored { store, short };
+            let layers = Drafted {
+                planned: &self.snapshots,
+                below: &stored,
+            };
+            snapshot::plan(&layers, None, map, snapshot)?
+        };
+        self.snapshots.insert(snapshot, (short, layer));
+        self.rooms.insert(
+            room_id.to_owned(),
+            RoomRecord {
+                short,
+                version,
+                extremities,
+                last_depth: depth,
+                snapshot,
+                bump: 0,
+            },
+        );
+        self.seeded.push(room_id.to_owned());
+        Ok(())
+    }
+
     /// The unsigned join of `user` (of another server) on top of the room's current state,
     /// refused when the authorization rules would refuse it.
     pub async fn join_template(
