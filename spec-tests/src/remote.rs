@@ -227,12 +227,32 @@ impl RemoteServer {
             .collect()
     }
 
+    /// The EDUs the server under test sent here in transactions, in order.
+    pub fn received_edus(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.path.starts_with("/_matrix/federation/v1/send/"))
+            .flat_map(|r| r.body["edus"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
     /// Sends a transaction of `pdus` to the server under test.
     pub async fn send_transaction(
         &self,
         to: &TestServer,
         txn_id: &str,
         pdus: &[Value],
+    ) -> (StatusCode, Value) {
+        self.send_transaction_with_edus(to, txn_id, pdus, &[]).await
+    }
+
+    /// Sends a transaction of `pdus` and `edus` to the server under test.
+    pub async fn send_transaction_with_edus(
+        &self,
+        to: &TestServer,
+        txn_id: &str,
+        pdus: &[Value],
+        edus: &[Value],
     ) -> (StatusCode, Value) {
         let body = json!({
             "origin": self.server_name,
@@ -241,6 +261,7 @@ impl RemoteServer {
                 .unwrap()
                 .as_millis() as u64,
             "pdus": pdus,
+            "edus": edus,
         });
         self.request(
             to,

@@ -26,6 +26,7 @@ pub async fn join_remote(
     user: &UserId,
     via: &[OwnedServerName],
 ) -> Result<()> {
+    services.timeline.refuse_if_blocked(room_id)?;
     let own = &services.config.server_name;
     let mut candidates: Vec<OwnedServerName> = Vec::new();
     for server in via

@@ -3,6 +3,7 @@
 //! and the TLS listener they reach this server on.
 
 pub mod client;
+pub mod edu;
 pub mod intake;
 pub mod join;
 pub mod keys;

@@ -1,7 +1,8 @@
 //! Sending events to other servers: each destination has a queue in the store, filled in the
 //! same commit as the event (so a crash loses nothing), and a task that sends it in order as
-//! transactions of at most 50 PDUs (`PUT /_matrix/federation/v1/send/{txnId}`). A transaction
-//! is recorded before it is first sent, so a retry, even after a restart, has the same id and
+//! transactions of at most 50 entries (`PUT /_matrix/federation/v1/send/{txnId}`); typing
+//! notices and receipts (EDUs) go through the same queues. A transaction is recorded before it
+//! is first sent, so a retry, even after a restart, has the same id and
 //! events; its entries leave the queue only once the destination answered 200. A destination
 //! that fails is retried with a growing delay (1 s up to an hour), and at once when it
 //! contacts this server; a destination back from an outage gets everything it missed.
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ruma::api::federation::transactions::send_transaction_message;
+use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -52,12 +54,23 @@ impl Senders {
     }
 }
 
-/// Queues the event at `count` (of the room `short`) for `destination`, in `batch`.
+/// Queues the event at `count` (of the room `short`) for `destination`, in `batch`. An event
+/// is queued as its room's 8-byte short id; an EDU as its JSON object (which starts with `{`,
+/// a byte no short id below 2^62 starts with).
 pub fn queue(batch: &mut Batch, destination: &ServerName, short: u64, count: u64) {
     batch.put(
         Table::FederationQueue,
         keys::federation_queue(destination.as_str(), count),
         keys::u64_be(short).to_vec(),
+    );
+}
+
+/// Queues an EDU for `destination` at `count` (a count of its own), in `batch`.
+pub fn queue_edu(batch: &mut Batch, destination: &ServerName, count: u64, edu: &serde_json::Value) {
+    batch.put(
+        Table::FederationQueue,
+        keys::federation_queue(destination.as_str(), count),
+        serde_json::to_vec(edu).expect("JSON values serialise"),
     );
 }
 
@@ -240,14 +253,24 @@ async fn send_next(services: &Services, destination: &ServerName) -> Result<bool
     );
     let mut entries = Vec::new();
     let mut pdus = Vec::new();
+    let mut edus = Vec::new();
     for entry in services
         .store
         .scan(Table::FederationQueue, range, Direction::Forward)?
     {
         let (key, value) = entry?;
         let count = keys::trailing_u64(&key).unwrap_or(0);
+        entries.push(key);
+        if value.first() == Some(&b'{') {
+            match serde_json::value::RawValue::from_string(String::from_utf8_lossy(&value).into()) {
+                Ok(edu) => edus.push(Raw::from_json(edu)),
+                Err(error) => tracing::error!(%destination, count, %error, "skipping a queued EDU"),
+            }
+            continue;
+        }
         // An event purged since it was queued is left out.
-        if let Some(short) = keys::trailing_u64(&value)
+        if value.len() == 8
+            && let Some(short) = keys::trailing_u64(&value)
             && let Some(event) = services.timeline.event_at(short, count)?
         {
             pdus.push(
@@ -255,7 +278,6 @@ async fn send_next(services: &Services, destination: &ServerName) -> Result<bool
                     .map_err(|e| Error::internal(format!("serialising a PDU: {e}")))?,
             );
         }
-        entries.push(key);
     }
     if !allowed {
         tracing::info!(%destination, events = entries.len(), "dropping events queued for a server not talked to");
@@ -267,6 +289,7 @@ async fn send_next(services: &Services, destination: &ServerName) -> Result<bool
         MilliSecondsSinceUnixEpoch::now(),
     );
     request.pdus = pdus;
+    request.edus = edus;
     let response = services
         .federation
         .client

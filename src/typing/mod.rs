@@ -113,3 +113,41 @@ mod tests {
         assert!(!typing.stop(room, alice));
     }
 }
+
+/// A user starts typing in a room (for `timeout`) or stops (`None`): the room's syncs wake,
+/// the appservices that want ephemeral events hear of it, and for a user of this server, the
+/// room's other servers. The notice runs out on its own after the timeout.
+pub fn announce(
+    services: &std::sync::Arc<crate::services::Services>,
+    room_id: &RoomId,
+    user: &UserId,
+    timeout: Option<Duration>,
+) -> crate::error::Result<()> {
+    let local = user.server_name() == services.config.server_name;
+    let Some(timeout) = timeout else {
+        if services.typing.stop(room_id, user) {
+            services.timeline.wake_room(room_id)?;
+            crate::appservice::ephemeral::typing(services, room_id)?;
+            if local {
+                crate::federation::edu::typing(services, room_id, user, false)?;
+            }
+        }
+        return Ok(());
+    };
+    let until = services.typing.start(room_id, user, timeout);
+    services.timeline.wake_room(room_id)?;
+    crate::appservice::ephemeral::typing(services, room_id)?;
+    if local {
+        crate::federation::edu::typing(services, room_id, user, true)?;
+    }
+    // When the notice runs out, the room's syncs hear that too.
+    let (services, room_id, user) = (services.clone(), room_id.to_owned(), user.to_owned());
+    tokio::spawn(async move {
+        tokio::time::sleep_until(until.into()).await;
+        if services.typing.expire(&room_id, &user, until) {
+            let _ = services.timeline.wake_room(&room_id);
+            let _ = crate::appservice::ephemeral::typing(&services, &room_id);
+        }
+    });
+    Ok(())
+}

@@ -487,3 +487,107 @@ async fn messages_flow_both_ways_once_a_remote_user_joined() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// Waits until the stand-in has been sent an EDU that `matches`.
+async fn edu_sent_to(remote: &RemoteServer, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        if let Some(edu) = remote.received_edus().into_iter().find(|e| matches(e)) {
+            return edu;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the remote server was never sent {what}: {:?}",
+        remote.received()
+    );
+}
+
+/// Syncs until the room's ephemeral events hold one that `matches`.
+async fn ephemeral(
+    sori: &TestServer,
+    user: &User,
+    room: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..100 {
+        let sync = spec_tests::sync(sori, user, "").await;
+        let events = sync["rooms"]["join"][room]["ephemeral"]["events"].clone();
+        if let Some(found) = events.as_array().into_iter().flatten().find(|e| matches(e)) {
+            return found.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no such ephemeral event in {room}");
+}
+
+#[tokio::test]
+async fn typing_and_receipts_go_both_ways() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
+    let bob = remote.user("bob");
+    let (join, join_id, _) = prepared_join(&sori, &remote, &room, &bob).await;
+    let (status, joined) = send_join(&sori, &remote, &room, &join, &join_id, "").await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let (_, sent) = send_text(&sori, &alice, &room, "t1", "읽어 주세요").await;
+    let message = sent["event_id"].as_str().unwrap().to_owned();
+
+    // Alice types and reads: bob's server hears both.
+    let (status, body) = sori
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id),
+            alice.token(),
+            &json!({"typing": true, "timeout": 10000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let typing = edu_sent_to(&remote, "alice typing", |e| e["edu_type"] == "m.typing").await;
+    assert_eq!(typing["content"]["user_id"], alice.user_id);
+    assert_eq!(typing["content"]["typing"], true);
+    assert_eq!(typing["content"]["room_id"], room);
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{message}"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let receipt = edu_sent_to(&remote, "alice's receipt", |e| e["edu_type"] == "m.receipt").await;
+    assert_eq!(
+        receipt["content"][&room]["m.read"][&alice.user_id]["event_ids"],
+        json!([message])
+    );
+
+    // Bob types and reads on his server: alice sees both. A notice about a user of another
+    // server than the sender's is passed over.
+    let edus = [
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob, "typing": true}}),
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": "@carol:elsewhere.example", "typing": true}}),
+        json!({"edu_type": "m.receipt", "content": {room.as_str(): {"m.read": {bob.as_str(): {
+            "event_ids": [message], "data": {"ts": 1_700_000_000_000u64}}}}}}),
+        json!({"edu_type": "m.something_else", "content": {}}),
+    ];
+    let (status, body) = remote
+        .send_transaction_with_edus(&sori, "edus1", &[], &edus)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let typing = ephemeral(&sori, &alice, &room, |e| {
+        e["type"] == "m.typing"
+            && e["content"]["user_ids"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(bob))
+    })
+    .await;
+    // Alice is still typing too; carol is nobody's.
+    assert_eq!(typing["content"]["user_ids"], json!([alice.user_id, bob]));
+    let receipts = ephemeral(&sori, &alice, &room, |e| {
+        e["type"] == "m.receipt" && e["content"][&message]["m.read"].get(&bob).is_some()
+    })
+    .await;
+    assert!(
+        receipts["content"][&message]["m.read"].get(&bob).is_some(),
+        "{receipts}"
+    );
+}

@@ -136,12 +136,22 @@ async fn joining_an_unknown_remote_room_says_why() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["errcode"], "M_FORBIDDEN");
-    // No server to ask (a v12 room id names none, and no via).
+    // No other server to ask (a v12 room id names none, and no via): refused as any room
+    // bob may not join.
     let (status, body) = b
         .post("/_matrix/client/v3/join/!nowhere", bob.token(), &json!({}))
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["errcode"], "M_NOT_FOUND");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["errcode"], "M_FORBIDDEN");
+    // A server that does not answer.
+    let (status, body) = b
+        .post(
+            "/_matrix/client/v3/join/!somewhere:127.0.0.1:1",
+            bob.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     // An alias no server has.
     let (status, body) = b
         .post(

@@ -65,9 +65,21 @@ async fn join(
     reason: Option<&str>,
     via: &[ruma::OwnedServerName],
 ) -> Result<()> {
-    let Some(room) = services.timeline.room(room_id)? else {
+    let room = services.timeline.room(room_id)?;
+    let own = &services.config.server_name;
+    let elsewhere = via
+        .iter()
+        .map(|server| &**server)
+        .chain(room_id.server_name())
+        .any(|server| server != own);
+    if room.is_none() && elsewhere {
         // A room this server is not in: joined through a server that is.
         return crate::federation::join::join_remote(services, room_id, user, via).await;
+    }
+    let Some(room) = room else {
+        // Not a room of this server, and no other server to ask: refused like any room the
+        // user may not join, whether or not it exists.
+        return apply(services, room_id, user, user, "join", reason).await;
     };
     let direct_inviter = services
         .timeline

@@ -73,6 +73,13 @@ pub async fn receipt(
             &b.event_id,
             b.thread.as_str(),
         )?;
+        crate::federation::edu::receipt(
+            &services,
+            &b.room_id,
+            user,
+            &b.event_id,
+            b.thread.as_str(),
+        )?;
     }
     Ok(create_receipt::v3::Response::new())
 }
@@ -105,6 +112,7 @@ pub async fn read_markers(
             )?;
             if receipt_type == "m.read" {
                 crate::appservice::ephemeral::receipt(&services, &b.room_id, user, event_id, None)?;
+                crate::federation::edu::receipt(&services, &b.room_id, user, event_id, None)?;
             }
         }
     }

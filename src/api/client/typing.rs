@@ -18,28 +18,10 @@ pub async fn typing(
     let b = &req.body;
     require_self(&user, &b.user_id)?;
     super::rooms::require_joined(&services, &b.room_id, &user)?;
-    let room_id = b.room_id.clone();
-    match &b.state {
-        Typing::Yes(info) => {
-            let until = services.typing.start(&room_id, &user, info.timeout);
-            services.timeline.wake_room(&room_id)?;
-            crate::appservice::ephemeral::typing(&services, &room_id)?;
-            // When the notification runs out, the room's syncs hear that too.
-            let services = services.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(until.into()).await;
-                if services.typing.expire(&room_id, &user, until) {
-                    let _ = services.timeline.wake_room(&room_id);
-                    let _ = crate::appservice::ephemeral::typing(&services, &room_id);
-                }
-            });
-        }
-        _ => {
-            if services.typing.stop(&room_id, &user) {
-                services.timeline.wake_room(&room_id)?;
-                crate::appservice::ephemeral::typing(&services, &room_id)?;
-            }
-        }
-    }
+    let timeout = match &b.state {
+        Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    crate::typing::announce(&services, &b.room_id, &user, timeout)?;
     Ok(create_typing_event::v3::Response::new())
 }

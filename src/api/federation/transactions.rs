@@ -1,6 +1,6 @@
 //! `PUT /_matrix/federation/v1/send/{txnId}`: another server's transaction of PDUs and EDUs.
 //! Sending the same transaction again changes nothing: every PDU already taken is answered
-//! as taken again.
+//! as taken again, and typing notices and receipts set what they set already.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,5 +40,6 @@ pub async fn send(
             results.insert(event_id, result.map_err(|e| e.to_string()));
         }
     }
+    crate::federation::edu::receive(&services, origin, &body.edus);
     Ok(send_transaction_message::v1::Response::new(results))
 }
