@@ -461,6 +461,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::history::event)
         .ruma(federation::history::state)
         .ruma(federation::history::state_ids)
+        .ruma(federation::history::backfill)
+        .ruma(federation::history::missing_events)
         .ruma(federation::membership::make_join)
         .ruma_raw(federation::membership::send_join)
         .ruma(federation::transactions::send)

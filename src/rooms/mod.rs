@@ -13,7 +13,8 @@
 //! - [`visibility`]: history visibility for a viewer; [`pagination`]: `/messages` tokens,
 //!   filters and pages; [`relations`]: edits, threads, references, reactions and their
 //!   aggregations.
-//! - [`auth_chain`]: the events that authorise others, recursively.
+//! - [`auth_chain`]: the events that authorise others, recursively; [`walk`]: the events
+//!   before others, through `prev_events`.
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
 //!   event reports for admins; [`blocks`]: rooms an admin closed; [`purge`]: removing a room's
 //!   events and indices; [`export`]: a room's events as JSON lines for auditors.
@@ -42,3 +43,4 @@ pub mod summary;
 pub mod timeline;
 pub mod upgrade;
 pub mod visibility;
+pub mod walk;

@@ -591,3 +591,56 @@ async fn typing_and_receipts_go_both_ways() {
         "{receipts}"
     );
 }
+
+#[tokio::test]
+async fn a_remote_server_scrolls_back_and_fills_gaps() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        let (_, sent) = send_text(&sori, &alice, &room, &format!("t{n}"), &format!("m{n}")).await;
+        ids.push(sent["event_id"].as_str().unwrap().to_owned());
+    }
+    let backfill = format!(
+        "/_matrix/federation/v1/backfill/{}?v={}&limit=3",
+        encode(&room),
+        encode(&ids[4])
+    );
+    let missing = format!(
+        "/_matrix/federation/v1/get_missing_events/{}",
+        encode(&room)
+    );
+    let gap = json!({"earliest_events": [ids[1]], "latest_events": [ids[4]], "limit": 10});
+    // Nobody of the stand-in's in the room yet.
+    let (status, body) = remote.get(&sori, &backfill).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = remote
+        .request(&sori, reqwest::Method::POST, &missing, Some(&gap))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let bob = remote.user("bob");
+    let (join, join_id, _) = prepared_join(&sori, &remote, &room, &bob).await;
+    let (status, joined) = send_join(&sori, &remote, &room, &join, &join_id, "").await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+
+    // Backfill: the given event and those before it, newest first.
+    let (status, page) = remote.get(&sori, &backfill).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["origin"], sori.server_name);
+    assert_eq!(spec_tests::bodies(&page["pdus"]), ["m5", "m4", "m3"]);
+    // Missing events: between the earliest and the latest the asker has, oldest first.
+    let (status, filled) = remote
+        .request(&sori, reqwest::Method::POST, &missing, Some(&gap))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{filled}");
+    assert_eq!(spec_tests::bodies(&filled["events"]), ["m3", "m4"]);
+    // A limit of one gives the nearest.
+    let one = json!({"earliest_events": [], "latest_events": [ids[4]], "limit": 1});
+    let (status, filled) = remote
+        .request(&sori, reqwest::Method::POST, &missing, Some(&one))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{filled}");
+    assert_eq!(spec_tests::bodies(&filled["events"]), ["m4"]);
+}

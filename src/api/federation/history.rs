@@ -1,11 +1,15 @@
-//! Another server reads a room's history from this one: one event (`/event`) and the state
-//! at an event, whole (`/state`) or as event ids (`/state_ids`), each with its auth chain.
+//! Another server reads a room's history from this one: one event (`/event`), the state at an
+//! event, whole (`/state`) or as event ids (`/state_ids`), each with its auth chain, and the
+//! events before some events (`/backfill`, `/get_missing_events`).
 //! Only a server with a user in the room may ask; an event whose history visibility hides it
 //! from that server is served redacted.
 
 use std::sync::Arc;
 
-use ruma::api::federation::event::{get_event, get_room_state, get_room_state_ids};
+use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::event::{
+    get_event, get_missing_events, get_room_state, get_room_state_ids,
+};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, RoomId, ServerName};
 use serde_json::value::RawValue;
 
@@ -99,17 +103,12 @@ pub async fn state(
     ))
 }
 
-/// `GET /_matrix/federation/v1/event/{eventId}`
-pub async fn event(
-    services: Arc<Services>,
-    req: Ruma<get_event::v1::Request>,
-) -> Result<get_event::v1::Response> {
-    let server = origin(&req)?;
-    let mut stored = services
-        .timeline
-        .get(&req.body.event_id)?
-        .ok_or_else(|| Error::not_found("No such event"))?;
-    require_in_room(&services, &stored.room_id, server)?;
+/// An event as `server` may see it: redacted when its history visibility hides it.
+fn as_seen_by(
+    services: &Services,
+    server: &ServerName,
+    mut stored: StoredPdu,
+) -> Result<Box<RawValue>> {
     if !services.timeline.server_sees(&stored.event_id, server)? {
         let version = services
             .timeline
@@ -118,9 +117,71 @@ pub async fn event(
             .version;
         stored.pdu = pdu::redact(stored.pdu, &pdu::rules(&version)?)?;
     }
+    as_raw(&stored)
+}
+
+/// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`
+pub async fn backfill(
+    services: Arc<Services>,
+    req: Ruma<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response> {
+    let server = origin(&req)?;
+    let body = &req.body;
+    require_in_room(&services, &body.room_id, server)?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let events = services
+        .timeline
+        .walk_back(&body.room_id, (&body.v, true), &[], limit, 0)?;
+    Ok(get_backfill::v1::Response::new(
+        services.config.server_name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+        events
+            .into_iter()
+            .map(|event| as_seen_by(&services, server, event))
+            .collect::<Result<_>>()?,
+    ))
+}
+
+/// `POST /_matrix/federation/v1/get_missing_events/{roomId}`
+pub async fn missing_events(
+    services: Arc<Services>,
+    req: Ruma<get_missing_events::v1::Request>,
+) -> Result<get_missing_events::v1::Response> {
+    let server = origin(&req)?;
+    let body = &req.body;
+    require_in_room(&services, &body.room_id, server)?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let mut events = services.timeline.walk_back(
+        &body.room_id,
+        (&body.latest_events, false),
+        &body.earliest_events,
+        limit,
+        u64::from(body.min_depth),
+    )?;
+    // Oldest first, as they are to be applied.
+    events.reverse();
+    Ok(get_missing_events::v1::Response::new(
+        events
+            .into_iter()
+            .map(|event| as_seen_by(&services, server, event))
+            .collect::<Result<_>>()?,
+    ))
+}
+
+/// `GET /_matrix/federation/v1/event/{eventId}`
+pub async fn event(
+    services: Arc<Services>,
+    req: Ruma<get_event::v1::Request>,
+) -> Result<get_event::v1::Response> {
+    let server = origin(&req)?;
+    let stored = services
+        .timeline
+        .get(&req.body.event_id)?
+        .ok_or_else(|| Error::not_found("No such event"))?;
+    require_in_room(&services, &stored.room_id, server)?;
     Ok(get_event::v1::Response::new(
         services.config.server_name.clone(),
         MilliSecondsSinceUnixEpoch::now(),
-        as_raw(&stored)?,
+        as_seen_by(&services, server, stored)?,
     ))
 }
