@@ -465,6 +465,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::history::missing_events)
         .ruma(federation::membership::make_join)
         .ruma_raw(federation::membership::send_join)
+        .ruma(federation::membership::make_leave)
+        .ruma(federation::membership::send_leave)
         .ruma(federation::transactions::send)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)

@@ -17,6 +17,9 @@ pub struct Watchers {
     workers: Mutex<Vec<Arc<Notify>>>,
     /// Users with a send request under way: how many, and who waits for them to end.
     sending: Mutex<HashMap<OwnedUserId, (usize, Arc<Notify>)>>,
+    /// The federation sender's: woken only by commits that queued something for another
+    /// server (most commits concern local users alone, and looking at the queues costs).
+    federation: Notify,
 }
 
 /// A send request under way (see [`Watchers::sending`]); ends when dropped.
@@ -100,6 +103,16 @@ impl Watchers {
             .unwrap_or_else(|p| p.into_inner())
             .push(notify.clone());
         notify
+    }
+
+    /// Wakes the federation sender: something was queued for another server.
+    pub fn wake_federation(&self) {
+        self.federation.notify_one();
+    }
+
+    /// Waits for [`Watchers::wake_federation`] (a wake while nobody waits is kept).
+    pub async fn federation_queued(&self) {
+        self.federation.notified().await;
     }
 
     /// Wakes every background worker.

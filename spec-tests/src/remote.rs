@@ -57,6 +57,17 @@ fn key_document(server_name: &str, key: &Ed25519KeyPair) -> Value {
     serde_json::to_value(document).unwrap()
 }
 
+/// An invite's event, signed by this server too (as `PUT /v2/invite` answers).
+fn countersigned(server_name: &str, key: &Ed25519KeyPair, body: &Value) -> Value {
+    let version = RoomVersionId::try_from(body["room_version"].as_str().unwrap_or("11"))
+        .unwrap_or(RoomVersionId::V11);
+    let rules = version.rules().expect("a known room version");
+    let mut event: CanonicalJsonObject =
+        serde_json::from_value(body["event"].clone()).unwrap_or_default();
+    let _ = ruma::signatures::sign_event(server_name, key, &mut event, &rules.redaction);
+    serde_json::to_value(event).unwrap()
+}
+
 impl RemoteServer {
     pub async fn start() -> RemoteServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -82,12 +93,14 @@ impl RemoteServer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let keys = key_document(&server_name, &key).to_string();
         let log = received.clone();
+        let (name, signer) = (server_name.clone(), key.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
                 let (acceptor, keys, log) = (acceptor.clone(), keys.clone(), log.clone());
+                let (name, signer) = (name.clone(), signer.clone());
                 tokio::spawn(async move {
                     let Ok(mut stream) = acceptor.accept(socket).await else {
                         return;
@@ -100,13 +113,16 @@ impl RemoteServer {
                         let answer = if path == "/_matrix/key/v2/server" {
                             keys.clone()
                         } else {
-                            log.lock().unwrap().push(Received {
-                                method,
-                                path,
-                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                            });
-                            // Transactions are taken; anything else is unknown here.
-                            "{\"pdus\":{}}".to_owned()
+                            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let answer = if path.starts_with("/_matrix/federation/v2/invite/") {
+                                // Invites are signed and sent back.
+                                json!({"event": countersigned(&name, &signer, &body)})
+                            } else {
+                                // Transactions are taken.
+                                json!({"pdus": {}})
+                            };
+                            log.lock().unwrap().push(Received { method, path, body });
+                            answer.to_string()
                         };
                         let response = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\

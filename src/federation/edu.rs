@@ -46,7 +46,7 @@ fn queue(services: &Services, room_id: &RoomId, edu: Value) -> Result<()> {
         super::sender::queue_edu(&mut batch, server, count, &edu);
     }
     services.store.write(batch)?;
-    services.watchers.wake_workers();
+    services.watchers.wake_federation();
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod edu;
 pub mod intake;
+pub mod invite;
 pub mod join;
 pub mod keys;
 pub mod query;

@@ -79,13 +79,12 @@ pub fn queue_edu(batch: &mut Batch, destination: &ServerName, count: u64, edu: &
 pub fn spawn(services: &Arc<Services>) {
     let services = services.clone();
     tokio::spawn(async move {
-        let wake = services.watchers.worker();
         loop {
             if let Err(error) = start_senders(&services) {
                 tracing::error!(%error, "reading the federation queues");
             }
             tokio::select! {
-                _ = wake.notified() => {}
+                _ = services.watchers.federation_queued() => {}
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
         }

@@ -2,9 +2,10 @@
 //! a change is allowed is left to the authorization rules of the room version.
 
 use ruma::events::TimelineEventType;
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
+use super::pdu::StoredPdu;
 use super::timeline::{NewEvent, Timeline};
 use crate::error::{Error, Result};
 
@@ -48,6 +49,37 @@ impl<'a> Change<'a> {
 const MAX_REASON_CHARS: usize = 1024;
 
 pub async fn change(timeline: &Timeline, change: Change<'_>) -> Result<OwnedEventId> {
+    let (room_id, sender) = (change.room_id, change.sender);
+    let event = member_event(timeline, change)?;
+    timeline.append(room_id, sender, event, None).await
+}
+
+/// A membership change that another server must sign before it is added (an invite of one
+/// of its users): `countersign` gets the event made here and answers with it signed.
+pub async fn change_countersigned(
+    timeline: &Timeline,
+    change: Change<'_>,
+    countersign: impl AsyncFnOnce(&StoredPdu, RoomVersionId) -> Result<CanonicalJsonObject>,
+) -> Result<OwnedEventId> {
+    let (room_id, sender) = (change.room_id, change.sender);
+    let event = member_event(timeline, change)?;
+    let mut draft = timeline.draft();
+    let event_id = draft.send(room_id, sender, event, None).await?;
+    let made = draft
+        .get(&event_id)?
+        .ok_or_else(|| Error::internal("a drafted event is missing"))?;
+    let version = draft
+        .room(room_id)?
+        .ok_or_else(|| Error::internal("a drafted room is missing"))?
+        .version;
+    let signed = countersign(&made, version).await?;
+    draft.add_signatures(&event_id, &signed)?;
+    draft.commit()?;
+    Ok(event_id)
+}
+
+/// The member event of a change.
+fn member_event(timeline: &Timeline, change: Change<'_>) -> Result<NewEvent> {
     if matches!(change.membership, "join" | "invite" | "knock") {
         timeline.refuse_if_blocked(change.room_id)?;
     }
@@ -67,15 +99,12 @@ pub async fn change(timeline: &Timeline, change: Change<'_>) -> Result<OwnedEven
     if change.is_direct {
         content["is_direct"] = true.into();
     }
-    let event = NewEvent {
+    Ok(NewEvent {
         kind: TimelineEventType::RoomMember,
         content: serde_json::value::to_raw_value(&content)
             .map_err(|e| Error::internal(format!("member content: {e}")))?,
         state_key: Some(change.target.to_string()),
-    };
-    timeline
-        .append(change.room_id, change.sender, event, None)
-        .await
+    })
 }
 
 /// Announces a changed display name or avatar in every room the user is joined to, with a

@@ -17,6 +17,18 @@ use super::timeline::{RoomRecord, Timeline, content_field};
 use crate::error::{Error, Result};
 use crate::storage::{Direction, KeyRange, Table, keys};
 
+/// The state event types (with an empty state key) an invitee or knocker is shown of a room,
+/// and another server is given with an invite of one of its users.
+pub const INVITE_STATE_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
 /// A state change recorded per event, so state at any point can be rebuilt.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(super) struct StateChange {

@@ -178,15 +178,7 @@ pub(super) fn sync_event(json: Value) -> Value {
 /// The stripped state an invitee or knocker sees of a room.
 pub(super) fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<Value>> {
     let mut events = Vec::new();
-    for kind in [
-        "m.room.create",
-        "m.room.join_rules",
-        "m.room.name",
-        "m.room.avatar",
-        "m.room.canonical_alias",
-        "m.room.encryption",
-        "m.room.topic",
-    ] {
+    for kind in crate::rooms::state::INVITE_STATE_TYPES {
         if let Some(stored) = timeline.state_event(short, kind, "")? {
             events.push(stripped(&stored));
         }

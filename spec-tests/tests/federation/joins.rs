@@ -644,3 +644,120 @@ async fn a_remote_server_scrolls_back_and_fills_gaps() {
     assert_eq!(status, StatusCode::OK, "{filled}");
     assert_eq!(spec_tests::bodies(&filled["events"]), ["m4"]);
 }
+
+#[tokio::test]
+async fn an_invite_goes_to_the_invitees_server_and_can_be_turned_down() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let room = create_room(
+        &sori,
+        &alice,
+        json!({"preset": "private_chat", "name": "기획"}),
+    )
+    .await;
+    let dave = remote.user("dave");
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            alice.token(),
+            &json!({"user_id": dave}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", sori.log());
+
+    // The invitee's server was asked first, with the room's state as full events.
+    let asked = remote
+        .received()
+        .into_iter()
+        .find(|r| r.path.starts_with("/_matrix/federation/v2/invite/"))
+        .expect("the invite went to dave's server");
+    assert_eq!(asked.method, "PUT");
+    assert_eq!(asked.body["event"]["state_key"], dave);
+    assert_eq!(asked.body["event"]["content"]["membership"], "invite");
+    let shown = types_in(&asked.body["invite_room_state"]);
+    assert!(
+        shown.contains(&("m.room.name".to_owned(), String::new())),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&("m.room.create".to_owned(), String::new())),
+        "{shown:?}"
+    );
+    assert!(asked.body["invite_room_state"][0]["signatures"].is_object());
+    // The invite as stored carries both servers' signatures.
+    assert_eq!(
+        member_of(&sori, &alice, &room, &dave).await["membership"],
+        "invite"
+    );
+    // The room's servers are sent it (dave's among them), with both servers' signatures.
+    let sent = sent_to(&remote, "the invite", |p| {
+        p["type"] == "m.room.member" && p["state_key"] == dave.as_str()
+    })
+    .await;
+    assert!(
+        sent["signatures"][&remote.server_name].is_object(),
+        "{sent}"
+    );
+    assert!(sent["signatures"][&sori.server_name].is_object(), "{sent}");
+
+    // Dave turns it down: make_leave, send_leave.
+    let (status, made) = remote
+        .get(
+            &sori,
+            &format!(
+                "/_matrix/federation/v1/make_leave/{}/{}",
+                encode(&room),
+                encode(&dave)
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let version = RoomVersionId::try_from(made["room_version"].as_str().unwrap()).unwrap();
+    let mut leave = made["event"].clone();
+    assert_eq!(leave["content"]["membership"], "leave");
+    let leave_id = remote.sign_event(&mut leave, &version);
+    let (status, body) = remote
+        .request(
+            &sori,
+            reqwest::Method::PUT,
+            &format!(
+                "/_matrix/federation/v2/send_leave/{}/{}",
+                encode(&room),
+                encode(&leave_id)
+            ),
+            Some(&leave),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        member_of(&sori, &alice, &room, &dave).await["membership"],
+        "leave"
+    );
+    // Someone else's leave, or a join sent as a leave, is refused.
+    let (status, _) = remote
+        .get(
+            &sori,
+            &format!(
+                "/_matrix/federation/v1/make_leave/{}/{}",
+                encode(&room),
+                encode(&alice.user_id)
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut join = leave.clone();
+    join["content"]["membership"] = json!("join");
+    let (status, body) = remote
+        .request(
+            &sori,
+            reqwest::Method::PUT,
+            &format!(
+                "/_matrix/federation/v2/send_leave/{}/{}",
+                encode(&room),
+                encode(&leave_id)
+            ),
+            Some(&join),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

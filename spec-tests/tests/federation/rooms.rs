@@ -8,7 +8,7 @@ use spec_tests::{StatusCode, TestServer, User, register, send_text};
 use super::{federating, public_room};
 
 /// Waits until `user` on `server` reads a message `body` in `room`.
-async fn reads(server: &TestServer, user: &User, room: &str, body: &str) -> Vec<String> {
+pub(crate) async fn reads(server: &TestServer, user: &User, room: &str, body: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     for _ in 0..100 {
         let (status, page) = server

@@ -189,18 +189,29 @@ async fn sori_and_synapse_users_read_each_others_device_keys() {
     );
 }
 
-/// The message bodies in a room on Synapse, newest first.
-async fn synapse_bodies(synapse: &Synapse, token: &str, room: &str) -> Vec<String> {
-    let (status, page) = synapse
-        .request(
-            reqwest::Method::GET,
-            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
-            Some(token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    spec_tests::bodies(&page)
+/// Waits until a user on Synapse reads a message `body` in `room`; the bodies, newest first.
+async fn synapse_reads(synapse: &Synapse, token: &str, room: &str, body: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for _ in 0..100 {
+        let (status, page) = synapse
+            .request(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        bodies = spec_tests::bodies(&page);
+        if bodies.iter().any(|b| b == body) {
+            return bodies;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "never read {body:?} on Synapse: {bodies:?}\n{}",
+        synapse.log()
+    );
 }
 
 #[tokio::test]
@@ -238,20 +249,7 @@ async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
 
     // Alice's message reaches Synapse in a transaction.
     spec_tests::send_text(&sori, &alice, &room, "t1", "어서 와요").await;
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = synapse_bodies(&synapse, &bob.access_token, &room).await;
-        if seen.iter().any(|b| b == "어서 와요") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        seen.iter().any(|b| b == "어서 와요"),
-        "{seen:?}\n{}\n{}",
-        synapse.log(),
-        sori.log()
-    );
+    synapse_reads(&synapse, &bob.access_token, &room, "어서 와요").await;
 
     // Bob answers from Synapse; Sori takes Synapse's transaction.
     let (status, sent) = synapse
@@ -263,20 +261,7 @@ async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let mut bodies = Vec::new();
-    for _ in 0..100 {
-        let (_, page) = sori
-            .get(
-                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
-                alice.token(),
-            )
-            .await;
-        bodies = spec_tests::bodies(&page);
-        if bodies.iter().any(|b| b == "고마워요") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let bodies = super::rooms::reads(&sori, &alice, &room, "고마워요").await;
     assert_eq!(
         bodies.first().map(String::as_str),
         Some("고마워요"),
@@ -337,20 +322,8 @@ async fn a_sori_user_joins_a_synapse_room_and_they_talk_both_ways() {
     assert_eq!(name["name"], "Synapse room");
 
     // Synapse sees alice joined; messages go both ways.
-    let mut seen = Vec::new();
     spec_tests::send_text(&sori, &alice, &room, "t1", "안녕하세요").await;
-    for _ in 0..100 {
-        seen = synapse_bodies(&synapse, &bob.access_token, &room).await;
-        if seen.iter().any(|b| b == "안녕하세요") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        seen.iter().any(|b| b == "안녕하세요"),
-        "{seen:?}\n{}",
-        synapse.log()
-    );
+    synapse_reads(&synapse, &bob.access_token, &room, "안녕하세요").await;
     let (status, _) = synapse
         .request(
             reqwest::Method::PUT,
@@ -360,20 +333,7 @@ async fn a_sori_user_joins_a_synapse_room_and_they_talk_both_ways() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let mut bodies = Vec::new();
-    for _ in 0..100 {
-        let (_, page) = sori
-            .get(
-                &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
-                alice.token(),
-            )
-            .await;
-        bodies = spec_tests::bodies(&page);
-        if bodies.iter().any(|b| b == "반가워요") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let bodies = super::rooms::reads(&sori, &alice, &room, "반가워요").await;
     assert_eq!(
         bodies.first().map(String::as_str),
         Some("반가워요"),
@@ -381,4 +341,70 @@ async fn a_sori_user_joins_a_synapse_room_and_they_talk_both_ways() {
         sori.log(),
         synapse.log()
     );
+}
+
+#[tokio::test]
+async fn a_synapse_user_is_invited_to_a_sori_room_and_joins() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = spec_tests::create_room(
+        &sori,
+        &alice,
+        json!({"preset": "private_chat", "name": "Partners", "is_direct": true}),
+    )
+    .await;
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{body}\n{}\n{}",
+        sori.log(),
+        synapse.log()
+    );
+
+    // Bob's Synapse shows the invite with the room's name.
+    let mut invite = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, sync) = synapse
+            .request(
+                reqwest::Method::GET,
+                "/_matrix/client/v3/sync?timeout=0",
+                Some(&bob.access_token),
+                None,
+            )
+            .await;
+        invite = sync["rooms"]["invite"][&room].clone();
+        if invite.is_object() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = invite["invite_state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.name")
+        .filter_map(|e| e["content"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Partners"], "{invite}\n{}", synapse.log());
+
+    // He accepts: Synapse joins through Sori; they talk.
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    spec_tests::send_text(&sori, &alice, &room, "t1", "환영합니다").await;
+    synapse_reads(&synapse, &bob.access_token, &room, "환영합니다").await;
 }

@@ -13,7 +13,7 @@ use ruma::{OwnedRoomId, RoomId, UserId};
 
 use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
-use crate::rooms::membership::{Change, change};
+use crate::rooms::membership::{Change, change, change_countersigned};
 use crate::services::Services;
 
 /// Applies a membership change, with the target's profile in the event for joins and invites.
@@ -31,7 +31,10 @@ async fn apply(
             "You cannot change membership in this room",
         ));
     }
-    if !crate::appservice::query::user_known(services, target).await? {
+    let remote = target.server_name() != services.config.server_name;
+    // Users of other servers are their servers' to know (an invite to an unknown one fails
+    // there).
+    if !remote && !crate::appservice::query::user_known(services, target).await? {
         return Err(Error::not_found(format!("Unknown user {target}")));
     }
     let (displayname, avatar_url) = if matches!(membership, "join" | "invite") {
@@ -51,6 +54,14 @@ async fn apply(
         avatar_url,
         is_direct: false,
     };
+    if remote && membership == "invite" {
+        // The invitee's server signs the invite before it counts.
+        return change_countersigned(&services.timeline, change_request, async |made, version| {
+            crate::federation::invite::countersign(services, made, version, target).await
+        })
+        .await
+        .map(drop);
+    }
     change(&services.timeline, change_request).await.map(drop)
 }
 

@@ -1,5 +1,7 @@
 //! Another server's user joins a room of this server: `make_join` prepares the join event,
-//! `send_join` (v2) takes it signed and answers with the room's state and auth chain.
+//! `send_join` (v2) takes it signed and answers with the room's state and auth chain. Leaving
+//! without being joined (turning an invite down) goes the same way: `make_leave`,
+//! `send_leave` (v2).
 
 use std::sync::Arc;
 
@@ -7,7 +9,9 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{
+    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, ServerName};
 use serde_json::{Value, json};
 
@@ -40,7 +44,9 @@ pub async fn make_join(
         ));
     }
     let mut draft = services.timeline.draft();
-    let (version, template) = draft.join_template(&body.room_id, &body.user_id).await?;
+    let (version, template) = draft
+        .membership_template(&body.room_id, &body.user_id, "join")
+        .await?;
     let event = serde_json::value::to_raw_value(&template)
         .map_err(|e| Error::internal(format!("serialising a join template: {e}")))?;
     let mut response = prepare_join_event::v1::Response::new(event);
@@ -48,9 +54,14 @@ pub async fn make_join(
     Ok(response)
 }
 
-/// The checks `send_join` makes on the event beyond the PDU checks: it is the join it says
-/// it is, of a user of the sending server, to this room.
-fn check_join(object: &CanonicalJsonObject, room_id: &RoomId, origin: &ServerName) -> Result<()> {
+/// The checks `send_join` and `send_leave` make on the event beyond the PDU checks: it is the
+/// `expected` membership it says it is, of a user of the sending server, to this room.
+fn check_membership(
+    object: &CanonicalJsonObject,
+    room_id: &RoomId,
+    origin: &ServerName,
+    expected: &str,
+) -> Result<()> {
     let field = |name: &str| object.get(name).and_then(|v| v.as_str());
     if field("type") != Some("m.room.member") {
         return Err(Error::bad_json("Not a membership event"));
@@ -61,14 +72,16 @@ fn check_join(object: &CanonicalJsonObject, room_id: &RoomId, origin: &ServerNam
         }
         _ => None,
     };
-    if membership != Some("join") {
-        return Err(Error::bad_json("Not a join"));
+    if membership != Some(expected) {
+        return Err(Error::bad_json(format!("Not a {expected}")));
     }
     let (Some(sender), Some(state_key)) = (field("sender"), field("state_key")) else {
-        return Err(Error::bad_json("A join needs a sender and a state key"));
+        return Err(Error::bad_json(
+            "A membership event needs a sender and a state key",
+        ));
     };
     if sender != state_key {
-        return Err(Error::bad_json("A join's state key is its sender"));
+        return Err(Error::bad_json("The state key is not the sender"));
     }
     let sender = <&ruma::UserId>::try_from(sender)
         .map_err(|_| Error::bad_json("The sender is not a user id"))?;
@@ -83,26 +96,29 @@ fn check_join(object: &CanonicalJsonObject, room_id: &RoomId, origin: &ServerNam
     Ok(())
 }
 
-/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
-pub async fn send_join(
-    services: Arc<Services>,
-    req: Ruma<create_join_event::v2::Request>,
-) -> Result<Response> {
-    let origin = origin(&req)?.to_owned();
-    let body = &req.body;
+/// Takes a signed join or leave (`membership`) of a user of `origin` into the room, as
+/// `send_join` and `send_leave` do; returns the event as taken. The other servers in the room
+/// are sent it too.
+async fn take_membership(
+    services: &Services,
+    origin: &ServerName,
+    (room_id, event_id): (&RoomId, &ruma::EventId),
+    pdu: &serde_json::value::RawValue,
+    membership: &str,
+) -> Result<crate::federation::intake::Checked> {
     let version = services
         .timeline
-        .room(&body.room_id)?
+        .room(room_id)?
         .ok_or_else(|| Error::not_found("No such room here"))?
         .version;
-    let object: CanonicalJsonObject = serde_json::from_str(body.pdu.get())
+    let object: CanonicalJsonObject = serde_json::from_str(pdu.get())
         .map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
-    check_join(&object, &body.room_id, &origin)?;
+    check_membership(&object, room_id, origin, membership)?;
     let checked = services
         .federation
         .check_pdu(&services.outbound, &services.server_keys, &version, object)
         .await?;
-    if checked.event_id != body.event_id {
+    if checked.event_id != event_id {
         return Err(Error::bad_json(format!(
             "The event's id is {}, not the one in the path",
             checked.event_id
@@ -110,15 +126,28 @@ pub async fn send_join(
     }
     let mut draft = services.timeline.draft();
     draft
-        .receive(
-            &body.room_id,
-            checked.event_id.clone(),
-            checked.pdu.clone(),
-            true,
-        )
+        .receive(room_id, checked.event_id.clone(), checked.pdu.clone(), true)
         .await?;
     draft.commit()?;
-    tracing::info!(room_id = %body.room_id, event_id = %checked.event_id, %origin, "remote join");
+    tracing::info!(%room_id, event_id = %checked.event_id, %origin, membership, "remote membership");
+    Ok(checked)
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
+pub async fn send_join(
+    services: Arc<Services>,
+    req: Ruma<create_join_event::v2::Request>,
+) -> Result<Response> {
+    let origin = origin(&req)?.to_owned();
+    let body = &req.body;
+    let checked = take_membership(
+        &services,
+        &origin,
+        (&body.room_id, &body.event_id),
+        &body.pdu,
+        "join",
+    )
+    .await?;
     let state = join_state(&services, &checked.event_id, body.omit_members)?;
     let mut answer = json!({
         "origin": services.config.server_name,
@@ -131,6 +160,45 @@ pub async fn send_join(
         answer["servers_in_room"] = json!(state.servers);
     }
     Ok(Json(answer).into_response())
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`
+pub async fn make_leave(
+    services: Arc<Services>,
+    req: Ruma<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response> {
+    let body = &req.body;
+    if body.user_id.server_name() != origin(&req)? {
+        return Err(Error::forbidden("The user is not of the requesting server"));
+    }
+    if services.timeline.room(&body.room_id)?.is_none() {
+        return Err(Error::not_found("No such room here"));
+    }
+    let mut draft = services.timeline.draft();
+    let (version, template) = draft
+        .membership_template(&body.room_id, &body.user_id, "leave")
+        .await?;
+    let event = serde_json::value::to_raw_value(&template)
+        .map_err(|e| Error::internal(format!("serialising a leave template: {e}")))?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), event))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
+pub async fn send_leave(
+    services: Arc<Services>,
+    req: Ruma<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response> {
+    let origin = origin(&req)?.to_owned();
+    let body = &req.body;
+    take_membership(
+        &services,
+        &origin,
+        (&body.room_id, &body.event_id),
+        &body.pdu,
+        "leave",
+    )
+    .await?;
+    Ok(create_leave_event::v2::Response::new())
 }
 
 /// What `send_join` answers with about the room.

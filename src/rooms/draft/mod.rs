@@ -794,6 +794,9 @@ impl Draft<'_> {
         }
         drop(locks);
         timeline.watchers.wake_workers();
+        if built.iter().any(|event| !event.destinations.is_empty()) {
+            timeline.watchers.wake_federation();
+        }
         timeline.pushers.work.queued(built.iter().flat_map(|event| {
             event
                 .notified

@@ -1,11 +1,13 @@
-//! Events another server makes: the join it asks this server to prepare (`make_join`),
+//! Events another server makes: the join or leave it asks this server to prepare
+//! (`make_join`, `make_leave`),
 //! accepting a signed event it sends into the room (a join through `send_join`, the events of
 //! its transactions) once [`crate::federation::intake`] has checked its hashes and
 //! signatures, and starting a room this server joins through another server.
 
 use ruma::events::TimelineEventType;
 use ruma::{
-    CanonicalJsonObject, EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedUserId, RoomId,
+    RoomVersionId, UserId,
 };
 
 use super::super::members::MembershipRecord;
@@ -113,24 +115,27 @@ impl Draft<'_> {
         Ok(())
     }
 
-    /// The unsigned join of `user` (of another server) on top of the room's current state,
-    /// refused when the authorization rules would refuse it.
-    pub async fn join_template(
+    /// The unsigned membership event (`join` or `leave`) of `user` (of another server) on top
+    /// of the room's current state, refused when the authorization rules would refuse it.
+    pub async fn membership_template(
         &mut self,
         room_id: &RoomId,
         user: &UserId,
+        membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
         let event = NewEvent {
             kind: TimelineEventType::RoomMember,
-            content: serde_json::value::to_raw_value(&serde_json::json!({"membership": "join"}))
-                .map_err(|e| Error::internal(e.to_string()))?,
+            content: serde_json::value::to_raw_value(
+                &serde_json::json!({"membership": membership}),
+            )
+            .map_err(|e| Error::internal(e.to_string()))?,
             state_key: Some(user.to_string()),
         };
         let (record, object) = self.template(room_id, user, &event).await?;
-        // Checked as it stands, under a stand-in id (the joining server signs it, which
-        // fixes its id).
+        // Checked as it stands, under a stand-in id (the other server signs it, which fixes
+        // its id).
         let stand_in = StoredPdu {
-            event_id: OwnedEventId::try_from("$join-template")
+            event_id: OwnedEventId::try_from("$membership-template")
                 .map_err(|e| Error::internal(e.to_string()))?,
             room_id: room_id.to_owned(),
             pdu: object.clone(),
@@ -138,6 +143,33 @@ impl Draft<'_> {
         };
         self.authorize(&record, &Pdu::from_stored(&stand_in)?, None)?;
         Ok((record.version, object))
+    }
+
+    /// Adds the signatures of other servers on a drafted event of this server (an invite the
+    /// invitee's server signed) to it.
+    pub fn add_signatures(
+        &mut self,
+        event_id: &EventId,
+        signed: &CanonicalJsonObject,
+    ) -> Result<()> {
+        let own = self.timeline.server_name.to_string();
+        let index = *self
+            .events
+            .get(event_id)
+            .ok_or_else(|| Error::internal("no such drafted event"))?;
+        let Some(CanonicalJsonValue::Object(theirs)) = signed.get("signatures") else {
+            return Err(Error::bad_json("The event came back without signatures"));
+        };
+        let built = &mut self.built[index];
+        let Some(CanonicalJsonValue::Object(ours)) = built.stored.pdu.get_mut("signatures") else {
+            return Err(Error::internal("a drafted event without signatures"));
+        };
+        for (server, signatures) in theirs {
+            if *server != own {
+                ours.insert(server.clone(), signatures.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Adds an event of another server to the room; `false` when the room has it already. It
