@@ -34,6 +34,19 @@ fn set_fully_read(
         .map(drop)
 }
 
+/// A public read receipt goes to the appservices that hear of the room and to the room's
+/// other servers.
+fn tell_public_receipt(
+    services: &Services,
+    room_id: &RoomId,
+    user: &UserId,
+    event_id: &EventId,
+    thread: Option<&str>,
+) -> Result<()> {
+    crate::appservice::ephemeral::receipt(services, room_id, user, event_id, thread)?;
+    crate::federation::edu::receipt(services, room_id, user, event_id, thread)
+}
+
 /// `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`
 pub async fn receipt(
     services: Arc<Services>,
@@ -66,20 +79,7 @@ pub async fn receipt(
         &b.event_id,
     )?;
     if receipt_type == "m.read" {
-        crate::appservice::ephemeral::receipt(
-            &services,
-            &b.room_id,
-            user,
-            &b.event_id,
-            b.thread.as_str(),
-        )?;
-        crate::federation::edu::receipt(
-            &services,
-            &b.room_id,
-            user,
-            &b.event_id,
-            b.thread.as_str(),
-        )?;
+        tell_public_receipt(&services, &b.room_id, user, &b.event_id, b.thread.as_str())?;
     }
     Ok(create_receipt::v3::Response::new())
 }
@@ -111,8 +111,7 @@ pub async fn read_markers(
                 event_id,
             )?;
             if receipt_type == "m.read" {
-                crate::appservice::ephemeral::receipt(&services, &b.room_id, user, event_id, None)?;
-                crate::federation::edu::receipt(&services, &b.room_id, user, event_id, None)?;
+                tell_public_receipt(&services, &b.room_id, user, event_id, None)?;
             }
         }
     }

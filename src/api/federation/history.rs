@@ -120,6 +120,17 @@ fn as_seen_by(
     as_raw(&stored)
 }
 
+fn all_as_seen_by(
+    services: &Services,
+    server: &ServerName,
+    events: Vec<StoredPdu>,
+) -> Result<Vec<Box<RawValue>>> {
+    events
+        .into_iter()
+        .map(|event| as_seen_by(services, server, event))
+        .collect()
+}
+
 /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`
 pub async fn backfill(
     services: Arc<Services>,
@@ -135,10 +146,7 @@ pub async fn backfill(
     Ok(get_backfill::v1::Response::new(
         services.config.server_name.clone(),
         MilliSecondsSinceUnixEpoch::now(),
-        events
-            .into_iter()
-            .map(|event| as_seen_by(&services, server, event))
-            .collect::<Result<_>>()?,
+        all_as_seen_by(&services, server, events)?,
     ))
 }
 
@@ -160,12 +168,9 @@ pub async fn missing_events(
     )?;
     // Oldest first, as they are to be applied.
     events.reverse();
-    Ok(get_missing_events::v1::Response::new(
-        events
-            .into_iter()
-            .map(|event| as_seen_by(&services, server, event))
-            .collect::<Result<_>>()?,
-    ))
+    Ok(get_missing_events::v1::Response::new(all_as_seen_by(
+        &services, server, events,
+    )?))
 }
 
 /// `GET /_matrix/federation/v1/event/{eventId}`
