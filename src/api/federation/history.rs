@@ -60,18 +60,6 @@ fn state_at(
     Ok((chain.into_iter().collect(), state))
 }
 
-fn events(services: &Services, ids: &[ruma::OwnedEventId]) -> Result<Vec<Box<RawValue>>> {
-    ids.iter()
-        .map(|id| {
-            let stored = services
-                .timeline
-                .get(id)?
-                .ok_or_else(|| Error::internal(format!("state event {id} is missing")))?;
-            as_raw(&stored)
-        })
-        .collect()
-}
-
 /// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`
 pub async fn state_ids(
     services: Arc<Services>,
@@ -98,8 +86,8 @@ pub async fn state(
         origin(&req)?,
     )?;
     Ok(get_room_state::v1::Response::new(
-        events(&services, &chain)?,
-        events(&services, &state)?,
+        super::pdus(&services, &chain)?,
+        super::pdus(&services, &state)?,
     ))
 }
 

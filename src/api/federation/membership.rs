@@ -13,7 +13,7 @@ use ruma::api::federation::membership::{
     create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, ServerName};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::origin;
 use crate::api::ruma::Ruma;
@@ -203,8 +203,8 @@ pub async fn send_leave(
 
 /// What `send_join` answers with about the room.
 struct JoinState {
-    state: Vec<Value>,
-    auth_chain: Vec<Value>,
+    state: Vec<Box<serde_json::value::RawValue>>,
+    auth_chain: Vec<Box<serde_json::value::RawValue>>,
     /// The servers with a user joined before the join.
     servers: Vec<String>,
 }
@@ -240,18 +240,9 @@ fn join_state(services: &Services, join: &ruma::EventId, omit_members: bool) -> 
             chain.remove(event_id);
         }
     }
-    let pdus = |ids: &mut dyn Iterator<Item = &OwnedEventId>| -> Result<Vec<Value>> {
-        ids.map(|id| {
-            let stored = timeline
-                .get(id)?
-                .ok_or_else(|| Error::internal(format!("state event {id} is missing")))?;
-            serde_json::to_value(&stored.pdu).map_err(|e| Error::internal(e.to_string()))
-        })
-        .collect()
-    };
     Ok(JoinState {
-        state: pdus(&mut state.iter())?,
-        auth_chain: pdus(&mut chain.iter())?,
+        state: super::pdus(services, &state)?,
+        auth_chain: super::pdus(services, &chain)?,
         servers: servers.into_iter().collect(),
     })
 }
