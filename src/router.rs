@@ -467,6 +467,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma_raw(federation::membership::send_join)
         .ruma(federation::membership::make_leave)
         .ruma(federation::membership::send_leave)
+        .ruma(federation::membership::invite)
         .ruma(federation::transactions::send)
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,6 +4,7 @@
 //! over TLS with the tests' CA certificate. It is named `127.0.0.1:<federation port>`, trusts
 //! that CA, may reach loopback, and is stopped (by PID) when dropped.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::{StatusCode, free_port};
 
 pub struct Synapse {
     child: Child,
+    configs: [PathBuf; 2],
     dir: tempfile::TempDir,
     pub client_url: String,
     pub server_name: String,
@@ -31,6 +33,26 @@ pub struct SynapseUser {
 fn python() -> String {
     std::env::var("SPEC_SYNAPSE_PYTHON")
         .expect("SPEC_SYNAPSE_PYTHON is unset: run the tests through scripts/test")
+}
+
+/// Runs Synapse in `data` with `configs`, its output appended to `synapse.log`.
+fn spawn(data: &Path, configs: &[PathBuf]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("synapse.log"))
+        .expect("log file");
+    let mut command = Command::new(python());
+    command.args(["-m", "synapse.app.homeserver"]);
+    for config in configs {
+        command.arg("-c").arg(config);
+    }
+    command
+        .current_dir(data)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start synapse")
 }
 
 /// Rate limits out of the way.
@@ -115,20 +137,12 @@ impl Synapse {
         });
         let extra = data.join("overrides.yaml");
         std::fs::write(&extra, serde_json::to_string_pretty(&overrides).unwrap()).unwrap();
-        let log = std::fs::File::create(data.join("synapse.log")).expect("log file");
-        let child = Command::new(python())
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&config)
-            .arg("-c")
-            .arg(&extra)
-            .current_dir(data)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start synapse");
+        let configs = [config, extra];
+        let child = spawn(data, &configs);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut synapse = Synapse {
             child,
+            configs,
             dir,
             client_url: format!("http://127.0.0.1:{client_port}"),
             server_name,
@@ -137,28 +151,46 @@ impl Synapse {
                 .build()
                 .unwrap(),
         };
+        synapse.wait_until_up().await;
+        synapse
+    }
+
+    async fn wait_until_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = synapse
+            if let Ok(response) = self
                 .http
-                .get(format!("{}/_matrix/client/versions", synapse.client_url))
+                .get(format!("{}/_matrix/client/versions", self.client_url))
                 .send()
                 .await
                 && response.status().is_success()
             {
-                break;
+                return;
             }
-            if let Ok(Some(status)) = synapse.child.try_wait() {
-                panic!("synapse exited ({status}):\n{}", synapse.log());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("synapse exited ({status}):\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "synapse did not start:\n{}",
-                synapse.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        synapse
+    }
+
+    /// Stops Synapse (SIGTERM, as an operator would) and waits for it to exit; its data stays.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Synapse again on its data and ports, after `stop`.
+    pub async fn start_again(&mut self) {
+        self.child = spawn(self.dir.path(), &self.configs);
+        self.wait_until_up().await;
     }
 
     /// Everything Synapse logged so far (its output, and its log file).

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::TimelineEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId,
@@ -63,12 +63,50 @@ fn field<'a>(object: &'a CanonicalJsonObject, name: &str) -> Option<&'a str> {
     }
 }
 
-fn bad_answer(server: &ServerName, why: impl std::fmt::Display) -> Error {
+pub(super) fn bad_answer(server: &ServerName, why: impl std::fmt::Display) -> Error {
     Error::new(
         http::StatusCode::BAD_GATEWAY,
         ruma::api::error::ErrorKind::Unknown,
-        format!("{server} answered the join with {why}"),
+        format!("{server} answered with {why}"),
     )
+}
+
+/// Makes the membership event another server prepared for `user` (`make_join`,
+/// `make_leave`) this server's: with `content` and the time of now, signed. Returns it with
+/// its id.
+pub(super) fn sign_template(
+    services: &Services,
+    server: &ServerName,
+    template: &serde_json::value::RawValue,
+    user: &UserId,
+    content: serde_json::Value,
+    rules: &RoomVersionRules,
+) -> Result<(CanonicalJsonObject, OwnedEventId)> {
+    let mut event: CanonicalJsonObject = serde_json::from_str(template.get())
+        .map_err(|e| bad_answer(server, format!("a template that is no event: {e}")))?;
+    if field(&event, "type") != Some("m.room.member")
+        || field(&event, "sender") != Some(user.as_str())
+        || field(&event, "state_key") != Some(user.as_str())
+    {
+        return Err(bad_answer(server, "a template for another event"));
+    }
+    for name in ["hashes", "signatures", "event_id", "unsigned"] {
+        event.remove(name);
+    }
+    event.insert(
+        "content".into(),
+        serde_json::from_value(content).map_err(|e| Error::internal(e.to_string()))?,
+    );
+    event.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(ruma::Int::new(crate::now_ms() as i64).unwrap_or_default()),
+    );
+    event.insert(
+        "origin".into(),
+        CanonicalJsonValue::String(services.config.server_name.to_string()),
+    );
+    let event_id = services.timeline.sign(&mut event, rules)?;
+    Ok((event, event_id))
 }
 
 async fn join_through(
@@ -88,14 +126,6 @@ async fn join_through(
         .room_version
         .ok_or_else(|| bad_answer(server, "no room version"))?;
     let rules = pdu::rules(&version)?;
-    let mut join: CanonicalJsonObject = serde_json::from_str(made.event.get())
-        .map_err(|e| bad_answer(server, format!("a template that is no event: {e}")))?;
-    if field(&join, "type") != Some("m.room.member")
-        || field(&join, "sender") != Some(user.as_str())
-        || field(&join, "state_key") != Some(user.as_str())
-    {
-        return Err(bad_answer(server, "a template for another event"));
-    }
     // The template is the resident server's; the content and the time are the joiner's.
     let mut content = serde_json::json!({"membership": "join"});
     for (name, value) in services.profiles.get(user)? {
@@ -103,22 +133,7 @@ async fn join_through(
             content[name] = value;
         }
     }
-    for name in ["hashes", "signatures", "event_id", "unsigned"] {
-        join.remove(name);
-    }
-    join.insert(
-        "content".into(),
-        serde_json::from_value(content).map_err(|e| Error::internal(e.to_string()))?,
-    );
-    join.insert(
-        "origin_server_ts".into(),
-        CanonicalJsonValue::Integer(ruma::Int::new(crate::now_ms() as i64).unwrap_or_default()),
-    );
-    join.insert(
-        "origin".into(),
-        CanonicalJsonValue::String(services.config.server_name.to_string()),
-    );
-    let event_id = services.timeline.sign(&mut join, &rules)?;
+    let (mut join, event_id) = sign_template(services, server, &made.event, user, content, &rules)?;
     let raw = serde_json::value::to_raw_value(&join)
         .map_err(|e| Error::internal(format!("serialising the join: {e}")))?;
     let answer = services
@@ -215,32 +230,9 @@ fn check_authorised(
         return Err(Error::bad_json("a create event of another room"));
     }
     for id in state {
-        let event = &parsed[&**id];
-        ruma::state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            event,
-            |id: &EventId| parsed.get(id).cloned(),
-        )
-        .map_err(|e| Error::forbidden(format!("{id}: {e}")))?;
-        ruma::state_res::check_state_dependent_auth_rules(
-            &rules.authorization,
-            event,
-            |kind: &StateEventType, key: &str| {
-                if *kind == StateEventType::RoomCreate {
-                    return Some(create.clone());
-                }
-                event
-                    .auth_events
-                    .iter()
-                    .filter_map(|auth| parsed.get(&**auth))
-                    .find(|auth| {
-                        auth.kind.to_string() == kind.to_string()
-                            && auth.state_key.as_deref() == Some(key)
-                    })
-                    .cloned()
-            },
-        )
-        .map_err(|e| Error::forbidden(format!("{id}: {e}")))?;
+        crate::rooms::auth_chain::check_by_auth_events(rules, &parsed[&**id], create, |id| {
+            parsed.get(id).cloned()
+        })?;
     }
     Ok(())
 }

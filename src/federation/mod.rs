@@ -2,6 +2,7 @@
 //! requests to them, checking the signed requests they make, sending them the rooms' events,
 //! and the TLS listener they reach this server on.
 
+pub mod backfill;
 pub mod client;
 pub mod edu;
 pub mod intake;

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use ruma::OwnedEventId;
+use ruma::events::StateEventType;
+use ruma::{EventId, OwnedEventId};
 
+use super::pdu::Pdu;
 use super::timeline::Timeline;
 use crate::error::{Error, Result};
 
@@ -47,4 +49,35 @@ impl Timeline {
         }
         Ok(chain)
     }
+}
+
+/// Checks an event of another server against the authorization rules on its own and with
+/// the state its auth events make (the spec's check against an event's auth events), where
+/// `get` finds those events and `create` is the room's create event.
+pub fn check_by_auth_events(
+    rules: &ruma::room_version_rules::RoomVersionRules,
+    event: &Pdu,
+    create: &Pdu,
+    get: impl Fn(&EventId) -> Option<Pdu>,
+) -> Result<()> {
+    ruma::state_res::check_state_independent_auth_rules(&rules.authorization, event, &get)
+        .map_err(|e| Error::forbidden(format!("{}: {e}", event.event_id)))?;
+    ruma::state_res::check_state_dependent_auth_rules(
+        &rules.authorization,
+        event,
+        |kind: &StateEventType, key: &str| {
+            if *kind == StateEventType::RoomCreate {
+                return Some(create.clone());
+            }
+            event
+                .auth_events
+                .iter()
+                .filter_map(|auth| get(auth))
+                .find(|auth| {
+                    auth.kind.to_string() == kind.to_string()
+                        && auth.state_key.as_deref() == Some(key)
+                })
+        },
+    )
+    .map_err(|e| Error::forbidden(format!("{}: {e}", event.event_id)))
 }

@@ -6,7 +6,8 @@
 //! - [`draft`]: events built on top of each other and written with every index in one commit,
 //!   so a room's creation or upgrade happens whole or not at all.
 //! - [`state`]: current state, state at any point, power levels; [`snapshot`]: the state
-//!   before and after every event, as layers of changes; [`members`]: the membership
+//!   before and after every event, as layers of changes; [`resolution`]: the state where the
+//!   room's DAG forks; [`members`]: the membership
 //!   indices; [`notifications`]: push rule decisions per member and unread counts.
 //! - [`create`], [`membership`], [`upgrade`]: the event sequences of createRoom, membership
 //!   changes and room upgrades.
@@ -15,6 +16,8 @@
 //!   aggregations.
 //! - [`auth_chain`]: the events that authorise others, recursively; [`walk`]: the events
 //!   before others, through `prev_events`.
+//! - [`history`]: the history of a room joined through another server, from before the join;
+//!   [`invites`]: invites from other servers into rooms this server is not in.
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
 //!   event reports for admins; [`blocks`]: rooms an admin closed; [`purge`]: removing a room's
 //!   events and indices; [`export`]: a room's events as JSON lines for auditors.
@@ -27,6 +30,8 @@ pub mod create;
 pub mod directory;
 pub mod draft;
 pub mod export;
+pub mod history;
+pub mod invites;
 pub mod member_cache;
 pub mod members;
 pub mod membership;
@@ -37,6 +42,7 @@ pub mod purge;
 pub mod receipts;
 pub mod relations;
 pub mod reports;
+pub mod resolution;
 pub mod snapshot;
 pub mod state;
 pub mod summary;

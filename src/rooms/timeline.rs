@@ -43,6 +43,10 @@ pub struct RoomRecord {
     /// profile change): sliding sync's `bump_stamp`.
     #[serde(default)]
     pub bump: u64,
+    /// For a room joined through another server: the band of positions below the join kept
+    /// for the history before it, fetched on demand ([`super::history`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::history::History>,
 }
 
 /// Reads the extremities of a record: a list, or the one `last_event` (maybe null) of older

@@ -15,6 +15,9 @@ pub struct Viewer<'a> {
     joined_now: bool,
     /// A server admin or auditor reading through the admin API sees every event.
     sees_all: bool,
+    /// For a room joined through another server: the position of the state the join brought,
+    /// by which the history from before it is judged.
+    seeded_at: u64,
 }
 
 impl<'a> Viewer<'a> {
@@ -27,12 +30,17 @@ impl<'a> Viewer<'a> {
         let joined_now = timeline
             .membership(room_id, user_id)?
             .is_some_and(|m| m.membership == "join");
+        let seeded_at = timeline
+            .room(room_id)?
+            .and_then(|room| room.history)
+            .map_or(0, |history| history.seeded_at);
         Ok(Self {
             timeline,
             short,
             user_id,
             joined_now,
             sees_all: false,
+            seeded_at,
         })
     }
 
@@ -44,6 +52,7 @@ impl<'a> Viewer<'a> {
             user_id,
             joined_now: false,
             sees_all: true,
+            seeded_at: 0,
         }
     }
 
@@ -81,6 +90,13 @@ impl<'a> Viewer<'a> {
         if self.sees_all {
             return Ok(true);
         }
+        // History fetched from before the join is judged as if just after the state the
+        // join brought: no state from before it is known here.
+        let count = if count < self.seeded_at {
+            self.seeded_at + 1
+        } else {
+            count
+        };
         // The state in force when the event was sent: that of the position just before it.
         let then = self.visibility_at(count.saturating_sub(1))?;
         if self.allowed_under(&then, count)? {

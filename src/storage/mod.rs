@@ -56,6 +56,9 @@ pub enum Table {
     Transactions,
     /// user id, room id → membership and its count.
     UserRooms,
+    /// user id, room id → an invite from another server into a room this server is not in:
+    /// the event, signed by both servers, and what the invitee is shown of the room.
+    RemoteInvites,
     /// room id, user id → membership.
     RoomUsers,
     /// room alias → the room it names and who created the alias.
@@ -157,7 +160,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 63] = [
+    pub const ALL: [Table; 64] = [
         Table::Global,
         Table::Accounts,
         Table::Profiles,
@@ -178,6 +181,7 @@ impl Table {
         Table::Outliers,
         Table::Transactions,
         Table::UserRooms,
+        Table::RemoteInvites,
         Table::RoomUsers,
         Table::Aliases,
         Table::RoomAliases,
@@ -246,6 +250,7 @@ impl Table {
             Table::Outliers => "outliers",
             Table::Transactions => "transactions",
             Table::UserRooms => "user_rooms",
+            Table::RemoteInvites => "remote_invites",
             Table::RoomUsers => "room_users",
             Table::Aliases => "aliases",
             Table::RoomAliases => "room_aliases",

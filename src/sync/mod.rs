@@ -86,7 +86,7 @@ fn shares_a_room(
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::api::client::filter::RoomEventFilter;
-use ruma::{DeviceId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{DeviceId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
 use self::filter::{Fields, Selector};
@@ -175,9 +175,22 @@ pub(super) fn sync_event(json: Value) -> Value {
     json
 }
 
-/// The stripped state an invitee or knocker sees of a room.
-pub(super) fn stripped_state(timeline: &Timeline, short: u64, user: &UserId) -> Result<Vec<Value>> {
+/// The stripped state an invitee or knocker sees of a room: of the room's state here, or for
+/// an invite from another server into a room this server is not in (`short` is none, or the
+/// room's state here is from before), what that server sent with it.
+pub(super) fn stripped_state(
+    timeline: &Timeline,
+    room_id: &RoomId,
+    short: Option<u64>,
+    user: &UserId,
+) -> Result<Vec<Value>> {
+    if let Some(invite) = timeline.remote_invite(user, room_id)? {
+        return Ok(invite.state);
+    }
     let mut events = Vec::new();
+    let Some(short) = short else {
+        return Ok(events);
+    };
     for kind in crate::rooms::state::INVITE_STATE_TYPES {
         if let Some(stored) = timeline.state_event(short, kind, "")? {
             events.push(stripped(&stored));
@@ -442,6 +455,19 @@ pub fn build(
         {
             continue;
         }
+        if matches!(record.membership.as_str(), "invite" | "knock") {
+            if changed || full {
+                let short = services.timeline.room(room_id)?.map(|room| room.short);
+                let state = stripped_state(&services.timeline, room_id, short, user)?;
+                let (section, key) = if record.membership == "invite" {
+                    (&mut invite, "invite_state")
+                } else {
+                    (&mut knock, "knock_state")
+                };
+                section.insert(room_id.to_string(), json!({key: {"events": state}}));
+            }
+            continue;
+        }
         let Some(room) = services.timeline.room(room_id)? else {
             // A purged room: its events are gone, but the client still hears it left.
             if matches!(record.membership.as_str(), "leave" | "ban") && changed && since.is_some() {
@@ -521,15 +547,6 @@ pub fn build(
                         "unread_thread_notifications": thread_notifications,
                     }),
                 );
-            }
-            "invite" | "knock" if changed || full => {
-                let state = stripped_state(&services.timeline, room.short, user)?;
-                let (section, key) = if record.membership == "invite" {
-                    (&mut invite, "invite_state")
-                } else {
-                    (&mut knock, "knock_state")
-                };
-                section.insert(room_id.to_string(), json!({key: {"events": state}}));
             }
             "leave" | "ban"
                 if (changed && since.is_some()) || (since.is_none() && options.include_leave) =>

@@ -17,7 +17,7 @@ fn encode(id: &str) -> String {
 }
 
 /// `make_join` for `user`, signed by the stand-in: the join event and its id.
-async fn prepared_join(
+pub(crate) async fn prepared_join(
     sori: &TestServer,
     remote: &RemoteServer,
     room: &str,
@@ -44,7 +44,7 @@ async fn prepared_join(
     (event, event_id, version)
 }
 
-async fn send_join(
+pub(crate) async fn send_join(
     sori: &TestServer,
     remote: &RemoteServer,
     room: &str,
@@ -346,7 +346,7 @@ async fn joins_that_are_not_allowed_or_not_what_they_say_are_refused() {
 }
 
 /// The event id of each state event in a `send_join` answer, by (type, state key).
-fn state_ids(
+pub(crate) fn state_ids(
     answer: &Value,
     version: &RoomVersionId,
 ) -> std::collections::BTreeMap<(String, String), String> {
@@ -367,7 +367,11 @@ fn state_ids(
 }
 
 /// Waits until the stand-in has been sent a PDU that `matches`.
-async fn sent_to(remote: &RemoteServer, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn sent_to(
+    remote: &RemoteServer,
+    what: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..200 {
         if let Some(pdu) = remote.received_pdus().into_iter().find(|p| matches(p)) {
             return pdu;

@@ -192,7 +192,8 @@ async fn sori_and_synapse_users_read_each_others_device_keys() {
 /// Waits until a user on Synapse reads a message `body` in `room`; the bodies, newest first.
 async fn synapse_reads(synapse: &Synapse, token: &str, room: &str, body: &str) -> Vec<String> {
     let mut bodies = Vec::new();
-    for _ in 0..100 {
+    // Up to a minute: after an outage, Sori's next retry may be that far off.
+    for _ in 0..600 {
         let (status, page) = synapse
             .request(
                 reqwest::Method::GET,
@@ -407,4 +408,279 @@ async fn a_synapse_user_is_invited_to_a_sori_room_and_joins() {
     assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
     spec_tests::send_text(&sori, &alice, &room, "t1", "환영합니다").await;
     synapse_reads(&synapse, &bob.access_token, &room, "환영합니다").await;
+}
+
+/// Syncs on Sori until `room` is among alice's invites; its `invite_state` events.
+async fn invited(
+    sori: &spec_tests::TestServer,
+    user: &spec_tests::User,
+    room: &str,
+) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let sync = spec_tests::sync(sori, user, "timeout=0").await;
+        if let Some(events) = sync["rooms"]["invite"][room]["invite_state"]["events"].as_array() {
+            return events.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never invited to {room}\n{}", sori.log());
+}
+
+#[tokio::test]
+async fn a_sori_user_is_invited_to_a_synapse_room_joins_and_turns_the_next_invite_down() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let create = |name: &str| json!({"preset": "private_chat", "name": name, "is_direct": true, "invite": [alice.user_id]});
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&create("Synapse partners")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}\n{}", synapse.log());
+    let room = created["room_id"].as_str().unwrap().to_owned();
+
+    // Alice's client shows the invite with what Synapse sent of the room.
+    let shown = invited(&sori, &alice, &room).await;
+    let name = shown.iter().find(|e| e["type"] == "m.room.name");
+    assert_eq!(
+        name.map(|e| &e["content"]["name"]),
+        Some(&json!("Synapse partners")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|e| e["type"] == "m.room.create"),
+        "{shown:?}"
+    );
+    let own = shown
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == alice.user_id.as_str())
+        .expect("the invite itself is shown");
+    assert_eq!(own["sender"], bob.user_id.as_str());
+
+    // She accepts without naming a server: Sori joins through the inviter's.
+    spec_tests::join(&sori, &alice, &room).await;
+    let (status, direct) = sori
+        .get(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/m.direct",
+                alice.user_id
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{direct}");
+    assert_eq!(direct[&bob.user_id], json!([room]), "{direct}");
+    let (status, _) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s1"),
+            Some(&bob.access_token),
+            Some(&json!({"msgtype": "m.text", "body": "와 줘서 고마워요"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    super::rooms::reads(&sori, &alice, &room, "와 줘서 고마워요").await;
+    let (status, sent) = spec_tests::send_text(&sori, &alice, &room, "t1", "초대 고마워요").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    synapse_reads(&synapse, &bob.access_token, &room, "초대 고마워요").await;
+
+    // A second invite, turned down: Synapse sees her leave, with the reason.
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&create("Another one")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let second = created["room_id"].as_str().unwrap().to_owned();
+    invited(&sori, &alice, &second).await;
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{second}/leave"),
+            alice.token(),
+            &json!({"reason": "다음에요"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, member) = synapse
+        .request(
+            reqwest::Method::GET,
+            &format!(
+                "/_matrix/client/v3/rooms/{second}/state/m.room.member/{}",
+                alice.user_id
+            ),
+            Some(&bob.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{member}\n{}\n{}",
+        sori.log(),
+        synapse.log()
+    );
+    assert_eq!(member["membership"], "leave", "{member}\n{}", sori.log());
+    assert_eq!(member["reason"], "다음에요");
+    let sync = spec_tests::sync(&sori, &alice, "timeout=0").await;
+    assert!(sync["rooms"]["invite"].get(&second).is_none(), "{sync}");
+    assert!(sync["rooms"]["join"].get(&room).is_some(), "{sync}");
+}
+
+#[tokio::test]
+async fn synapse_back_from_an_outage_gets_every_message_in_order() {
+    let (sori, mut synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "outage").await;
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "/_matrix/client/v3/join/{room}?server_name={}",
+                sori.server_name
+            ),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    spec_tests::send_text(&sori, &alice, &room, "t0", "before the outage").await;
+    synapse_reads(&synapse, &bob.access_token, &room, "before the outage").await;
+
+    // Synapse goes down; alice goes on talking.
+    synapse.stop();
+    let sent: Vec<String> = (1..=20).map(|i| format!("during the outage {i}")).collect();
+    for (i, body) in sent.iter().enumerate() {
+        let (status, answer) =
+            spec_tests::send_text(&sori, &alice, &room, &format!("t{}", i + 1), body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    // Back up, it is sent everything it missed, in order.
+    synapse.start_again().await;
+    let bodies = synapse_reads(&synapse, &bob.access_token, &room, &sent[19]).await;
+    let expected: Vec<String> = sent.iter().rev().cloned().collect();
+    assert_eq!(bodies, expected, "{}", sori.log());
+}
+
+/// Pages `/messages` backwards from the latest event through a server's client API until it
+/// ends; the message bodies, newest first.
+async fn page_back_all(
+    request: impl AsyncFn(String) -> (StatusCode, serde_json::Value),
+    room: &str,
+) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut from = String::new();
+    for _ in 0..100 {
+        let (status, page) = request(format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50{from}"
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        bodies.extend(spec_tests::bodies(&page));
+        match page["end"].as_str() {
+            Some(end) => from = format!("&from={end}"),
+            None => return bodies,
+        }
+    }
+    panic!("paging never ended: {} bodies", bodies.len());
+}
+
+#[tokio::test]
+async fn a_sori_newcomer_pages_back_through_a_synapse_rooms_history() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&json!({"preset": "public_chat", "name": "Old room"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let history: Vec<String> = (1..=200).map(|i| format!("history {i}")).collect();
+    for (i, body) in history.iter().enumerate() {
+        let (status, sent) = synapse
+            .request(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/h{i}"),
+                Some(&bob.access_token),
+                Some(&json!({"msgtype": "m.text", "body": body})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+    }
+
+    // Alice joins: Sori has the room's state, not its history, until she pages back.
+    let (status, joined) = sori
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={}", synapse.server_name),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", sori.log());
+    let bodies = page_back_all(async |path| sori.get(&path, alice.token()).await, &room).await;
+    let expected: Vec<String> = history.iter().rev().cloned().collect();
+    assert_eq!(bodies, expected, "{}", sori.log());
+    // Down to the room's creation, once and in order.
+    let (status, first) = sori
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=3"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["chunk"][0]["type"], "m.room.create", "{first}");
+    // Paging again asks nothing more of Synapse and gives the same.
+    let again = page_back_all(async |path| sori.get(&path, alice.token()).await, &room).await;
+    assert_eq!(again, expected);
+}
+
+#[tokio::test]
+async fn a_synapse_newcomer_pages_back_through_a_sori_rooms_history() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "archive").await;
+    let history: Vec<String> = (1..=200).map(|i| format!("기록 {i}")).collect();
+    for (i, body) in history.iter().enumerate() {
+        let (status, sent) =
+            spec_tests::send_text(&sori, &alice, &room, &format!("h{i}"), body).await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+    }
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "/_matrix/client/v3/join/{room}?server_name={}",
+                sori.server_name
+            ),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    // Synapse backfills from Sori (`/backfill`) as bob pages back.
+    let bodies = page_back_all(
+        async |path| {
+            synapse
+                .request(reqwest::Method::GET, &path, Some(&bob.access_token), None)
+                .await
+        },
+        &room,
+    )
+    .await;
+    let expected: Vec<String> = history.iter().rev().cloned().collect();
+    assert_eq!(bodies, expected, "{}", synapse.log());
 }

@@ -78,6 +78,18 @@ async fn join(
 ) -> Result<()> {
     let room = services.timeline.room(room_id)?;
     let own = &services.config.server_name;
+    // An invite from another server names the servers to join through (a room id of version
+    // 12 names none).
+    let remote_invite = match room {
+        None => services.timeline.remote_invite(user, room_id)?,
+        Some(_) => None,
+    };
+    let mut via = via.to_vec();
+    via.extend(
+        remote_invite
+            .iter()
+            .flat_map(|invite| invite.via.iter().cloned()),
+    );
     let elsewhere = via
         .iter()
         .map(|server| &**server)
@@ -85,7 +97,18 @@ async fn join(
         .any(|server| server != own);
     if room.is_none() && elsewhere {
         // A room this server is not in: joined through a server that is.
-        return crate::federation::join::join_remote(services, room_id, user, via).await;
+        crate::federation::join::join_remote(services, room_id, user, &via).await?;
+        let direct_inviter = remote_invite
+            .filter(crate::rooms::invites::RemoteInvite::is_direct)
+            .and_then(|invite| {
+                invite
+                    .sender()
+                    .and_then(|s| ruma::OwnedUserId::try_from(s).ok())
+            });
+        if let Some(inviter) = direct_inviter {
+            remember_direct(services, user, &inviter, room_id)?;
+        }
+        return Ok(());
     }
     let Some(room) = room else {
         // Not a room of this server, and no other server to ask: refused like any room the
@@ -215,9 +238,16 @@ pub async fn leave(
     req: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
     let user = req.user_id()?;
+    let room_id = &req.body.room_id;
+    // An invite into a room this server is not in is turned down through the inviter's server.
+    if let Some(invite) = services.timeline.remote_invite(user, room_id)? {
+        let reason = req.body.reason.clone();
+        crate::federation::invite::decline(&services, room_id, user, &invite, reason).await?;
+        return Ok(leave_room::v3::Response::new());
+    }
     apply(
         &services,
-        &req.body.room_id,
+        room_id,
         user,
         user,
         "leave",

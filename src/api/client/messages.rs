@@ -35,16 +35,31 @@ pub async fn messages(
         ApiDirection::Forward => Direction::Forward,
     };
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(pagination::MAX_LIMIT);
-    let page = pagination::page(
-        &services.timeline,
-        &viewer,
-        viewer.short(),
-        from,
-        to,
-        direction,
-        limit,
-        &body.filter,
-    )?;
+    let page_now = || {
+        pagination::page(
+            &services.timeline,
+            &viewer,
+            viewer.short(),
+            from,
+            to,
+            direction,
+            limit,
+            &body.filter,
+        )
+    };
+    let mut page = page_now()?;
+    // Paging back past the oldest event here, in a room joined through another server: its
+    // history is fetched from the room's other servers (a few rounds at most per request, so
+    // that a room with much hidden history still answers).
+    let mut rounds = 0;
+    while direction == Direction::Backward && to.is_none() && page.end.is_none() && rounds < 3 {
+        rounds += 1;
+        let fetched = crate::federation::backfill::fill(&services, &body.room_id, limit).await?;
+        if fetched == 0 {
+            break;
+        }
+        page = page_now()?;
+    }
 
     // With lazy-loading, the member events of the page's senders come along.
     let mut state = Vec::new();

@@ -1,7 +1,7 @@
 //! Another server's user joins a room of this server: `make_join` prepares the join event,
 //! `send_join` (v2) takes it signed and answers with the room's state and auth chain. Leaving
 //! without being joined (turning an invite down) goes the same way: `make_leave`,
-//! `send_leave` (v2).
+//! `send_leave` (v2). Another server's user invites one of this server's: `invite` (v2).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::api::federation::membership::{
-    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, ServerName};
 use serde_json::json;
@@ -199,6 +199,18 @@ pub async fn send_leave(
     )
     .await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+pub async fn invite(
+    services: Arc<Services>,
+    req: Ruma<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response> {
+    let origin = origin(&req)?.to_owned();
+    let event = crate::federation::invite::receive(&services, &origin, req.body).await?;
+    let event = serde_json::value::to_raw_value(&event)
+        .map_err(|e| Error::internal(format!("serialising the invite: {e}")))?;
+    Ok(create_invite::v2::Response::new(event))
 }
 
 /// What `send_join` answers with about the room.

@@ -42,6 +42,10 @@ struct StatePlan {
     after: u64,
     /// The room's current state after the event.
     current: u64,
+    /// What the event changes in the room's current state: its own key, for an event made on
+    /// the current state; what resolving the fork it makes changes, for one made on an
+    /// earlier state.
+    changes: StateDiff,
     /// New layers: snapshot id → layer.
     layers: Vec<(u64, Layer)>,
 }
@@ -279,6 +283,7 @@ impl Draft<'_> {
             last_depth: 0,
             snapshot: 0,
             bump: 0,
+            history: None,
         };
         self.add(record, (stored, parsed), None, None, Vec::new())?;
         Ok(room_id)
@@ -517,11 +522,33 @@ impl Draft<'_> {
                 .collect()
         };
 
-        if let Some(state_key) = &parsed.state_key {
-            self.state.insert(
-                (short, parsed.kind.to_string(), state_key.clone()),
-                stored.event_id.clone(),
-            );
+        // What took effect in the room's state: a fork's resolution may keep the event's own
+        // change out, and change other state.
+        let took_effect = parsed.state_key.as_ref().is_some_and(|key| {
+            state.changes.get(&(parsed.kind.to_string(), key.clone()))
+                == Some(&Some(stored.event_id.clone()))
+        });
+        if !took_effect {
+            member = None;
+        }
+        let mut resolved_members = Vec::new();
+        for ((kind, key), id) in &state.changes {
+            let Some(id) = id else { continue };
+            self.state
+                .insert((short, kind.clone(), key.clone()), id.clone());
+            if kind == "m.room.member"
+                && *id != stored.event_id
+                && let Some(event) = self.get(id)?
+                && let Some(membership) = super::timeline::content_field(&event.pdu, "membership")
+                && let Ok(user) = OwnedUserId::try_from(key.as_str())
+            {
+                let membership = membership.to_owned();
+                self.members.insert(
+                    (room_id.clone(), user.clone()),
+                    (membership.clone(), Position::Drafted(index)),
+                );
+                resolved_members.push((user, membership));
+            }
         }
         let membership = member.map(|(user, membership, since)| {
             self.members
@@ -559,6 +586,8 @@ impl Draft<'_> {
             audited,
             appservices,
             state: (state.before, state.after),
+            changes: state.changes,
+            resolved_members,
             destinations: Vec::new(),
         });
         Ok(())
@@ -580,43 +609,10 @@ impl Draft<'_> {
         let mut planned: HashMap<u64, (u64, Layer)> = HashMap::new();
         let mut current = record.snapshot;
         let mut before = before.unwrap_or(current);
-        let Some(state_key) = &parsed.state_key else {
-            return Ok(StatePlan {
-                before,
-                after: before,
-                current,
-                layers: Vec::new(),
-            });
-        };
-        if current == 0 && parsed.kind != TimelineEventType::RoomCreate {
-            // A room from before snapshots: its first one holds the whole state so far.
-            let mut state: StateDiff = self
-                .timeline
-                .current_state(short)?
-                .into_iter()
-                .map(|(key, id)| (key, Some(id)))
-                .collect();
-            for ((room, event_type, key), id) in &self.state {
-                if *room == short {
-                    state.insert((event_type.clone(), key.clone()), Some(id.clone()));
-                }
-            }
-            let id = store.next_count()?;
-            let layers = Drafted {
-                planned: &self.snapshots,
-                below: &stored,
-            };
-            planned.insert(id, (short, snapshot::plan(&layers, None, state, id)?));
-            if before == 0 {
-                before = id;
-            }
-            current = id;
-        }
-        let change = StateDiff::from([(
-            (parsed.kind.to_string(), state_key.clone()),
-            Some(event_id.to_owned()),
-        )]);
-        let layer_on = |base: u64, planned: &mut HashMap<u64, (u64, Layer)>| -> Result<u64> {
+        let layer_on = |base: u64,
+                        change: StateDiff,
+                        planned: &mut HashMap<u64, (u64, Layer)>|
+         -> Result<u64> {
             let id = store.next_count()?;
             let drafted = Drafted {
                 planned: &*planned,
@@ -626,22 +622,77 @@ impl Draft<'_> {
                 planned: &self.snapshots,
                 below: &drafted,
             };
-            let layer = snapshot::plan(&layers, (base != 0).then_some(base), change.clone(), id)?;
+            let layer = snapshot::plan(&layers, (base != 0).then_some(base), change, id)?;
             planned.insert(id, (short, layer));
             Ok(id)
         };
-        let after = layer_on(before, &mut planned)?;
-        // An event made on an earlier state (another server's, on older events) changes the
-        // room's current state too.
-        let current = if before == current {
-            after
+        let (after, change) = match &parsed.state_key {
+            None => (before, StateDiff::new()),
+            Some(state_key) => {
+                if current == 0 && parsed.kind != TimelineEventType::RoomCreate {
+                    // A room from before snapshots: its first one holds the whole state so far.
+                    let mut state: StateDiff = self
+                        .timeline
+                        .current_state(short)?
+                        .into_iter()
+                        .map(|(key, id)| (key, Some(id)))
+                        .collect();
+                    for ((room, event_type, key), id) in &self.state {
+                        if *room == short {
+                            state.insert((event_type.clone(), key.clone()), Some(id.clone()));
+                        }
+                    }
+                    let id = layer_on(0, state, &mut planned)?;
+                    if before == 0 {
+                        before = id;
+                    }
+                    current = id;
+                }
+                let change = StateDiff::from([(
+                    (parsed.kind.to_string(), state_key.clone()),
+                    Some(event_id.to_owned()),
+                )]);
+                (layer_on(before, change.clone(), &mut planned)?, change)
+            }
+        };
+        let (current, changes) = if before == current {
+            let current = if change.is_empty() { current } else { after };
+            (current, change)
         } else {
-            layer_on(current, &mut planned)?
+            // An event made on an earlier state (another server's, sent before it had this
+            // server's latest events): the room's state is now the resolution of the state
+            // after it and the state the room had.
+            let drafted = Drafted {
+                planned: &planned,
+                below: &stored,
+            };
+            let layers = Drafted {
+                planned: &self.snapshots,
+                below: &drafted,
+            };
+            let ours = snapshot::state(&layers, current)?;
+            let theirs = snapshot::state(&layers, after)?;
+            let fetch = |id: &EventId| {
+                if id == event_id {
+                    Some(parsed.clone())
+                } else {
+                    self.get_parsed(id)
+                }
+            };
+            let rules = pdu::rules(&record.version)?;
+            let resolved = super::resolution::resolve(&rules, &[ours.clone(), theirs], &fetch)?;
+            let changes = snapshot::diff(&ours, &resolved);
+            if changes.is_empty() {
+                (current, changes)
+            } else {
+                (layer_on(current, changes.clone(), &mut planned)?, changes)
+            }
         };
         Ok(StatePlan {
             before,
             after,
             current,
+            changes,
             layers: planned
                 .into_iter()
                 .map(|(id, (_, layer))| (id, layer))
@@ -752,7 +803,10 @@ impl Draft<'_> {
         let first = timeline
             .store
             .commit_many(built.len() as u64, &mut |first| {
-                let mut batch = Batch::new();
+                // What was added besides the events goes first: the events' own writes win
+                // where both touch a key (a seeded room's state names the joining user's
+                // earlier invite; the join after it is the state).
+                let mut batch = also.take().unwrap_or_default();
                 let mut rooms = rooms.clone();
                 for (index, event) in built.iter().enumerate() {
                     let count = first + index as u64;
@@ -771,7 +825,6 @@ impl Draft<'_> {
                 for (id, (short, layer)) in &snapshots {
                     snapshot::write(&mut batch, *short, *id, layer)?;
                 }
-                batch.extend(also.take().unwrap_or_default());
                 if let Some(chain) = chain.as_mut() {
                     for record in audited.drain(..) {
                         chain.append(&mut batch, record)?;
@@ -790,6 +843,10 @@ impl Draft<'_> {
                 timeline
                     .member_cache
                     .changed(&event.stored.room_id, user, &record);
+            }
+            // Memberships a fork's resolution changed: the room's cache is rebuilt.
+            if !event.resolved_members.is_empty() {
+                timeline.member_cache.drop_room(&event.stored.room_id);
             }
         }
         drop(locks);

@@ -16,7 +16,7 @@ use super::super::snapshot::{self, Drafted, StateDiff, Stored};
 use super::super::timeline::{NewEvent, RoomRecord, content_field};
 use super::{Draft, Position};
 use crate::error::{Error, Result};
-use crate::storage::{Table, keys};
+use crate::storage::{Batch, Table, keys};
 
 impl Draft<'_> {
     /// Starts a room this server joins through another server: the room's state as that
@@ -37,6 +37,9 @@ impl Draft<'_> {
             return Err(Error::forbidden("This server has the room already"));
         }
         let store = &*self.timeline.store;
+        // Positions for the history before the join, which is fetched later (newest first,
+        // so downwards from the top of the band).
+        let band = store.commit_many(super::super::history::BAND, &mut |_| Ok(Batch::new()))?;
         let short = store.next_count()?;
         let at = store.next_count()?;
         let own = self.timeline.server_name.clone();
@@ -109,6 +112,7 @@ impl Draft<'_> {
                 last_depth: depth,
                 snapshot,
                 bump: 0,
+                history: Some(super::super::history::History::new(band, at)),
             },
         );
         self.seeded.push(room_id.to_owned());
@@ -210,7 +214,7 @@ impl Draft<'_> {
     /// The snapshot of the state an event with these `prev_events` was made on: `None` for
     /// the room's current state.
     fn state_made_on(
-        &self,
+        &mut self,
         record: &RoomRecord,
         prev_events: &[OwnedEventId],
     ) -> Result<Option<u64>> {
@@ -222,12 +226,44 @@ impl Draft<'_> {
         if prev == extremities {
             return Ok(None);
         }
-        match prev.as_slice() {
-            [one] => self.state_after(record.short, one).map(Some),
-            _ => Err(Error::forbidden(
-                "Events on several earlier events of the room are not accepted yet",
-            )),
+        let short = record.short;
+        let [first, rest @ ..] = prev.as_slice() else {
+            return Err(Error::bad_json("An event with no previous events"));
+        };
+        let first_state = self.state_after(short, first)?;
+        if rest.is_empty() {
+            return Ok(Some(first_state));
         }
+        // An event that merges a fork: made on the resolution of the states after each of
+        // its previous events.
+        let mut after = vec![first_state];
+        for event_id in rest {
+            after.push(self.state_after(short, event_id)?);
+        }
+        let stored = Stored {
+            store: &*self.timeline.store,
+            short,
+        };
+        let layers = Drafted {
+            planned: &self.snapshots,
+            below: &stored,
+        };
+        let states = after
+            .iter()
+            .map(|id| snapshot::state(&layers, *id))
+            .collect::<Result<Vec<_>>>()?;
+        let rules = super::super::pdu::rules(&record.version)?;
+        let resolved =
+            super::super::resolution::resolve(&rules, &states, &|id| self.get_parsed(id))?;
+        let id = self.timeline.store.next_count()?;
+        let layer = snapshot::plan(
+            &layers,
+            Some(first_state),
+            snapshot::diff(&states[0], &resolved),
+            id,
+        )?;
+        self.snapshots.insert(id, (short, layer));
+        Ok(Some(id))
     }
 
     /// The snapshot of the state after an event of the room, drafted or stored.

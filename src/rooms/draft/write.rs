@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use ruma::events::TimelineEventType;
-use ruma::{OwnedEventId, UserId};
+use ruma::{OwnedEventId, OwnedUserId, UserId};
 
 use super::super::members::MembershipRecord;
 use super::super::notifications::{NotificationRecord, Notified};
 use super::super::pdu::{Pdu, StoredPdu};
 use super::super::relations::Child;
+use super::super::snapshot::StateDiff;
 use super::super::state::StateChange;
 use crate::error::Result;
 use crate::storage::{Batch, Table, keys};
@@ -63,6 +64,10 @@ pub(super) struct Built {
     pub(super) audited: Option<(&'static str, String)>,
     /// The snapshots of the room's state before and after the event.
     pub(super) state: (u64, u64),
+    /// What the event changes in the room's current state (see `StatePlan::changes`).
+    pub(super) changes: StateDiff,
+    /// Memberships other than the event's own that a fork's resolution changed.
+    pub(super) resolved_members: Vec<(OwnedUserId, String)>,
     /// The other servers the event is sent to (their queues get it in the same commit).
     pub(super) destinations: Vec<ruma::OwnedServerName>,
     /// The appservices that hear of the event (their queues get it in the same commit).
@@ -122,7 +127,17 @@ impl Built {
                 crate::appservice::sender::Queued::Event(short).encode(),
             );
         }
-        if let Some(state_key) = &self.parsed.state_key {
+        let own_key = self
+            .parsed
+            .state_key
+            .as_ref()
+            .map(|key| (self.parsed.kind.to_string(), key.clone()));
+        let took_effect = own_key
+            .as_ref()
+            .is_some_and(|key| self.changes.get(key) == Some(&Some(stored.event_id.clone())));
+        if let Some(state_key) = &self.parsed.state_key
+            && took_effect
+        {
             let event_type = self.parsed.kind.to_string();
             batch.put(
                 Table::RoomState,
@@ -155,7 +170,49 @@ impl Built {
                     keys::room_user(stored.room_id.as_str(), state_key),
                     &record,
                 )?;
+                // The room's own events now say where the user stands: an invite kept from
+                // before this server was in the room (see `rooms::invites`) is over.
+                batch.delete(
+                    Table::RemoteInvites,
+                    keys::user_room(state_key, stored.room_id.as_str()),
+                );
             }
+        }
+        // The rest of what a fork's resolution changed in the room's state.
+        for ((event_type, state_key), event_id) in &self.changes {
+            if took_effect && own_key.as_ref() == Some(&(event_type.clone(), state_key.clone())) {
+                continue;
+            }
+            let key = keys::room_state(short, event_type, state_key);
+            match event_id {
+                Some(event_id) => {
+                    batch.put(Table::RoomState, key, event_id.as_bytes());
+                    batch.put(
+                        Table::StateHistory,
+                        keys::state_history(short, event_type, state_key, count),
+                        event_id.as_bytes(),
+                    );
+                }
+                None => batch.delete(Table::RoomState, key),
+            }
+        }
+        for (user, membership) in &self.resolved_members {
+            let record = MembershipRecord {
+                membership: membership.clone(),
+                count,
+                forgotten: false,
+            };
+            let room_id = stored.room_id.as_str();
+            batch.put_json(
+                Table::UserRooms,
+                keys::user_room(user.as_str(), room_id),
+                &record,
+            )?;
+            batch.put_json(
+                Table::RoomUsers,
+                keys::room_user(room_id, user.as_str()),
+                &record,
+            )?;
         }
         let mut thread = None;
         if let Some(relation) = &self.relation {

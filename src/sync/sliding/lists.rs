@@ -89,6 +89,8 @@ pub(super) struct Candidate {
     pub(super) user: OwnedUserId,
     pub(super) room_id: OwnedRoomId,
     pub(super) membership: MembershipRecord,
+    /// The room's short id; 0 for a room this server is not in (invited to by another
+    /// server), which has no state here.
     pub(super) short: u64,
     pub(super) bump: u64,
 }
@@ -113,11 +115,12 @@ pub(super) fn candidates(
         if !listed {
             continue;
         }
-        let Some(record) = services.timeline.room(&room_id)? else {
+        let record = services.timeline.room(&room_id)?;
+        if record.is_none() && membership.membership != "invite" {
             continue;
-        };
-        let bump = match membership.membership.as_str() {
-            "join" => record.bump.max(1),
+        }
+        let bump = match (membership.membership.as_str(), &record) {
+            ("join", Some(record)) => record.bump.max(1),
             // Invites and leaves sort by when they happened.
             _ => membership.count,
         };
@@ -125,7 +128,7 @@ pub(super) fn candidates(
             user: user.to_owned(),
             room_id,
             membership,
-            short: record.short,
+            short: record.map_or(0, |r| r.short),
             bump,
         });
     }
@@ -201,8 +204,7 @@ pub(super) fn is_dm_room(
     direct: &BTreeSet<String>,
 ) -> Result<bool> {
     Ok(direct.contains(candidate.room_id.as_str())
-        || (candidate.membership.membership == "invite"
-            && invited_as_direct(services, candidate.short, &candidate.user)?))
+        || (candidate.membership.membership == "invite" && invited_as_direct(services, candidate)?))
 }
 
 /// What one request asks for, resolved against the user's rooms.
@@ -316,7 +318,12 @@ pub(super) fn extension_rooms(
 }
 
 /// Whether the user's invite was marked `is_direct` by the inviter.
-pub(super) fn invited_as_direct(services: &Services, short: u64, user: &UserId) -> Result<bool> {
+pub(super) fn invited_as_direct(services: &Services, candidate: &Candidate) -> Result<bool> {
+    let user = &candidate.user;
+    if let Some(invite) = services.timeline.remote_invite(user, &candidate.room_id)? {
+        return Ok(invite.is_direct());
+    }
+    let short = candidate.short;
     Ok(services
         .timeline
         .state_event(short, "m.room.member", user.as_str())?

@@ -153,10 +153,16 @@ fn room_section(
             return Ok(None);
         }
         room.insert("initial".into(), json!(true));
-        room.insert(
-            "invite_state".into(),
-            json!(stripped_state(timeline, short, user)?),
-        );
+        let state = stripped_state(timeline, room_id, (short != 0).then_some(short), user)?;
+        // The name as the invitee may see it: from what they are shown of the room.
+        if let Some(name) = state
+            .iter()
+            .find(|e| e["type"] == "m.room.name")
+            .and_then(|e| e["content"]["name"].as_str())
+        {
+            room.insert("name".into(), json!(name));
+        }
+        room.insert("invite_state".into(), json!(state));
         room.insert("bump_stamp".into(), json!(candidate.bump));
         room.insert("is_dm".into(), json!(is_dm));
         let now = RoomSent {
