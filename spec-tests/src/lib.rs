@@ -284,6 +284,16 @@ impl TestServer {
         output
     }
 
+    /// Stops the server (SIGKILL) until [`TestServer::start_again`]: an outage.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped server again on the same data and port.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// Stops the server, runs `f` (on its data directory, say) and starts it again.
     pub async fn stop_for(&mut self, f: impl FnOnce()) {
         self.kill();

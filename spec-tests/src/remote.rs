@@ -28,8 +28,12 @@ pub struct RemoteServer {
     key: Arc<Ed25519KeyPair>,
     client: reqwest::Client,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Answers set by the test: the first whose path prefix a request's path starts with.
+    answers: Answers,
     task: tokio::task::JoinHandle<()>,
 }
+
+type Answers = Arc<Mutex<Vec<(String, Value)>>>;
 
 impl Drop for RemoteServer {
     fn drop(&mut self) {
@@ -91,8 +95,10 @@ impl RemoteServer {
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let received = Arc::new(Mutex::new(Vec::new()));
+        let answers: Answers = Arc::new(Mutex::new(Vec::new()));
         let keys = key_document(&server_name, &key).to_string();
         let log = received.clone();
+        let canned = answers.clone();
         let (name, signer) = (server_name.clone(), key.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -100,6 +106,7 @@ impl RemoteServer {
                     return;
                 };
                 let (acceptor, keys, log) = (acceptor.clone(), keys.clone(), log.clone());
+                let canned = canned.clone();
                 let (name, signer) = (name.clone(), signer.clone());
                 tokio::spawn(async move {
                     let Ok(mut stream) = acceptor.accept(socket).await else {
@@ -114,7 +121,15 @@ impl RemoteServer {
                             keys.clone()
                         } else {
                             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            let answer = if path.starts_with("/_matrix/federation/v2/invite/") {
+                            let set = canned
+                                .lock()
+                                .unwrap()
+                                .iter()
+                                .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                                .map(|(_, answer)| answer.clone());
+                            let answer = if let Some(set) = set {
+                                set
+                            } else if path.starts_with("/_matrix/federation/v2/invite/") {
                                 // Invites are signed and sent back.
                                 json!({"event": countersigned(&name, &signer, &body)})
                             } else {
@@ -147,8 +162,17 @@ impl RemoteServer {
             key,
             client,
             received,
+            answers,
             task,
         }
+    }
+
+    /// Answers requests whose path starts with `prefix` with `answer` from now on.
+    pub fn answer(&self, prefix: &str, answer: Value) {
+        self.answers
+            .lock()
+            .unwrap()
+            .push((prefix.to_owned(), answer));
     }
 
     /// A user id on this server.

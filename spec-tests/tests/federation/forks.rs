@@ -1,6 +1,8 @@
-//! Forks: another server changes the room's state at the same moment as Sori (its event
-//! names an earlier event than Sori's latest). The room's state is then the resolution of
-//! both sides (state resolution v2), the same on every server, whichever arrived last.
+//! The shapes of a room's DAG that two servers make. Forks: another server changes the
+//! room's state at the same moment as Sori (its event names an earlier event than Sori's
+//! latest); the room's state is then the resolution of both sides (state resolution v2), the
+//! same on every server, whichever arrived last. Gaps: an event that follows events Sori never
+//! got has them fetched first.
 
 use ruma::RoomVersionId;
 use serde_json::{Value, json};
@@ -52,21 +54,23 @@ fn bobs_event(
     (event, id)
 }
 
-#[tokio::test]
-async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
-    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
-    let alice = register(&sori, "alice").await;
+/// A public room of alice's that bob (of the stand-in, power 50: he may change its state)
+/// joined: the room, its version, and the auth events of bob's events.
+async fn room_with_bob(
+    sori: &TestServer,
+    remote: &RemoteServer,
+    alice: &User,
+) -> (String, RoomVersionId, Vec<String>) {
     let bob = remote.user("bob");
-    // Bob may name the room (power 50; state events need 50).
     let room = create_room(
-        &sori,
-        &alice,
+        sori,
+        alice,
         json!({"preset": "public_chat", "name": "처음",
                "power_level_content_override": {"users": {bob.clone(): 50}}}),
     )
     .await;
-    let (join, join_id, version) = prepared_join(&sori, &remote, &room, &bob).await;
-    let (status, joined) = send_join(&sori, &remote, &room, &join, &join_id, "").await;
+    let (join, join_id, version) = prepared_join(sori, remote, &room, &bob).await;
+    let (status, joined) = send_join(sori, remote, &room, &join, &join_id, "").await;
     assert_eq!(status, StatusCode::OK, "{joined}");
     let state = state_ids(&joined, &version);
     let mut auth_events = vec![
@@ -81,6 +85,14 @@ async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
     {
         auth_events.push(state[&("m.room.create".to_owned(), String::new())].clone());
     }
+    (room, version, auth_events)
+}
+
+#[tokio::test]
+async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
 
     // The last event both servers have.
     send_text(&sori, &alice, &room, "t0", "shared").await;
@@ -185,4 +197,85 @@ async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
     let bodies = crate::rooms::reads(&sori, &alice, &room, "bob merges too").await;
     assert!(bodies.contains(&"merged".to_owned()), "{bodies:?}");
     assert_eq!(name_of(&sori, &alice, &room).await, "bob's later name");
+}
+
+#[tokio::test]
+async fn a_gap_before_an_event_is_filled_from_its_server() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
+    send_text(&sori, &alice, &room, "t0", "shared").await;
+    let shared = sent_to(&remote, "the shared message", |p| {
+        p["content"]["body"] == "shared"
+    })
+    .await;
+    let shared_id = RemoteServer::event_id(&shared, &version);
+    let depth = shared["depth"].as_u64().unwrap();
+    let ts = shared["origin_server_ts"].as_u64().unwrap();
+
+    // Bob sends three messages, but only the last reaches Sori in a transaction.
+    let mut chain = Vec::new();
+    let mut prev = shared_id.clone();
+    for i in 1..=3u64 {
+        let (event, id) = bobs_event(
+            &remote,
+            &version,
+            &room,
+            "m.room.message",
+            None,
+            json!({"msgtype": "m.text", "body": format!("gap {i}")}),
+            (&[prev.as_str()], depth + i, ts + i),
+            &auth_events,
+        );
+        chain.push((event, id.clone()));
+        prev = id;
+    }
+    remote.answer(
+        "/_matrix/federation/v1/get_missing_events/",
+        json!({"events": [chain[0].0, chain[1].0]}),
+    );
+    let (status, result) = remote
+        .send_transaction(&sori, "t1", &[chain[2].0.clone()])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(
+        result["pdus"][&chain[2].1],
+        json!({}),
+        "{result}\n{}",
+        sori.log()
+    );
+    let asked = remote
+        .received()
+        .into_iter()
+        .find(|r| {
+            r.path
+                .starts_with("/_matrix/federation/v1/get_missing_events/")
+        })
+        .expect("the gap was asked of bob's server");
+    assert_eq!(asked.method, "POST");
+    assert_eq!(asked.body["latest_events"], json!([chain[2].1]));
+    assert_eq!(asked.body["earliest_events"], json!([shared_id]));
+    let bodies = crate::rooms::reads(&sori, &alice, &room, "gap 3").await;
+    assert_eq!(
+        bodies[..4],
+        ["gap 3", "gap 2", "gap 1", "shared"],
+        "{bodies:?}"
+    );
+
+    // A gap the server does not fill leaves the event refused, and nothing else changed.
+    let (orphan, orphan_id) = bobs_event(
+        &remote,
+        &version,
+        &room,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "orphan"}),
+        (&["$never-sent"], depth + 10, ts + 10),
+        &auth_events,
+    );
+    let (status, result) = remote.send_transaction(&sori, "t2", &[orphan]).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert!(result["pdus"][&orphan_id]["error"].is_string(), "{result}");
+    let bodies = crate::rooms::reads(&sori, &alice, &room, "gap 3").await;
+    assert!(!bodies.contains(&"orphan".to_owned()), "{bodies:?}");
 }

@@ -10,7 +10,8 @@ use super::{federating, public_room};
 /// Waits until `user` on `server` reads a message `body` in `room`.
 pub(crate) async fn reads(server: &TestServer, user: &User, room: &str, body: &str) -> Vec<String> {
     let mut bodies = Vec::new();
-    for _ in 0..100 {
+    // Up to a minute: after an outage, the other server's next retry may be that far off.
+    for _ in 0..600 {
         let (status, page) = server
             .get(
                 &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),

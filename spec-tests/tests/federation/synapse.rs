@@ -684,3 +684,46 @@ async fn a_synapse_newcomer_pages_back_through_a_sori_rooms_history() {
     let expected: Vec<String> = history.iter().rev().cloned().collect();
     assert_eq!(bodies, expected, "{}", synapse.log());
 }
+
+#[tokio::test]
+async fn sori_back_from_an_outage_gets_what_synapse_sent_meanwhile() {
+    let (mut sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "outage").await;
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "/_matrix/client/v3/join/{room}?server_name={}",
+                sori.server_name
+            ),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+
+    // Sori goes down; bob goes on talking on Synapse.
+    sori.stop();
+    let sent: Vec<String> = (1..=20)
+        .map(|i| format!("while sori was down {i}"))
+        .collect();
+    for (i, body) in sent.iter().enumerate() {
+        let (status, answer) = synapse
+            .request(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/o{i}"),
+                Some(&bob.access_token),
+                Some(&json!({"msgtype": "m.text", "body": body})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+
+    // Back up: Synapse catches it up (its latest event; Sori fetches the gap before it).
+    sori.start_again().await;
+    let bodies = super::rooms::reads(&sori, &alice, &room, &sent[19]).await;
+    let expected: Vec<String> = sent.iter().rev().cloned().collect();
+    assert_eq!(bodies, expected, "{}\n{}", sori.log(), synapse.log());
+}

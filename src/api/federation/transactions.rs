@@ -32,7 +32,7 @@ pub async fn send(
     }
     let mut results = BTreeMap::new();
     for pdu in &body.pdus {
-        let (event_id, result) = receiver::receive_pdu(&services, pdu).await;
+        let (event_id, result) = receiver::receive_pdu(&services, origin, pdu).await;
         if let Err(error) = &result {
             tracing::info!(%origin, event_id = ?event_id, %error, "refused a PDU");
         }
