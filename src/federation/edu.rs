@@ -81,7 +81,8 @@ pub fn receipt(
     )
 }
 
-/// A user of `origin` joined to the room: the only one whose EDUs about it count.
+/// A user of `origin` joined to the room: the only one whose EDUs about it count (and none
+/// when the room's server ACL denies `origin`).
 fn member_of_origin(
     services: &Services,
     room_id: &RoomId,
@@ -91,7 +92,8 @@ fn member_of_origin(
     let Ok(user) = OwnedUserId::try_from(user) else {
         return Ok(None);
     };
-    if user.server_name() != origin {
+    if user.server_name() != origin || services.timeline.refuse_if_denied(room_id, origin).is_err()
+    {
         return Ok(None);
     }
     let joined = services

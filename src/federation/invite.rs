@@ -101,6 +101,9 @@ pub async fn receive(
         return Err(Error::not_found(format!("Unknown user {invitee}")));
     }
     services.timeline.refuse_if_blocked(&request.room_id)?;
+    services
+        .timeline
+        .refuse_if_denied(&request.room_id, origin)?;
     let checked = services
         .federation
         .check_pdu(&services.outbound, &services.server_keys, &version, object)

@@ -47,6 +47,9 @@ pub async fn receive_pdu(
         }
         Err(e) => return (None, Err(e)),
     };
+    if let Err(e) = services.timeline.refuse_if_denied(&room_id, origin) {
+        return (None, Err(e));
+    }
     let checked = match services
         .federation
         .check_pdu(

@@ -19,7 +19,8 @@
 //! - [`history`]: the history of a room joined through another server, from before the join;
 //!   [`invites`]: invites from other servers into rooms this server is not in.
 //! - [`alias`], [`directory`]: room aliases and the public room directory; [`reports`]:
-//!   event reports for admins; [`blocks`]: rooms an admin closed; [`purge`]: removing a room's
+//!   event reports for admins; [`blocks`]: rooms an admin closed; [`server_acl`]: the servers a
+//!   room lets take part; [`purge`]: removing a room's
 //!   events and indices; [`export`]: a room's events as JSON lines for auditors.
 
 pub mod activity;
@@ -43,6 +44,7 @@ pub mod receipts;
 pub mod relations;
 pub mod reports;
 pub mod resolution;
+pub mod server_acl;
 pub mod snapshot;
 pub mod state;
 pub mod summary;

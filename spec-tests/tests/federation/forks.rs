@@ -26,7 +26,7 @@ async fn name_of(sori: &TestServer, alice: &User, room: &str) -> Value {
 /// An event of bob's, signed by the stand-in: `kind` with `content` (a state event when
 /// `state_key` is given), on `prev`.
 #[allow(clippy::too_many_arguments)]
-fn bobs_event(
+pub(crate) fn bobs_event(
     remote: &RemoteServer,
     version: &RoomVersionId,
     room: &str,
@@ -56,7 +56,7 @@ fn bobs_event(
 
 /// A public room of alice's that bob (of the stand-in, power 50: he may change its state)
 /// joined: the room, its version, and the auth events of bob's events.
-async fn room_with_bob(
+pub(crate) async fn room_with_bob(
     sori: &TestServer,
     remote: &RemoteServer,
     alice: &User,

@@ -2,6 +2,7 @@
 //! TLS on its own port (named `127.0.0.1:<port>`, with a certificate from the tests' CA),
 //! signs every request it makes, and checks every request it gets.
 
+mod acl;
 mod forks;
 mod invites;
 mod joins;

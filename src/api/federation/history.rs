@@ -20,6 +20,7 @@ use crate::rooms::pdu::{self, StoredPdu};
 use crate::services::Services;
 
 fn require_in_room(services: &Services, room_id: &RoomId, server: &ServerName) -> Result<()> {
+    services.timeline.refuse_if_denied(room_id, server)?;
     if services.timeline.server_in_room(room_id, server)? {
         Ok(())
     } else {

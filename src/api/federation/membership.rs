@@ -29,6 +29,9 @@ pub async fn make_join(
     if body.user_id.server_name() != origin(&req)? {
         return Err(Error::forbidden("The user is not of the requesting server"));
     }
+    services
+        .timeline
+        .refuse_if_denied(&body.room_id, body.user_id.server_name())?;
     let version = services
         .timeline
         .room(&body.room_id)?
@@ -111,6 +114,7 @@ async fn take_membership(
         .room(room_id)?
         .ok_or_else(|| Error::not_found("No such room here"))?
         .version;
+    services.timeline.refuse_if_denied(room_id, origin)?;
     let object: CanonicalJsonObject = serde_json::from_str(pdu.get())
         .map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
     check_membership(&object, room_id, origin, membership)?;
@@ -174,6 +178,9 @@ pub async fn make_leave(
     if services.timeline.room(&body.room_id)?.is_none() {
         return Err(Error::not_found("No such room here"));
     }
+    services
+        .timeline
+        .refuse_if_denied(&body.room_id, body.user_id.server_name())?;
     let mut draft = services.timeline.draft();
     let (version, template) = draft
         .membership_template(&body.room_id, &body.user_id, "leave")
