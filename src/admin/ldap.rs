@@ -84,6 +84,7 @@ pub async fn request_sync(
             at.event_id.as_str(),
             REQUEST_TYPE,
             &deliveries,
+            &[],
         )?;
         reply = reply.line(&format!(
             "Asked {listener} for a {}; it answers here when done.",

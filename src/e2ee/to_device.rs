@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ruma::{DeviceId, UserId};
+use ruma::{DeviceId, OwnedServerName, UserId};
 use serde_json::Value;
 
 use crate::appservice::Appservices;
@@ -46,7 +46,8 @@ impl ToDevice {
     /// Puts one `event_type` message from `sender` in each delivery's inbox, once per
     /// transaction id of the sending device (a retried request changes nothing). Messages to
     /// an appservice's users are also queued for the appservice when it asked for them
-    /// (MSC4203), in the same commit.
+    /// (MSC4203), and those to users of other servers (`remote`: an `m.direct_to_device` EDU
+    /// per server) in their servers' queues, in the same commit.
     pub fn send(
         &self,
         sender: &UserId,
@@ -54,6 +55,7 @@ impl ToDevice {
         txn_id: &str,
         event_type: &str,
         deliveries: &[Delivery<'_>],
+        remote: &[(OwnedServerName, Value)],
     ) -> Result<()> {
         let txn_key = keys::transaction(sender.as_str(), sender_device.as_str(), txn_id);
         if self
@@ -118,6 +120,9 @@ impl ToDevice {
                 );
             }
             batch.put(Table::ToDeviceTransactions, txn_key.clone(), Vec::new());
+            for (server, edu) in remote {
+                crate::federation::sender::queue_edu(&mut batch, server, count, edu);
+            }
             for delivery in deliveries {
                 batch.put(
                     Table::ToDeviceContacts,
@@ -133,6 +138,9 @@ impl ToDevice {
                 self.watchers.wake(delivery.user);
                 woken.push(delivery.user);
             }
+        }
+        if !remote.is_empty() {
+            self.watchers.wake_federation();
         }
         for (appservice, _) in &for_appservices {
             if let Some(appservice) = self.appservices.by_id(appservice) {
@@ -260,7 +268,7 @@ mod tests {
                 },
             ];
             inbox
-                .send(&alice, &phone, &format!("t{n}"), "m.test", &deliveries)
+                .send(&alice, &phone, &format!("t{n}"), "m.test", &deliveries, &[])
                 .unwrap();
         }
         // A retried transaction adds nothing.
@@ -270,7 +278,9 @@ mod tests {
             device: &phone,
             content: &content,
         }];
-        inbox.send(&alice, &phone, "t0", "m.test", &again).unwrap();
+        inbox
+            .send(&alice, &phone, "t0", "m.test", &again, &[])
+            .unwrap();
 
         let upto = store.committed_count();
         let (first, next) = inbox.pending(&bob, &phone, 0, upto).unwrap();

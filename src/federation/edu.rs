@@ -1,7 +1,8 @@
 //! Ephemeral events between servers (EDUs): the typing notices and read receipts of a room's
 //! local users go to the servers of its other members, through the same durable queues as the
 //! room's events (so they arrive in order with them); those of other servers' users are taken
-//! from their transactions. Other EDU types are ignored for now.
+//! from their transactions. Messages to devices (`m.direct_to_device`) are delivered to the
+//! local devices they name. Other EDU types are ignored for now.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +114,7 @@ pub fn receive(services: &Arc<Services>, origin: &ServerName, edus: &[Raw<Edu>])
         let result = match edu["edu_type"].as_str() {
             Some("m.typing") => remote_typing(services, origin, &edu["content"]),
             Some("m.receipt") => remote_receipts(services, origin, &edu["content"]),
+            Some("m.direct_to_device") => remote_to_device(services, origin, &edu["content"]),
             other => {
                 tracing::debug!(%origin, edu_type = ?other, "EDU not taken");
                 Ok(())
@@ -185,4 +187,66 @@ fn remote_receipts(services: &Services, origin: &ServerName, content: &Value) ->
         }
     }
     Ok(())
+}
+
+/// Messages of another server's user to devices of this server's users. A message sent again
+/// (the same `message_id` from the same sender) is delivered once.
+fn remote_to_device(services: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let sender = content["sender"]
+        .as_str()
+        .and_then(|s| OwnedUserId::try_from(s).ok())
+        .ok_or_else(|| Error::bad_json("m.direct_to_device without a sender"))?;
+    if sender.server_name() != origin {
+        return Err(Error::forbidden(
+            "m.direct_to_device from a user not of the origin",
+        ));
+    }
+    let (Some(event_type), Some(message_id), Some(messages)) = (
+        content["type"].as_str(),
+        content["message_id"].as_str(),
+        content["messages"].as_object(),
+    ) else {
+        return Err(Error::bad_json(
+            "m.direct_to_device needs a type, a message id and messages",
+        ));
+    };
+    let own = &services.config.server_name;
+    let mut targets: Vec<(OwnedUserId, ruma::OwnedDeviceId, &Value)> = Vec::new();
+    for (user, devices) in messages {
+        let Ok(user) = OwnedUserId::try_from(user.as_str()) else {
+            continue;
+        };
+        let Some(devices) = devices.as_object().filter(|_| user.server_name() == own) else {
+            continue;
+        };
+        for (device, message) in devices.iter().filter(|(_, m)| m.is_object()) {
+            if device == "*" {
+                for record in services.sessions.devices(&user)? {
+                    targets.push((user.clone(), record.device_id, message));
+                }
+            } else {
+                let device = ruma::OwnedDeviceId::from(device.as_str());
+                if services.sessions.device(&user, &device)?.is_some() {
+                    targets.push((user.clone(), device, message));
+                }
+            }
+        }
+    }
+    let deliveries: Vec<crate::e2ee::to_device::Delivery<'_>> = targets
+        .iter()
+        .map(|(user, device, content)| crate::e2ee::to_device::Delivery {
+            user,
+            device,
+            content,
+        })
+        .collect();
+    // Remembered under a device of no local user: the sender's server stands for it.
+    services.to_device.send(
+        &sender,
+        <&ruma::DeviceId>::from("federation"),
+        message_id,
+        event_type,
+        &deliveries,
+        &[],
+    )
 }

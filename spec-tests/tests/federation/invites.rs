@@ -1,6 +1,6 @@
-//! Invites from another server into a room this server is not in, played by a stand-in server:
-//! what Sori checks before it signs one, what the invitee is shown of the room, and turning it
-//! down.
+//! What another server sends this server's users directly, played by a stand-in server:
+//! invites into a room this server is not in (what Sori checks before it signs one, what the
+//! invitee is shown of the room, and turning it down), and messages to their devices.
 
 use ruma::RoomVersionId;
 use serde_json::{Value, json};
@@ -224,4 +224,39 @@ async fn invites_that_are_not_what_they_say_are_refused() {
     // None of them reached alice.
     let sync = spec_tests::sync(&sori, &alice, "timeout=0").await;
     assert!(sync["rooms"]["invite"].get(&room).is_none(), "{sync}");
+}
+
+#[tokio::test]
+async fn to_device_messages_from_another_server_are_delivered_once_and_checked() {
+    let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
+    let alice = register(&sori, "alice").await;
+    let carol = remote.user("carol");
+    let edu = |sender: &str, message_id: &str, text: &str| {
+        json!({"edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": "org.example.hello", "message_id": message_id,
+            "messages": {alice.user_id.clone(): {alice.device_id.clone(): {"text": text}},
+                         "@nobody:elsewhere.example": {"*": {"text": "not ours"}}}}})
+    };
+    // One message, sent twice; one claiming a sender of another server.
+    for (txn, edus) in [
+        ("t1", vec![edu(&carol, "m1", "hello")]),
+        ("t2", vec![edu(&carol, "m1", "hello")]),
+        ("t3", vec![edu("@mallory:127.0.0.1:1", "m2", "forged")]),
+    ] {
+        let (status, body) = remote
+            .send_transaction_with_edus(&sori, txn, &[], &edus)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let sync = spec_tests::sync(&sori, &alice, "timeout=0").await;
+    let events = sync["to_device"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["content"]["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["hello"], "{sync}");
+    assert_eq!(events[0]["sender"], carol);
 }

@@ -727,3 +727,78 @@ async fn sori_back_from_an_outage_gets_what_synapse_sent_meanwhile() {
     let expected: Vec<String> = sent.iter().rev().cloned().collect();
     assert_eq!(bodies, expected, "{}\n{}", sori.log(), synapse.log());
 }
+
+#[tokio::test]
+async fn to_device_messages_go_both_ways_with_synapse() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+
+    let (_, first) = synapse
+        .request(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/sync?timeout=0",
+            Some(&bob.access_token),
+            None,
+        )
+        .await;
+    let mut since = first["next_batch"].as_str().unwrap().to_owned();
+
+    // Alice to bob's device on Synapse.
+    let (status, body) = sori
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.hello/t1",
+            alice.token(),
+            &json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): {"text": "안녕 bob"}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let (_, sync) = synapse
+            .request(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
+                Some(&bob.access_token),
+                None,
+            )
+            .await;
+        since = sync["next_batch"].as_str().unwrap_or(&since).to_owned();
+        got = sync["to_device"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1, "{got:?}\n{}", synapse.log());
+    assert_eq!(got[0]["sender"], alice.user_id.as_str());
+    assert_eq!(got[0]["type"], "org.example.hello");
+    assert_eq!(got[0]["content"]["text"], "안녕 bob");
+
+    // Bob to every device of alice's on Sori.
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::PUT,
+            "/_matrix/client/v3/sendToDevice/org.example.hello/s1",
+            Some(&bob.access_token),
+            Some(&json!({"messages": {alice.user_id.clone(): {"*": {"text": "안녕 alice"}}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let sync = spec_tests::sync(&sori, &alice, "timeout=1000").await;
+        got = sync["to_device"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1, "{got:?}\n{}", sori.log());
+    assert_eq!(got[0]["sender"], bob.user_id.as_str());
+    assert_eq!(got[0]["content"]["text"], "안녕 alice");
+}

@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::to_device::DeviceIdOrAllDevices;
-use ruma::{OwnedDeviceId, OwnedUserId};
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId};
+use serde_json::{Value, json};
 
 use crate::api::ruma::Ruma;
 use crate::e2ee::to_device::Delivery;
@@ -18,11 +20,13 @@ pub async fn send(
 ) -> Result<send_event_to_device::v3::Response> {
     let (sender, device) = (req.user_id()?, req.device_id()?);
     let body = &req.body;
-    // Unknown users and devices are passed over, as the spec asks; users of other servers
-    // wait for federation.
+    // Unknown users and devices are passed over, as the spec asks; messages to users of other
+    // servers go to their servers, one EDU per server.
     let mut targets: Vec<(OwnedUserId, OwnedDeviceId, Value)> = Vec::new();
+    let mut remote: BTreeMap<OwnedServerName, serde_json::Map<String, Value>> = BTreeMap::new();
     for (user, devices) in &body.messages {
-        if user.server_name() != services.config.server_name {
+        let local = user.server_name() == services.config.server_name;
+        if !local && !services.federation.talks_to(user.server_name()) {
             continue;
         }
         for (target, content) in devices {
@@ -30,6 +34,14 @@ pub async fn send(
                 .map_err(|e| Error::bad_json(format!("Invalid message content: {e}")))?;
             if !content.is_object() {
                 return Err(Error::bad_json("Message content must be an object"));
+            }
+            if !local {
+                let messages = remote.entry(user.server_name().to_owned()).or_default();
+                let devices = messages
+                    .entry(user.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                devices[target.to_string()] = content;
+                continue;
             }
             match target {
                 DeviceIdOrAllDevices::AllDevices => {
@@ -53,12 +65,26 @@ pub async fn send(
             content,
         })
         .collect();
+    let event_type = body.event_type.to_string();
+    // The message id names the request, so that a retry is recognised on the other side too.
+    let message_id = format!("{device}_{}", body.txn_id);
+    let remote: Vec<(OwnedServerName, Value)> = remote
+        .into_iter()
+        .map(|(server, messages)| {
+            let edu = json!({"edu_type": "m.direct_to_device", "content": {
+                "sender": sender, "type": event_type, "message_id": message_id,
+                "messages": messages,
+            }});
+            (server, edu)
+        })
+        .collect();
     services.to_device.send(
         sender,
         device,
         body.txn_id.as_str(),
-        &body.event_type.to_string(),
+        &event_type,
         &deliveries,
+        &remote,
     )?;
     Ok(send_event_to_device::v3::Response::new())
 }
