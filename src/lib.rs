@@ -117,6 +117,7 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()> + Send + 'static
     appservice::ensure_senders(&app.services).await?;
     appservice::sender::spawn(&app.services);
     federation::sender::spawn(&app.services);
+    federation::device_lists::spawn(&app.services);
     let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
     if let Some(addr) = app.services.config.listen.federation_addr()? {
         let tls = &app.services.config.tls;

@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod client;
+pub mod device_lists;
 pub mod edu;
 pub mod intake;
 pub mod invite;

@@ -802,3 +802,127 @@ async fn to_device_messages_go_both_ways_with_synapse() {
     assert_eq!(got[0]["sender"], bob.user_id.as_str());
     assert_eq!(got[0]["content"]["text"], "안녕 alice");
 }
+
+/// Syncs on Synapse from `since` until `device_lists.changed` names `user`.
+async fn synapse_hears_devices_changed(
+    synapse: &Synapse,
+    token: &str,
+    mut since: String,
+    user: &str,
+) {
+    for _ in 0..60 {
+        let (status, sync) = synapse
+            .request(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/sync?timeout=1000&since={since}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        if sync["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|u| u == user))
+        {
+            return;
+        }
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+    panic!("Synapse never told of {user}'s devices\n{}", synapse.log());
+}
+
+#[tokio::test]
+async fn device_list_changes_reach_the_other_server_both_ways() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "devices").await;
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!(
+                "/_matrix/client/v3/join/{room}?server_name={}",
+                sori.server_name
+            ),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    let (_, first) = synapse
+        .request(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/sync?timeout=0",
+            Some(&bob.access_token),
+            None,
+        )
+        .await;
+    let bob_since = first["next_batch"].as_str().unwrap().to_owned();
+    let alice_since = spec_tests::sync(&sori, &alice, "timeout=0").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Alice signs in on a phone and publishes its keys: bob's Synapse hears of it, and finds
+    // the new device when it asks.
+    let phone = spec_tests::login(&sori, "alice", &alice.password).await;
+    upload_keys(&sori, &phone).await;
+    synapse_hears_devices_changed(&synapse, &bob.access_token, bob_since, &alice.user_id).await;
+    let (status, found) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/query",
+            Some(&bob.access_token),
+            Some(&json!({"device_keys": {alice.user_id.as_str(): []}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(
+        found["device_keys"][&alice.user_id][&phone.device_id].is_object(),
+        "{found}"
+    );
+
+    // Bob signs in on a second device on Synapse: alice's sync on Sori names him.
+    let (status, login) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/login",
+            None,
+            Some(&json!({"type": "m.login.password",
+                         "identifier": {"type": "m.id.user", "user": "bob"},
+                         "password": "synapse-password-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let device = login["device_id"].as_str().unwrap();
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/keys/upload",
+            login["access_token"].as_str(),
+            Some(&json!({"device_keys": {
+                "user_id": bob.user_id, "device_id": device,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {format!("curve25519:{device}"): "Ym9icGhvbmU"},
+                "signatures": {},
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut since = alice_since;
+    for attempt in 0.. {
+        let sync = spec_tests::sync(&sori, &alice, &format!("timeout=1000&since={since}")).await;
+        if sync["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|u| u == bob.user_id.as_str()))
+        {
+            break;
+        }
+        assert!(
+            attempt < 60,
+            "Sori never told of bob's devices\n{}",
+            sori.log()
+        );
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+}
