@@ -926,3 +926,81 @@ async fn device_list_changes_reach_the_other_server_both_ways() {
         since = sync["next_batch"].as_str().unwrap().to_owned();
     }
 }
+
+#[tokio::test]
+async fn a_sori_user_leaves_a_synapse_room_and_joins_it_again() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = synapse_room_named(&synapse, &bob, "Before").await;
+    let join = format!("/_matrix/client/v3/join/{room}?via={}", synapse.server_name);
+    let (status, body) = sori.post(&join, alice.token(), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // While no one of Sori's is in the room, it is renamed and talked in.
+    let (status, _) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            Some(&bob.access_token),
+            Some(&json!({"name": "After"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Alice joins again, without naming a server: Sori asks the one still in the room.
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            alice.token(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", sori.log());
+    let (status, name) = sori
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "After", "{}", sori.log());
+    let (status, sent) = spec_tests::send_text(&sori, &alice, &room, "t1", "다시 왔어요").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    synapse_reads(&synapse, &bob.access_token, &room, "다시 왔어요").await;
+    let (status, _) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/s1"),
+            Some(&bob.access_token),
+            Some(&json!({"msgtype": "m.text", "body": "어서 와요"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    super::rooms::reads(&sori, &alice, &room, "어서 와요").await;
+}
+
+async fn synapse_room_named(
+    synapse: &Synapse,
+    bob: &spec_tests::synapse::SynapseUser,
+    name: &str,
+) -> String {
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&json!({"preset": "public_chat", "name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created["room_id"].as_str().unwrap().to_owned()
+}

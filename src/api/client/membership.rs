@@ -78,11 +78,14 @@ async fn join(
 ) -> Result<()> {
     let room = services.timeline.room(room_id)?;
     let own = &services.config.server_name;
+    // A room no local user is in any more is joined again through another server, as one
+    // never joined.
+    let here = room.is_some() && services.timeline.server_in_room(room_id, own)?;
     // An invite from another server names the servers to join through (a room id of version
     // 12 names none).
-    let remote_invite = match room {
-        None => services.timeline.remote_invite(user, room_id)?,
-        Some(_) => None,
+    let remote_invite = match here {
+        false => services.timeline.remote_invite(user, room_id)?,
+        true => None,
     };
     let mut via = via.to_vec();
     via.extend(
@@ -90,12 +93,18 @@ async fn join(
             .iter()
             .flat_map(|invite| invite.via.iter().cloned()),
     );
+    if room.is_some() && !here {
+        // The servers of the members it had when this server left may still be in it.
+        for member in services.timeline.joined_members(room_id)? {
+            via.push(member.server_name().to_owned());
+        }
+    }
     let elsewhere = via
         .iter()
         .map(|server| &**server)
         .chain(room_id.server_name())
         .any(|server| server != own);
-    if room.is_none() && elsewhere {
+    if !here && elsewhere {
         // A room this server is not in: joined through a server that is.
         crate::federation::join::join_remote(services, room_id, user, &via).await?;
         let direct_inviter = remote_invite

@@ -23,7 +23,10 @@ impl Draft<'_> {
     /// server gave it (`state`, among `events`, which also hold the auth chain), kept as
     /// outliers, the room's first snapshot, its current state, and the memberships of other
     /// servers' users. `extremities` and `depth` are where the join goes. The state holds at a
-    /// timeline position of its own, just before the join's.
+    /// timeline position of its own, just before the join's. A room this server had and left
+    /// (no local user is joined) starts again the same way: its state becomes the one given,
+    /// its timeline and history stay, and what happened while no one here was in it is not
+    /// fetched.
     pub async fn seed(
         &mut self,
         room_id: &RoomId,
@@ -33,19 +36,39 @@ impl Draft<'_> {
         (extremities, depth): (Vec<OwnedEventId>, u64),
     ) -> Result<()> {
         self.lock(room_id).await;
-        if self.room(room_id)?.is_some() {
+        let own = self.timeline.server_name.clone();
+        let earlier = self.room(room_id)?;
+        if earlier.is_some() && self.timeline.server_in_room(room_id, &own)? {
             return Err(Error::forbidden("This server has the room already"));
         }
         let store = &*self.timeline.store;
-        // Positions for the history before the join, which is fetched later (newest first,
-        // so downwards from the top of the band).
-        let band = store.commit_many(super::super::history::BAND, &mut |_| Ok(Batch::new()))?;
-        let short = store.next_count()?;
+        let (short, band) = match &earlier {
+            Some(record) => (record.short, None),
+            // Positions for the history before the join, which is fetched later (newest
+            // first, so downwards from the top of the band).
+            None => {
+                let band =
+                    store.commit_many(super::super::history::BAND, &mut |_| Ok(Batch::new()))?;
+                (store.next_count()?, Some(band))
+            }
+        };
         let at = store.next_count()?;
-        let own = self.timeline.server_name.clone();
+        let history = match &earlier {
+            Some(record) => record.history,
+            None => band.map(|band| super::super::history::History::new(band, at)),
+        };
+        if earlier.is_some() {
+            // The state as it was when this server left goes: what was given replaces it.
+            for ((kind, state_key), _) in self.timeline.current_state(short)? {
+                self.also
+                    .delete(Table::RoomState, keys::room_state(short, &kind, &state_key));
+            }
+        }
         for event in events {
-            self.also
-                .put_json(Table::Outliers, event.event_id.as_bytes(), &event)?;
+            if self.timeline.position(&event.event_id)?.is_none() {
+                self.also
+                    .put_json(Table::Outliers, event.event_id.as_bytes(), &event)?;
+            }
             self.outliers.insert(event.event_id.clone(), event);
         }
         let mut map = StateDiff::new();
@@ -103,6 +126,7 @@ impl Draft<'_> {
             snapshot::plan(&layers, None, map, snapshot)?
         };
         self.snapshots.insert(snapshot, (short, layer));
+        let bump = earlier.as_ref().map_or(0, |record| record.bump);
         self.rooms.insert(
             room_id.to_owned(),
             RoomRecord {
@@ -111,8 +135,8 @@ impl Draft<'_> {
                 extremities,
                 last_depth: depth,
                 snapshot,
-                bump: 0,
-                history: Some(super::super::history::History::new(band, at)),
+                bump,
+                history,
             },
         );
         self.seeded.push(room_id.to_owned());
