@@ -467,6 +467,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma_raw(federation::membership::send_join)
         .ruma(federation::membership::make_leave)
         .ruma(federation::membership::send_leave)
+        .ruma(federation::membership::make_knock)
+        .ruma(federation::membership::send_knock)
         .ruma(federation::membership::invite)
         .ruma(federation::transactions::send)
         .fallback(unknown_endpoint)

@@ -16,7 +16,7 @@ use crate::rooms::pdu::{self, StoredPdu};
 use crate::services::Services;
 
 /// Most state events kept with an invite (the spec suggests a handful).
-const MAX_INVITE_STATE: usize = 50;
+pub(super) const MAX_INVITE_STATE: usize = 50;
 
 /// Has the invitee's server sign `invite` (of a room of `version`); returns the event as it
 /// came back.
@@ -32,21 +32,10 @@ pub async fn countersign(
         .timeline
         .room(&invite.room_id)?
         .ok_or_else(|| Error::not_found("Unknown room"))?;
-    let mut state = Vec::new();
     let sender = invite.to_client_event()["sender"]
         .as_str()
         .map(str::to_owned);
-    for (kind, key) in crate::rooms::state::INVITE_STATE_TYPES
-        .iter()
-        .map(|kind| (*kind, String::new()))
-        .chain(sender.map(|sender| ("m.room.member", sender)))
-    {
-        if let Some(event) = services.timeline.state_event(record.short, kind, &key)? {
-            let raw = serde_json::value::to_raw_value(&event.pdu)
-                .map_err(|e| Error::internal(format!("serialising state: {e}")))?;
-            state.push(RawStrippedState::Pdu(raw));
-        }
-    }
+    let state = shown_state(services, record.short, sender)?;
     let event = serde_json::value::to_raw_value(&invite.pdu)
         .map_err(|e| Error::internal(format!("serialising the invite: {e}")))?;
     let request = create_invite::v2::Request::new(
@@ -68,6 +57,29 @@ pub async fn countersign(
             format!("{server} answered the invite with no event: {e}"),
         )
     })
+}
+
+/// What another server's user is shown of a room they are invited to or knock on: the room's
+/// create, join rules, name, avatar, canonical alias, encryption and topic events, and the
+/// member event of `member` (the inviter), as full PDUs.
+pub fn shown_state(
+    services: &Services,
+    short: u64,
+    member: Option<String>,
+) -> Result<Vec<RawStrippedState>> {
+    let mut state = Vec::new();
+    for (kind, key) in crate::rooms::state::INVITE_STATE_TYPES
+        .iter()
+        .map(|kind| (*kind, String::new()))
+        .chain(member.map(|member| ("m.room.member", member)))
+    {
+        if let Some(event) = services.timeline.state_event(short, kind, &key)? {
+            let raw = serde_json::value::to_raw_value(&event.pdu)
+                .map_err(|e| Error::internal(format!("serialising state: {e}")))?;
+            state.push(RawStrippedState::Pdu(raw));
+        }
+    }
+    Ok(state)
 }
 
 /// Takes an invite of one of this server's users sent by `origin`: checks that it is an
@@ -151,6 +163,7 @@ pub async fn receive(
                 state,
                 via,
             },
+            "invite",
         )
         .await?;
     tracing::info!(room_id = %request.room_id, %invitee, %origin, kept, "invited by another server");
@@ -201,7 +214,7 @@ fn check_invite(
 
 /// A state event sent with an invite (a PDU or, from older servers, already stripped) as
 /// clients are shown it; none when it is of another room or no state event.
-fn stripped(raw: &RawStrippedState, room_id: &ruma::RoomId) -> Option<Value> {
+pub(super) fn stripped(raw: &RawStrippedState, room_id: &ruma::RoomId) -> Option<Value> {
     let event = serde_json::to_value(raw).ok()?;
     if event
         .get("room_id")
@@ -213,7 +226,7 @@ fn stripped(raw: &RawStrippedState, room_id: &ruma::RoomId) -> Option<Value> {
     stripped_pdu(&event)
 }
 
-fn stripped_pdu(event: &Value) -> Option<Value> {
+pub(super) fn stripped_pdu(event: &Value) -> Option<Value> {
     let (Some(kind), Some(state_key), Some(sender)) = (
         event["type"].as_str(),
         event["state_key"].as_str(),
@@ -262,7 +275,7 @@ pub async fn decline(
     services.timeline.decline_remote_invite(user, room_id).await
 }
 
-async fn leave_through(
+pub(super) async fn leave_through(
     services: &Services,
     room_id: &RoomId,
     user: &UserId,

@@ -10,6 +10,7 @@ pub mod intake;
 pub mod invite;
 pub mod join;
 pub mod keys;
+pub mod knock;
 pub mod query;
 pub mod receiver;
 pub mod remote_keys;

@@ -1,6 +1,8 @@
-//! Invites from other servers into rooms this server is not in. The room's events are not
-//! here, so what the invitee is shown of it (its `invite_state`) is what the inviting server
-//! sent with the invite; the invitee joins through that server, or turns the invite down.
+//! Invites from other servers into rooms this server is not in, and knocks of local users on
+//! such rooms. The room's events are not here, so what the user is shown of it (its
+//! `invite_state` or `knock_state`) is what the other server sent with the invite or answered
+//! the knock with; the user joins through that server, or turns the invite down (retracts
+//! the knock) through it.
 
 use ruma::{CanonicalJsonObject, OwnedServerName, RoomId, RoomVersionId, UserId};
 use serde::{Deserialize, Serialize};
@@ -11,10 +13,10 @@ use super::timeline::Timeline;
 use crate::error::Result;
 use crate::storage::{Batch, StoreExt, Table, keys};
 
-/// An invite kept for a room this server is not in.
+/// An invite (or a knock) kept for a room this server is not in.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct RemoteInvite {
-    /// The invite event, signed by the inviter's server and this one.
+    /// The invite event, signed by the inviter's server and this one (or the knock).
     pub event: CanonicalJsonObject,
     /// The room's version, as the inviting server named it.
     pub version: RoomVersionId,
@@ -48,14 +50,16 @@ impl RemoteInvite {
 }
 
 impl Timeline {
-    /// Keeps an invite of `user` into a room this server has no part in, and tells the user.
-    /// Returns false (keeping nothing) when a user of this server is in the room after all:
-    /// then the invite reaches this server as one of the room's events.
+    /// Keeps an invite of `user` into a room this server has no part in (`membership`
+    /// "invite"), or their knock on it ("knock"), and tells the user. Returns false (keeping
+    /// nothing) when a user of this server is in the room after all: then the invite reaches
+    /// this server as one of the room's events.
     pub async fn keep_remote_invite(
         &self,
         user: &UserId,
         room_id: &RoomId,
         invite: &RemoteInvite,
+        membership: &str,
     ) -> Result<bool> {
         let lock = self.room_lock(room_id);
         let _guard = lock.lock().await;
@@ -66,7 +70,7 @@ impl Timeline {
         self.store.commit(&mut |count| {
             let mut batch = Batch::new();
             let record = MembershipRecord {
-                membership: "invite".to_owned(),
+                membership: membership.to_owned(),
                 count,
                 forgotten: false,
             };
@@ -78,11 +82,12 @@ impl Timeline {
         Ok(true)
     }
 
-    /// The invite of `user` into a room this server is not in, while it stands.
+    /// The invite of `user` into a room this server is not in (or their knock on it), while
+    /// it stands.
     pub fn remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<Option<RemoteInvite>> {
         if self
             .membership(room_id, user)?
-            .is_none_or(|r| r.membership != "invite")
+            .is_none_or(|r| r.membership != "invite" && r.membership != "knock")
         {
             return Ok(None);
         }

@@ -1004,3 +1004,122 @@ async fn synapse_room_named(
     assert_eq!(status, StatusCode::OK, "{created}");
     created["room_id"].as_str().unwrap().to_owned()
 }
+
+/// A room whose join rule is `knock`, created on Synapse by `bob`.
+fn knock_room(name: &str) -> serde_json::Value {
+    json!({"preset": "private_chat", "name": name,
+           "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                              "content": {"join_rule": "knock"}}]})
+}
+
+#[tokio::test]
+async fn a_sori_user_knocks_on_a_synapse_room_and_is_let_in() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let (status, created) = synapse
+        .request(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&bob.access_token),
+            Some(&knock_room("Knock knock")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = sori
+        .post(
+            &format!(
+                "/_matrix/client/v3/knock/{room}?via={}",
+                synapse.server_name
+            ),
+            alice.token(),
+            &json!({"reason": "들어가도 될까요"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", sori.log());
+    let sync = spec_tests::sync(&sori, &alice, "timeout=0").await;
+    let shown = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    assert!(
+        shown
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["name"] == "Knock knock")),
+        "{sync}"
+    );
+    let member = format!(
+        "/_matrix/client/v3/rooms/{room}/state/m.room.member/{}",
+        alice.user_id
+    );
+    let (status, knock) = synapse
+        .request(reqwest::Method::GET, &member, Some(&bob.access_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{knock}");
+    assert_eq!(knock["membership"], "knock");
+    assert_eq!(knock["reason"], "들어가도 될까요");
+
+    // Bob lets her in with an invite; she joins and they talk.
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&bob.access_token),
+            Some(&json!({"user_id": alice.user_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log());
+    invited(&sori, &alice, &room).await;
+    spec_tests::join(&sori, &alice, &room).await;
+    let (status, sent) = spec_tests::send_text(&sori, &alice, &room, "t1", "고마워요").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    synapse_reads(&synapse, &bob.access_token, &room, "고마워요").await;
+}
+
+#[tokio::test]
+async fn a_synapse_user_knocks_on_a_sori_room_and_is_let_in() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = spec_tests::create_room(&sori, &alice, knock_room("문 두드리기")).await;
+
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/knock/{room}?via={}", sori.server_name),
+            Some(&bob.access_token),
+            Some(&json!({"reason": "hello"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", sori.log());
+    let (status, knock) = sori
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/state/m.room.member/{}",
+                bob.user_id
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{knock}");
+    assert_eq!(knock["membership"], "knock");
+
+    let (status, body) = sori
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            alice.token(),
+            &json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", sori.log());
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    spec_tests::send_text(&sori, &alice, &room, "t1", "환영해요").await;
+    synapse_reads(&synapse, &bob.access_token, &room, "환영해요").await;
+}

@@ -431,8 +431,24 @@ pub async fn knock(
     req: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> Result<ruma::api::client::knock::knock_room::v3::Response> {
     let user = req.user_id()?;
-    // Knocking on a room of another server is not supported yet: only local rooms.
-    let (room_id, _) = resolve(&services, &req.body.room_id_or_alias).await?;
+    let (room_id, mut via) = resolve(&services, &req.body.room_id_or_alias).await?;
+    via.extend(req.body.via.iter().cloned());
+    let own = &services.config.server_name;
+    let here = services.timeline.room(&room_id)?.is_some()
+        && services.timeline.server_in_room(&room_id, own)?;
+    let elsewhere = via
+        .iter()
+        .map(|server| &**server)
+        .chain(room_id.server_name())
+        .any(|server| server != own);
+    if !here && elsewhere {
+        // A room this server is not in: knocked on through a server that is.
+        let reason = req.body.reason.as_deref();
+        crate::federation::knock::knock_remote(&services, &room_id, user, &via, reason).await?;
+        return Ok(ruma::api::client::knock::knock_room::v3::Response::new(
+            room_id,
+        ));
+    }
     apply(
         &services,
         &room_id,

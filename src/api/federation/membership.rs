@@ -1,7 +1,8 @@
 //! Another server's user joins a room of this server: `make_join` prepares the join event,
 //! `send_join` (v2) takes it signed and answers with the room's state and auth chain. Leaving
 //! without being joined (turning an invite down) goes the same way: `make_leave`,
-//! `send_leave` (v2). Another server's user invites one of this server's: `invite` (v2).
+//! `send_leave` (v2); knocking too: `make_knock`, `send_knock`. Another server's user invites
+//! one of this server's: `invite` (v2).
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+    prepare_knock_event, prepare_leave_event,
 };
 use ruma::{CanonicalJsonObject, OwnedEventId, RoomId, ServerName};
 use serde_json::json;
@@ -20,24 +22,25 @@ use crate::api::ruma::Ruma;
 use crate::error::{Error, Result};
 use crate::services::Services;
 
-/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
-pub async fn make_join(
-    services: Arc<Services>,
-    req: Ruma<prepare_join_event::v1::Request>,
-) -> Result<prepare_join_event::v1::Response> {
-    let body = &req.body;
-    if body.user_id.server_name() != origin(&req)? {
+/// A membership event template for `user` (of `origin`) in a room of this server, made when
+/// the room's version is one the asking server supports (`ver`).
+async fn template(
+    services: &Services,
+    origin: &ServerName,
+    (room_id, user): (&RoomId, &ruma::UserId),
+    ver: &[ruma::RoomVersionId],
+    membership: &str,
+) -> Result<(ruma::RoomVersionId, Box<serde_json::value::RawValue>)> {
+    if user.server_name() != origin {
         return Err(Error::forbidden("The user is not of the requesting server"));
     }
-    services
-        .timeline
-        .refuse_if_denied(&body.room_id, body.user_id.server_name())?;
+    services.timeline.refuse_if_denied(room_id, origin)?;
     let version = services
         .timeline
-        .room(&body.room_id)?
+        .room(room_id)?
         .ok_or_else(|| Error::not_found("No such room here"))?
         .version;
-    if !body.ver.contains(&version) {
+    if !ver.contains(&version) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
             ErrorKind::IncompatibleRoomVersion(
@@ -47,14 +50,62 @@ pub async fn make_join(
         ));
     }
     let mut draft = services.timeline.draft();
-    let (version, template) = draft
-        .membership_template(&body.room_id, &body.user_id, "join")
-        .await?;
+    let (version, template) = draft.membership_template(room_id, user, membership).await?;
     let event = serde_json::value::to_raw_value(&template)
-        .map_err(|e| Error::internal(format!("serialising a join template: {e}")))?;
+        .map_err(|e| Error::internal(format!("serialising a {membership} template: {e}")))?;
+    Ok((version, event))
+}
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
+pub async fn make_join(
+    services: Arc<Services>,
+    req: Ruma<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response> {
+    let body = &req.body;
+    let room_and_user = (&*body.room_id, &*body.user_id);
+    let (version, event) =
+        template(&services, origin(&req)?, room_and_user, &body.ver, "join").await?;
     let mut response = prepare_join_event::v1::Response::new(event);
     response.room_version = Some(version);
     Ok(response)
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+pub async fn make_knock(
+    services: Arc<Services>,
+    req: Ruma<prepare_knock_event::v1::Request>,
+) -> Result<prepare_knock_event::v1::Response> {
+    let body = &req.body;
+    let room_and_user = (&*body.room_id, &*body.user_id);
+    let (version, event) =
+        template(&services, origin(&req)?, room_and_user, &body.ver, "knock").await?;
+    Ok(prepare_knock_event::v1::Response::new(version, event))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: the knock, answered with what
+/// the knocker is shown of the room.
+pub async fn send_knock(
+    services: Arc<Services>,
+    req: Ruma<create_knock_event::v1::Request>,
+) -> Result<create_knock_event::v1::Response> {
+    let origin = origin(&req)?.to_owned();
+    let body = &req.body;
+    take_membership(
+        &services,
+        &origin,
+        (&body.room_id, &body.event_id),
+        &body.pdu,
+        "knock",
+    )
+    .await?;
+    let short = services
+        .timeline
+        .room(&body.room_id)?
+        .ok_or_else(|| Error::not_found("No such room here"))?
+        .short;
+    Ok(create_knock_event::v1::Response::new(
+        crate::federation::invite::shown_state(&services, short, None)?,
+    ))
 }
 
 /// The checks `send_join` and `send_leave` make on the event beyond the PDU checks: it is the
