@@ -227,8 +227,13 @@ pub async fn create_room(
         events.push(state("m.room.topic", "", json!({"topic": topic}))?);
     }
 
-    // 7. Invites.
-    for invitee in &options.invite {
+    // 7. Invites. Users of other servers are invited once the room exists, through their
+    // servers (which sign the invite first).
+    for invitee in options
+        .invite
+        .iter()
+        .filter(|user| user.server_name() == timeline.server_name)
+    {
         let mut content = member(invitee, "invite");
         if options.is_direct {
             content.insert("is_direct".into(), true.into());

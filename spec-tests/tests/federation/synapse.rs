@@ -1123,3 +1123,33 @@ async fn a_synapse_user_knocks_on_a_sori_room_and_is_let_in() {
     spec_tests::send_text(&sori, &alice, &room, "t1", "환영해요").await;
     synapse_reads(&synapse, &bob.access_token, &room, "환영해요").await;
 }
+
+#[tokio::test]
+async fn an_encrypted_dm_between_sori_and_synapse_users_decrypts_both_ways() {
+    // matrix-nio with its own Olm/Megolm, from the Python client suite's virtualenv.
+    let python = std::env::var("SPEC_NIO_PYTHON")
+        .expect("SPEC_NIO_PYTHON is unset: run the tests through scripts/test");
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python/federated_e2ee.py"
+    );
+    let run = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&sori.base_url)
+        .arg(&synapse.client_url)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .unwrap_or_else(|_| panic!("the matrix-nio script hung\n{}", sori.log()))
+        .expect("run the matrix-nio script");
+    assert!(
+        output.status.success(),
+        "{}\n{}\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        sori.log(),
+        synapse.log()
+    );
+}

@@ -55,14 +55,40 @@ async fn apply(
         is_direct: false,
     };
     if remote && membership == "invite" {
-        // The invitee's server signs the invite before it counts.
-        return change_countersigned(&services.timeline, change_request, async |made, version| {
-            crate::federation::invite::countersign(services, made, version, target).await
-        })
-        .await
-        .map(drop);
+        return countersigned_invite(services, change_request).await;
     }
     change(&services.timeline, change_request).await.map(drop)
+}
+
+/// An invite of a user of another server, whose server signs it before it counts.
+async fn countersigned_invite(services: &Services, invite: Change<'_>) -> Result<()> {
+    let target = invite.target;
+    change_countersigned(&services.timeline, invite, async |made, version| {
+        crate::federation::invite::countersign(services, made, version, target).await
+    })
+    .await
+    .map(drop)
+}
+
+/// Invites a user of another server (for createRoom's `invite`), marked `is_direct` for a DM.
+pub(super) async fn invite_remote(
+    services: &Services,
+    room_id: &RoomId,
+    sender: &UserId,
+    invitee: &UserId,
+    is_direct: bool,
+) -> Result<()> {
+    let change = Change {
+        room_id,
+        sender,
+        target: invitee,
+        membership: "invite",
+        reason: None,
+        displayname: None,
+        avatar_url: None,
+        is_direct,
+    };
+    countersigned_invite(services, change).await
 }
 
 /// Joins; when the user accepts an invite its sender marked `is_direct`, the room is also

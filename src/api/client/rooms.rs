@@ -104,7 +104,8 @@ pub async fn create_room(
     // Member events carry the profile of the user they are about, as for any join or invite.
     let mut profiles = std::collections::BTreeMap::new();
     profiles.insert(creator.clone(), services.profiles.member_fields(&creator)?);
-    for invitee in &body.invite {
+    let own = &services.config.server_name;
+    for invitee in body.invite.iter().filter(|u| u.server_name() == own) {
         if !services.accounts.is_active(invitee)? {
             return Err(Error::not_found(format!("Unknown user {invitee}")));
         }
@@ -134,6 +135,19 @@ pub async fn create_room(
     };
     let room_id = create(&services.timeline, &services.aliases, &creator, options).await?;
     tracing::info!(room_id = %room_id, creator = %creator, "room created");
+    // A server that refuses an invite does not undo the room (nor the other invites).
+    for invitee in body.invite.iter().filter(|u| u.server_name() != own) {
+        let invited = super::membership::invite_remote(
+            &services,
+            &room_id,
+            &creator,
+            invitee,
+            body.is_direct,
+        );
+        if let Err(error) = invited.await {
+            tracing::warn!(%room_id, %invitee, %error, "inviting a user of another server failed");
+        }
+    }
     Ok(create_room::v3::Response::new(room_id))
 }
 
