@@ -463,6 +463,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .ruma(federation::history::state_ids)
         .ruma(federation::history::backfill)
         .ruma(federation::history::missing_events)
+        .ruma(federation::history::timestamp_to_event)
+        .ruma(federation::history::event_auth)
         .ruma(federation::membership::make_join)
         .ruma_raw(federation::membership::send_join)
         .ruma(federation::membership::make_leave)

@@ -4,6 +4,7 @@
 
 mod acl;
 mod forks;
+mod history;
 mod invites;
 mod joins;
 mod rooms;

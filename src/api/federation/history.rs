@@ -1,14 +1,16 @@
 //! Another server reads a room's history from this one: one event (`/event`), the state at an
 //! event, whole (`/state`) or as event ids (`/state_ids`), each with its auth chain, and the
-//! events before some events (`/backfill`, `/get_missing_events`).
+//! events before some events (`/backfill`, `/get_missing_events`), an event's auth chain
+//! (`/event_auth`), and the event closest to a time (`/timestamp_to_event`).
 //! Only a server with a user in the room may ask; an event whose history visibility hides it
 //! from that server is served redacted.
 
 use std::sync::Arc;
 
+use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::{
-    get_event, get_missing_events, get_room_state, get_room_state_ids,
+    get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids,
 };
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, RoomId, ServerName};
 use serde_json::value::RawValue;
@@ -178,4 +180,74 @@ pub async fn event(
         MilliSecondsSinceUnixEpoch::now(),
         as_seen_by(&services, server, stored)?,
     ))
+}
+
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}?ts=&dir=`: the event of the room
+/// closest to a time that the asking server may see (`dir=f`: the first at or after it,
+/// `dir=b`: the last at or before it). A linear walk of the timeline.
+pub async fn timestamp_to_event(
+    services: Arc<Services>,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let server = origin(&req)?;
+    let body = &req.body;
+    require_in_room(&services, &body.room_id, server)?;
+    let short = services
+        .timeline
+        .room(&body.room_id)?
+        .ok_or_else(|| Error::not_found("No such room here"))?
+        .short;
+    let ts = u64::from(body.ts.get());
+    let direction = match body.dir {
+        ruma::api::Direction::Forward => crate::storage::Direction::Forward,
+        ruma::api::Direction::Backward => crate::storage::Direction::Backward,
+    };
+    for entry in services
+        .timeline
+        .scan_events(short, 0, u64::MAX, direction)?
+    {
+        let (_, stored) = entry?;
+        let sent = pdu::int_field(&stored.pdu, "origin_server_ts")
+            .unwrap_or(0)
+            .max(0) as u64;
+        let hit = match direction {
+            crate::storage::Direction::Forward => sent >= ts,
+            crate::storage::Direction::Backward => sent <= ts,
+        };
+        if hit && services.timeline.server_sees(&stored.event_id, server)? {
+            return Ok(get_event_by_timestamp::v1::Response::new(
+                stored.event_id,
+                MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(sent)),
+            ));
+        }
+    }
+    Err(Error::not_found("No event of the room at that time"))
+}
+
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`: every event that authorises
+/// an event of the room, recursively.
+pub async fn event_auth(
+    services: Arc<Services>,
+    req: Ruma<get_event_authorization::v1::Request>,
+) -> Result<get_event_authorization::v1::Response> {
+    let server = origin(&req)?;
+    let body = &req.body;
+    require_in_room(&services, &body.room_id, server)?;
+    let event = services
+        .timeline
+        .get(&body.event_id)?
+        .filter(|event| event.room_id == body.room_id)
+        .ok_or_else(|| Error::not_found("No such event in this room"))?;
+    let auth_events = crate::rooms::pdu::Pdu::from_stored(&event)?.auth_events;
+    let chain: Vec<ruma::OwnedEventId> = services
+        .timeline
+        .auth_chain(auth_events.iter().cloned())?
+        .into_iter()
+        .chain(auth_events)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(get_event_authorization::v1::Response::new(super::pdus(
+        &services, &chain,
+    )?))
 }
