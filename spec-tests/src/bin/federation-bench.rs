@@ -4,6 +4,7 @@
 //!
 //! - send latency: a message sent on Sori until Synapse's `/sync` shows it (one at a time);
 //! - intake: messages sent on Synapse as fast as it takes them, until all are read on Sori;
+//!   and, without Synapse's pace, signed PDUs from a stand-in server in transactions of 50;
 //! - joins: a user of each server joining a room of the other that holds 1,000 messages.
 //!
 //! ```sh
@@ -15,7 +16,9 @@
 
 use std::time::{Duration, Instant};
 
+use ruma::RoomVersionId;
 use serde_json::{Value, json};
+use spec_tests::remote::RemoteServer;
 use spec_tests::synapse::{Synapse, SynapseUser};
 use spec_tests::{ServerOptions, StatusCode, TestServer, User, create_room, register};
 
@@ -150,6 +153,101 @@ async fn synapse_joins(synapse: &Synapse, bob: &SynapseUser, room: &str, via: &s
     started.elapsed()
 }
 
+fn encode(id: &str) -> String {
+    id.replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('$', "%24")
+        .replace('!', "%21")
+}
+
+/// Sori's own intake, without Synapse's pace: a stand-in server joins a room of Sori's, then
+/// sends `messages` signed PDUs in transactions of 50, one transaction after another. The
+/// time until the last transaction is answered, in seconds.
+async fn stand_in_intake(sori: &TestServer, alice: &User, messages: usize) -> f64 {
+    let remote = RemoteServer::start().await;
+    let room = create_room(sori, alice, json!({"preset": "public_chat"})).await;
+    let bob = remote.user("bob");
+    let (status, made) = remote
+        .get(
+            sori,
+            &format!(
+                "/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12",
+                encode(&room),
+                encode(&bob)
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let version = RoomVersionId::try_from(made["room_version"].as_str().unwrap()).unwrap();
+    let mut join = made["event"].clone();
+    join["origin"] = json!(remote.server_name);
+    let join_id = remote.sign_event(&mut join, &version);
+    let (status, joined) = remote
+        .request(
+            sori,
+            reqwest::Method::PUT,
+            &format!(
+                "/_matrix/federation/v2/send_join/{}/{}",
+                encode(&room),
+                encode(&join_id)
+            ),
+            Some(&join),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let id_of = |kind: &str| {
+        joined["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind)
+            .map(|e| RemoteServer::event_id(e, &version))
+            .unwrap()
+    };
+    let mut auth_events = vec![id_of("m.room.power_levels"), join_id.clone()];
+    if !version
+        .rules()
+        .unwrap()
+        .authorization
+        .room_create_event_id_as_room_id
+    {
+        auth_events.push(id_of("m.room.create"));
+    }
+    // Signed beforehand, so that only Sori's work is timed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (mut prev, mut depth) = (join_id, join["depth"].as_u64().unwrap());
+    let mut pdus = Vec::with_capacity(messages);
+    for i in 0..messages {
+        depth += 1;
+        let mut event = json!({
+            "type": "m.room.message", "room_id": room, "sender": bob,
+            "content": {"msgtype": "m.text", "body": format!("stand-in {i}")},
+            "prev_events": [prev], "auth_events": auth_events, "depth": depth,
+            "origin_server_ts": now + i as u64, "origin": remote.server_name,
+        });
+        prev = remote.sign_event(&mut event, &version);
+        pdus.push(event);
+    }
+    let started = Instant::now();
+    for (n, chunk) in pdus.chunks(50).enumerate() {
+        let (status, answer) = remote
+            .send_transaction(sori, &format!("bench{n}"), chunk)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let refused = answer["pdus"].as_object().map_or(0, |results| {
+            results
+                .values()
+                .filter(|r| r.get("error").is_some())
+                .count()
+        });
+        assert_eq!(refused, 0, "{answer}");
+    }
+    started.elapsed().as_secs_f64()
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
@@ -163,6 +261,7 @@ async fn main() {
     let alice = register(&sori, "alice").await;
     let bob = synapse.register("bob").await;
 
+    eprintln!("servers up; send latency");
     // Send latency, Sori → Synapse: one message at a time, each waited for.
     let room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
     synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
@@ -189,9 +288,16 @@ async fn main() {
     }
     latencies.sort();
 
+    eprintln!("intake");
     // Intake, Synapse → Sori: Synapse sends as fast as it takes messages (4 at a time).
     let intake_room = synapse_room(&synapse, &bob, "intake").await;
     sori_joins(&sori, &alice, &intake_room, &synapse.server_name).await;
+    // Every message of a sync, however many arrived since the last.
+    let filter = "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1000%7D%7D%7D";
+    let mut since = spec_tests::sync(&sori, &alice, "timeout=0").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let started = Instant::now();
     let chunks: Vec<Vec<usize>> = (0..options.messages)
         .collect::<Vec<_>>()
@@ -208,31 +314,40 @@ async fn main() {
     });
     futures_util::future::join_all(senders).await;
     let sent_in = started.elapsed();
+    // Woken by each sync, counted in the room's history (a sync carries at most 100 events).
     let mut seen = 0;
-    let mut since = String::new();
     while seen < options.messages {
-        let sync = spec_tests::sync(&sori, &alice, &format!("timeout=10000{since}")).await;
-        since = format!("&since={}", sync["next_batch"].as_str().unwrap());
-        seen += sync["rooms"]["join"][&intake_room]["timeline"]["events"]
-            .as_array()
-            .map_or(0, |events| {
-                events
-                    .iter()
-                    .filter(|e| {
-                        e["content"]["body"]
-                            .as_str()
-                            .is_some_and(|b| b.starts_with("intake "))
-                    })
-                    .count()
-            });
+        let query = format!("timeout=10000&{filter}&since={since}");
+        let sync = spec_tests::sync(&sori, &alice, &query).await;
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+        let (status, page) = sori
+            .get(
+                &format!("/_matrix/client/v3/rooms/{intake_room}/messages?dir=b&limit=1000"),
+                alice.token(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen = spec_tests::bodies(&page)
+            .iter()
+            .filter(|b| b.starts_with("intake "))
+            .count();
         assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {seen} of {} arrived",
-            options.messages
+            started.elapsed() < Duration::from_secs(120),
+            "only {seen} of {} arrived; Sori refused:\n{}",
+            options.messages,
+            sori.log()
+                .lines()
+                .filter(|line| line.contains("refused"))
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     let received_in = started.elapsed();
 
+    eprintln!("stand-in intake");
+    let stand_in_s = stand_in_intake(&sori, &alice, options.messages).await;
+    eprintln!("joins");
     // Joins of rooms with history, both ways.
     let sori_room = create_room(&sori, &alice, json!({"preset": "public_chat"})).await;
     for i in 0..options.history {
@@ -264,6 +379,8 @@ async fn main() {
             "synapse_sent_s": sent_in.as_secs_f64(),
             "sori_received_s": received_in.as_secs_f64(),
             "pdus_per_s": options.messages as f64 / received_in.as_secs_f64(),
+            "stand_in_s": stand_in_s,
+            "stand_in_pdus_per_s": options.messages as f64 / stand_in_s,
         },
         "join_ms": {
             "history": options.history,
@@ -285,6 +402,13 @@ async fn main() {
         sent_in.as_secs_f64(),
         received_in.as_secs_f64(),
         options.messages as f64 / received_in.as_secs_f64()
+    );
+    println!(
+        "intake from a stand-in server, transactions of 50 back to back: {} PDUs in {:.2} s: \
+         {:.0} PDUs/s",
+        options.messages,
+        stand_in_s,
+        options.messages as f64 / stand_in_s
     );
     println!(
         "join of a room with {} messages: Synapse user into Sori's {:.0} ms, Sori user into \

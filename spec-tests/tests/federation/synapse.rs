@@ -1153,3 +1153,35 @@ async fn an_encrypted_dm_between_sori_and_synapse_users_decrypts_both_ways() {
         synapse.log()
     );
 }
+
+#[tokio::test]
+async fn the_federation_benchmark_runs_at_a_tiny_size() {
+    // The figures come from release builds (see the tool's doc); this keeps the tool working.
+    let bench = spec_tests::workspace_binary("federation-bench");
+    let run = tokio::process::Command::new(bench)
+        .args(["--latency", "3", "--messages", "10", "--history", "10"])
+        .env("SPEC_SORI_BIN", spec_tests::sori_binary())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("the benchmark hung")
+        .expect("run federation-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("figures as JSON");
+    assert_eq!(figures["send_latency_ms"]["messages"], 3);
+    assert_eq!(figures["intake"]["messages"], 10);
+    assert!(figures["intake"]["stand_in_pdus_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        figures["join_ms"]["synapse_joins_sori_room"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
