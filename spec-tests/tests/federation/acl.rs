@@ -59,9 +59,7 @@ async fn a_server_the_rooms_acl_denies_is_refused() {
         (&[acl_id.as_str()], depth + 2, ts + 1),
         &auth_events,
     );
-    let (status, result) = remote
-        .send_transaction(&sori, "t1", &[message.clone()])
-        .await;
+    let (status, result) = remote.send_transaction(&sori, "t1", &[message]).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     let refused = result["pdus"]
         .get(&message_id)
@@ -93,7 +91,7 @@ async fn a_server_the_rooms_acl_denies_is_refused() {
     let bodies = crate::rooms::reads(&sori, &alice, &room, "before the ACL").await;
     assert!(!bodies.contains(&"denied".to_owned()), "{bodies:?}");
 
-    // Let in again, the same message is taken.
+    // Let in again, its messages are taken.
     let acl = set_acl(json!({"allow": ["*"]})).await;
     let acl_id = RemoteServer::event_id(&acl, &version);
     let (message, message_id) = bobs_event(
