@@ -27,22 +27,8 @@ pub async fn join_remote(
     via: &[OwnedServerName],
 ) -> Result<()> {
     services.timeline.refuse_if_blocked(room_id)?;
-    let own = &services.config.server_name;
-    let mut candidates: Vec<OwnedServerName> = Vec::new();
-    for server in via
-        .iter()
-        .cloned()
-        .chain(room_id.server_name().map(ToOwned::to_owned))
-    {
-        if server != *own && !candidates.contains(&server) {
-            candidates.push(server);
-        }
-    }
     let mut last = None;
-    for server in candidates {
-        if !services.federation.talks_to(&server) {
-            continue;
-        }
+    for server in servers_to_ask(services, room_id, via) {
         match join_through(services, room_id, user, &server).await {
             Ok(()) => return Ok(()),
             Err(error) => {
@@ -54,6 +40,27 @@ pub async fn join_remote(
     Err(last.unwrap_or_else(|| {
         Error::not_found("This server is not in the room, and knows no server to join it through")
     }))
+}
+
+/// The servers to ask about a room this server is not in: those named (`via`), then the
+/// server of the room's id, but this one and those it does not talk to.
+pub(super) fn servers_to_ask(
+    services: &Services,
+    room_id: &RoomId,
+    via: &[OwnedServerName],
+) -> Vec<OwnedServerName> {
+    let own = &services.config.server_name;
+    let mut servers: Vec<OwnedServerName> = Vec::new();
+    for server in via
+        .iter()
+        .cloned()
+        .chain(room_id.server_name().map(ToOwned::to_owned))
+    {
+        if server != *own && !servers.contains(&server) && services.federation.talks_to(&server) {
+            servers.push(server);
+        }
+    }
+    servers
 }
 
 fn field<'a>(object: &'a CanonicalJsonObject, name: &str) -> Option<&'a str> {

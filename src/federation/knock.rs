@@ -10,7 +10,7 @@ use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 
 use super::invite::{MAX_INVITE_STATE, stripped, stripped_pdu};
-use super::join::{bad_answer, sign_template};
+use super::join::{bad_answer, servers_to_ask, sign_template};
 use crate::error::{Error, Result};
 use crate::rooms::invites::RemoteInvite;
 use crate::rooms::pdu;
@@ -26,18 +26,7 @@ pub async fn knock_remote(
     reason: Option<&str>,
 ) -> Result<()> {
     services.timeline.refuse_if_blocked(room_id)?;
-    let own = &services.config.server_name;
-    let mut candidates: Vec<OwnedServerName> = Vec::new();
-    for server in via
-        .iter()
-        .cloned()
-        .chain(room_id.server_name().map(ToOwned::to_owned))
-    {
-        if server != *own && !candidates.contains(&server) && services.federation.talks_to(&server)
-        {
-            candidates.push(server);
-        }
-    }
+    let candidates = servers_to_ask(services, room_id, via);
     let mut last = None;
     for server in &candidates {
         match knock_through(services, room_id, user, server, &candidates, reason).await {

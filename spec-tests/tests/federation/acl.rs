@@ -6,15 +6,9 @@ use serde_json::json;
 use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, assert_error, register, send_text};
 
+use crate::encode;
 use crate::forks::{bobs_event, room_with_bob};
 use crate::joins::sent_to;
-
-fn encode(id: &str) -> String {
-    id.replace('@', "%40")
-        .replace(':', "%3A")
-        .replace('$', "%24")
-        .replace('!', "%21")
-}
 
 #[tokio::test]
 async fn a_server_the_rooms_acl_denies_is_refused() {

@@ -6,15 +6,9 @@ use serde_json::Value;
 use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, assert_error, register, send_text};
 
+use crate::encode;
 use crate::forks::room_with_bob;
 use crate::joins::sent_to;
-
-fn encode(id: &str) -> String {
-    id.replace('@', "%40")
-        .replace(':', "%3A")
-        .replace('$', "%24")
-        .replace('!', "%21")
-}
 
 #[tokio::test]
 async fn the_event_at_a_time_and_an_events_auth_chain() {

@@ -5,15 +5,9 @@
 use ruma::RoomVersionId;
 use serde_json::{Value, json};
 
+use crate::encode;
 use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, TestServer, assert_error, register};
-
-fn encode(id: &str) -> String {
-    id.replace('@', "%40")
-        .replace(':', "%3A")
-        .replace('$', "%24")
-        .replace('!', "%21")
-}
 
 /// An invite by `sender` of `invitee` into `room`, as an event of room version 11 (unsigned).
 fn invite_event(room: &str, sender: &str, invitee: &str, origin: &str) -> Value {

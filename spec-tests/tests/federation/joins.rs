@@ -6,15 +6,9 @@
 use ruma::RoomVersionId;
 use serde_json::{Value, json};
 
+use crate::encode;
 use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, TestServer, User, create_room, register, send_text};
-
-fn encode(id: &str) -> String {
-    id.replace('@', "%40")
-        .replace(':', "%3A")
-        .replace('$', "%24")
-        .replace('!', "%21")
-}
 
 /// `make_join` for `user`, signed by the stand-in: the join event and its id.
 pub(crate) async fn prepared_join(

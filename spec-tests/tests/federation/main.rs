@@ -64,8 +64,12 @@ async fn set_name(server: &TestServer, user: &User, name: &str) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// An id (user, room, event) as a path segment.
 fn encode(id: &str) -> String {
-    id.replace('@', "%40").replace(':', "%3A")
+    id.replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('$', "%24")
+        .replace('!', "%21")
 }
 
 #[tokio::test]

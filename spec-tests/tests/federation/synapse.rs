@@ -224,18 +224,7 @@ async fn a_synapse_user_joins_a_sori_room_and_they_talk_both_ways() {
     spec_tests::send_text(&sori, &alice, &room, "t0", "before bob").await;
 
     // Synapse joins through Sori (make_join, send_join), checking every event it is given.
-    let (status, joined) = synapse
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/_matrix/client/v3/join/{room}?server_name={}",
-                sori.server_name
-            ),
-            Some(&bob.access_token),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
     let (status, member) = sori
         .get(
             &format!(
@@ -539,18 +528,7 @@ async fn synapse_back_from_an_outage_gets_every_message_in_order() {
     let alice = register(&sori, "alice").await;
     let bob = synapse.register("bob").await;
     let room = public_room(&sori, &alice, "outage").await;
-    let (status, joined) = synapse
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/_matrix/client/v3/join/{room}?server_name={}",
-                sori.server_name
-            ),
-            Some(&bob.access_token),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
     spec_tests::send_text(&sori, &alice, &room, "t0", "before the outage").await;
     synapse_reads(&synapse, &bob.access_token, &room, "before the outage").await;
 
@@ -659,18 +637,7 @@ async fn a_synapse_newcomer_pages_back_through_a_sori_rooms_history() {
             spec_tests::send_text(&sori, &alice, &room, &format!("h{i}"), body).await;
         assert_eq!(status, StatusCode::OK, "{sent}");
     }
-    let (status, joined) = synapse
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/_matrix/client/v3/join/{room}?server_name={}",
-                sori.server_name
-            ),
-            Some(&bob.access_token),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
     // Synapse backfills from Sori (`/backfill`) as bob pages back.
     let bodies = page_back_all(
         async |path| {
@@ -691,18 +658,7 @@ async fn sori_back_from_an_outage_gets_what_synapse_sent_meanwhile() {
     let alice = register(&sori, "alice").await;
     let bob = synapse.register("bob").await;
     let room = public_room(&sori, &alice, "outage").await;
-    let (status, joined) = synapse
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/_matrix/client/v3/join/{room}?server_name={}",
-                sori.server_name
-            ),
-            Some(&bob.access_token),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
 
     // Sori goes down; bob goes on talking on Synapse.
     sori.stop();
@@ -837,18 +793,7 @@ async fn device_list_changes_reach_the_other_server_both_ways() {
     let alice = register(&sori, "alice").await;
     let bob = synapse.register("bob").await;
     let room = public_room(&sori, &alice, "devices").await;
-    let (status, joined) = synapse
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/_matrix/client/v3/join/{room}?server_name={}",
-                sori.server_name
-            ),
-            Some(&bob.access_token),
-            Some(&json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
     let (_, first) = synapse
         .request(
             reqwest::Method::GET,
@@ -1184,4 +1129,22 @@ async fn the_federation_benchmark_runs_at_a_tiny_size() {
             .unwrap()
             > 0.0
     );
+}
+
+/// `bob` on Synapse joins `room` through `server`; asserts it succeeded.
+async fn synapse_joins(
+    synapse: &Synapse,
+    bob: &spec_tests::synapse::SynapseUser,
+    room: &str,
+    server: &str,
+) {
+    let (status, joined) = synapse
+        .request(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{room}?server_name={server}"),
+            Some(&bob.access_token),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
 }

@@ -23,12 +23,12 @@ use crate::error::{Error, Result};
 use crate::services::Services;
 
 /// A membership event template for `user` (of `origin`) in a room of this server, made when
-/// the room's version is one the asking server supports (`ver`).
+/// the room's version is one the asking server supports (`ver`, when it says).
 async fn template(
     services: &Services,
     origin: &ServerName,
     (room_id, user): (&RoomId, &ruma::UserId),
-    ver: &[ruma::RoomVersionId],
+    ver: Option<&[ruma::RoomVersionId]>,
     membership: &str,
 ) -> Result<(ruma::RoomVersionId, Box<serde_json::value::RawValue>)> {
     if user.server_name() != origin {
@@ -40,7 +40,7 @@ async fn template(
         .room(room_id)?
         .ok_or_else(|| Error::not_found("No such room here"))?
         .version;
-    if !ver.contains(&version) {
+    if ver.is_some_and(|ver| !ver.contains(&version)) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
             ErrorKind::IncompatibleRoomVersion(
@@ -63,8 +63,14 @@ pub async fn make_join(
 ) -> Result<prepare_join_event::v1::Response> {
     let body = &req.body;
     let room_and_user = (&*body.room_id, &*body.user_id);
-    let (version, event) =
-        template(&services, origin(&req)?, room_and_user, &body.ver, "join").await?;
+    let (version, event) = template(
+        &services,
+        origin(&req)?,
+        room_and_user,
+        Some(&body.ver),
+        "join",
+    )
+    .await?;
     let mut response = prepare_join_event::v1::Response::new(event);
     response.room_version = Some(version);
     Ok(response)
@@ -77,8 +83,14 @@ pub async fn make_knock(
 ) -> Result<prepare_knock_event::v1::Response> {
     let body = &req.body;
     let room_and_user = (&*body.room_id, &*body.user_id);
-    let (version, event) =
-        template(&services, origin(&req)?, room_and_user, &body.ver, "knock").await?;
+    let (version, event) = template(
+        &services,
+        origin(&req)?,
+        room_and_user,
+        Some(&body.ver),
+        "knock",
+    )
+    .await?;
     Ok(prepare_knock_event::v1::Response::new(version, event))
 }
 
@@ -223,21 +235,8 @@ pub async fn make_leave(
     req: Ruma<prepare_leave_event::v1::Request>,
 ) -> Result<prepare_leave_event::v1::Response> {
     let body = &req.body;
-    if body.user_id.server_name() != origin(&req)? {
-        return Err(Error::forbidden("The user is not of the requesting server"));
-    }
-    if services.timeline.room(&body.room_id)?.is_none() {
-        return Err(Error::not_found("No such room here"));
-    }
-    services
-        .timeline
-        .refuse_if_denied(&body.room_id, body.user_id.server_name())?;
-    let mut draft = services.timeline.draft();
-    let (version, template) = draft
-        .membership_template(&body.room_id, &body.user_id, "leave")
-        .await?;
-    let event = serde_json::value::to_raw_value(&template)
-        .map_err(|e| Error::internal(format!("serialising a leave template: {e}")))?;
+    let room_and_user = (&*body.room_id, &*body.user_id);
+    let (version, event) = template(&services, origin(&req)?, room_and_user, None, "leave").await?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), event))
 }
 
