@@ -4,6 +4,7 @@
 
 mod acl;
 mod forks;
+mod garbage;
 mod history;
 mod invites;
 mod joins;
