@@ -172,7 +172,9 @@ async fn expire_presence(services: Arc<Services>) {
     loop {
         ticks.tick().await;
         for user in services.presence.expire() {
-            if let Err(error) = sync::wake_sharers(&services, &user) {
+            let announced = sync::wake_sharers(&services, &user)
+                .and_then(|()| federation::presence::announce(&services, &user));
+            if let Err(error) = announced {
                 tracing::warn!(%error, "cannot announce a presence change");
             }
         }

@@ -2,8 +2,8 @@
 //! local users go to the servers of its other members, through the same durable queues as the
 //! room's events (so they arrive in order with them); those of other servers' users are taken
 //! from their transactions. Messages to devices (`m.direct_to_device`) are delivered to the
-//! local devices they name; device list updates go to [`super::device_lists`]. Other EDU
-//! types (presence) are ignored for now.
+//! local devices they name; device list updates go to [`super::device_lists`], presence to
+//! [`super::presence`]. Other EDU types are ignored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +116,7 @@ pub fn receive(services: &Arc<Services>, origin: &ServerName, edus: &[Raw<Edu>])
             Some("m.typing") => remote_typing(services, origin, &edu["content"]),
             Some("m.receipt") => remote_receipts(services, origin, &edu["content"]),
             Some("m.direct_to_device") => remote_to_device(services, origin, &edu["content"]),
+            Some("m.presence") => super::presence::receive(services, origin, &edu["content"]),
             Some("m.device_list_update" | "m.signing_key_update") => {
                 super::device_lists::receive(services, origin, &edu["content"])
             }

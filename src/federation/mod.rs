@@ -11,6 +11,7 @@ pub mod invite;
 pub mod join;
 pub mod keys;
 pub mod knock;
+pub mod presence;
 pub mod query;
 pub mod receiver;
 pub mod remote_keys;

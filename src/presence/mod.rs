@@ -21,6 +21,8 @@ struct Entry {
     syncing: u32,
     /// Serial of the latest visible change.
     serial: u64,
+    /// A user of another server: their server says when they go idle or offline.
+    remote: bool,
 }
 
 /// What `GET /presence/{userId}/status` reports.
@@ -99,6 +101,7 @@ impl Presence {
             last_sync: None,
             syncing: 0,
             serial: 0,
+            remote: false,
         });
         let before = (entry.presence.clone(), entry.status_msg.clone());
         change(entry);
@@ -120,6 +123,25 @@ impl Presence {
             entry.presence = presence;
             entry.status_msg = status_msg;
             entry.last_active = Instant::now();
+        })
+    }
+
+    /// Presence of a user of another server, as their server says (`m.presence`); whether
+    /// anything visible changed. Such presence never expires here.
+    pub fn set_remote(
+        &self,
+        user_id: &UserId,
+        presence: PresenceState,
+        status_msg: Option<String>,
+        last_active_ago: Duration,
+    ) -> bool {
+        self.update(user_id, |entry| {
+            entry.remote = true;
+            entry.presence = presence;
+            entry.status_msg = status_msg;
+            entry.last_active = Instant::now()
+                .checked_sub(last_active_ago)
+                .unwrap_or_else(Instant::now);
         })
     }
 
@@ -164,7 +186,7 @@ impl Presence {
     pub fn expire(&self) -> Vec<OwnedUserId> {
         let mut changed = Vec::new();
         let mut entries = self.lock();
-        for (user_id, entry) in entries.iter_mut() {
+        for (user_id, entry) in entries.iter_mut().filter(|(_, e)| !e.remote) {
             let last_seen = entry.last_sync.unwrap_or(entry.last_active);
             let next = if entry.presence != PresenceState::Offline
                 && entry.syncing == 0

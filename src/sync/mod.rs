@@ -30,6 +30,7 @@ pub fn syncing<'a>(
     }
     if services.presence.touch(user, set_presence.clone()) {
         wake_sharers(services, user)?;
+        crate::federation::presence::announce(services, user)?;
     }
     Ok(Some(services.presence.syncing(user)))
 }

@@ -1148,3 +1148,78 @@ async fn synapse_joins(
         .await;
     assert_eq!(status, StatusCode::OK, "{joined}\n{}", synapse.log());
 }
+
+#[tokio::test]
+async fn presence_goes_both_ways_with_synapse() {
+    let (sori, synapse) = tokio::join!(federating(""), Synapse::start());
+    let alice = register(&sori, "alice").await;
+    let bob = synapse.register("bob").await;
+    let room = public_room(&sori, &alice, "presence").await;
+    synapse_joins(&synapse, &bob, &room, &sori.server_name).await;
+    let mut since = spec_tests::sync(&sori, &alice, "timeout=0").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob's status on Synapse reaches alice's sync on Sori.
+    let (status, body) = synapse
+        .request(
+            reqwest::Method::PUT,
+            &format!("/_matrix/client/v3/presence/{}/status", bob.user_id),
+            Some(&bob.access_token),
+            Some(&json!({"presence": "online", "status_msg": "회의 중"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..60 {
+        let sync = spec_tests::sync(&sori, &alice, &format!("timeout=1000&since={since}")).await;
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+        if let Some(event) = sync["presence"]["events"]
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["sender"] == bob.user_id.as_str()))
+        {
+            seen = event.clone();
+            break;
+        }
+    }
+    assert_eq!(
+        seen["content"]["status_msg"],
+        "회의 중",
+        "{seen}\n{}",
+        sori.log()
+    );
+    assert_eq!(seen["content"]["presence"], "online");
+
+    // Alice's status on Sori reaches Synapse.
+    let (status, body) = sori
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", alice.user_id),
+            alice.token(),
+            &json!({"presence": "unavailable", "status_msg": "점심"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut theirs = serde_json::Value::Null;
+    for _ in 0..60 {
+        let (_, answer) = synapse
+            .request(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/presence/{}/status", alice.user_id),
+                Some(&bob.access_token),
+                None,
+            )
+            .await;
+        if answer["status_msg"] == "점심" {
+            theirs = answer;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        theirs["presence"],
+        "unavailable",
+        "{theirs}\n{}",
+        synapse.log()
+    );
+}

@@ -48,6 +48,7 @@ pub async fn set(
         req.body.status_msg.clone(),
     ) {
         crate::sync::wake_sharers(&services, &req.body.user_id)?;
+        crate::federation::presence::announce(&services, &req.body.user_id)?;
         let mut content = serde_json::json!({"presence": req.body.presence.as_str()});
         if let Some(message) = &req.body.status_msg {
             content["status_msg"] = message.as_str().into();

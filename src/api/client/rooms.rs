@@ -207,6 +207,7 @@ pub async fn send_message(
     services.typing.stop(&req.body.room_id, &session.user_id);
     if services.presence.active(&session.user_id) {
         crate::sync::wake_sharers(&services, &session.user_id)?;
+        crate::federation::presence::announce(&services, &session.user_id)?;
     }
     Ok(send_message_event::v3::Response::new(event_id))
 }
