@@ -14,40 +14,14 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinResponse,
-    MegolmEvent,
     RegisterResponse,
     RoomCreateResponse,
-    RoomMessageText,
     RoomPreset,
     RoomSendResponse,
-    SyncResponse,
 )
 
-
-async def e2e_sync(client: AsyncClient) -> SyncResponse:
-    """One sync plus the key upkeep nio's sync_forever does after each."""
-    response = await client.sync(timeout=1000)
-    assert isinstance(response, SyncResponse), response
-    if client.should_upload_keys:
-        await client.keys_upload()
-    if client.should_query_keys:
-        await client.keys_query()
-    if client.should_claim_keys:
-        await client.keys_claim(client.get_users_for_key_claiming())
-    await client.send_to_device_messages()
-    return response
-
-
-async def decrypted(client: AsyncClient, room_id: str, body: str) -> RoomMessageText:
-    for _ in range(60):
-        response = await e2e_sync(client)
-        room = response.rooms.join.get(room_id)
-        for event in room.timeline.events if room else []:
-            if isinstance(event, MegolmEvent):
-                event = client.decrypt_event(event)
-            if isinstance(event, RoomMessageText) and event.body == body:
-                return event
-    raise AssertionError(f"{client.user_id} never decrypted {body!r}")
+# The same sync-and-key-upkeep and decryption loop as the single-server E2EE test.
+from test_e2ee import decrypted, e2e_sync
 
 
 async def main(alice_url: str, bob_url: str) -> None:
@@ -85,7 +59,7 @@ async def main(alice_url: str, bob_url: str) -> None:
             ignore_unverified_devices=True,
         )
         assert isinstance(sent, RoomSendResponse), sent
-        message = await decrypted(bob, room, "서버를 넘어 암호화")
+        message = await decrypted(bob, room, "서버를 넘어 암호화", rounds=60)
         assert message.sender == alice.user_id and message.decrypted
 
         await e2e_sync(bob)
@@ -94,7 +68,7 @@ async def main(alice_url: str, bob_url: str) -> None:
             ignore_unverified_devices=True,
         )
         assert isinstance(sent, RoomSendResponse), sent
-        message = await decrypted(alice, room, "encrypted back")
+        message = await decrypted(alice, room, "encrypted back", rounds=60)
         assert message.sender == bob.user_id and message.decrypted
         print("decrypted both ways")
     finally:
