@@ -24,7 +24,7 @@ const MAX_AUTH_FETCHES: usize = 50;
 /// how many were kept. A server that cannot give any is logged and the next one asked; when
 /// none can, nothing is kept and the client pages through what is here.
 pub async fn fill(services: &Services, room_id: &RoomId, wanted: usize) -> Result<usize> {
-    let Some((_, oldest)) = services.timeline.history_to_fetch(room_id)? else {
+    let Some(oldest) = services.timeline.history_to_fetch(room_id)? else {
         return Ok(0);
     };
     for server in servers_to_ask(services, room_id)? {

@@ -43,23 +43,19 @@ impl History {
 }
 
 impl Timeline {
-    /// The room's oldest event here and where its history stands, while there is history
-    /// left to fetch.
-    pub fn history_to_fetch(
-        &self,
-        room_id: &ruma::RoomId,
-    ) -> Result<Option<(History, OwnedEventId)>> {
+    /// The room's oldest event here, while there is history before it left to fetch.
+    pub fn history_to_fetch(&self, room_id: &ruma::RoomId) -> Result<Option<OwnedEventId>> {
         let Some(room) = self.room(room_id)? else {
             return Ok(None);
         };
-        let Some(history) = room.history.filter(|h| !h.complete) else {
+        if room.history.is_none_or(|h| h.complete) {
             return Ok(None);
-        };
+        }
         let oldest = self
             .scan_events(room.short, 0, u64::MAX, Direction::Forward)?
             .next()
             .transpose()?;
-        Ok(oldest.map(|(_, event)| (history, event.event_id)))
+        Ok(oldest.map(|(_, event)| event.event_id))
     }
 
     /// Keeps `events` (checked, newest first) as the history before the room's oldest event,

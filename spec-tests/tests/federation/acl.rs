@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use spec_tests::remote::RemoteServer;
-use spec_tests::{StatusCode, assert_error, register, send_text};
+use spec_tests::{StatusCode, assert_error, register};
 
 use crate::encode;
-use crate::forks::{bobs_event, room_with_bob};
+use crate::forks::{bobs_event, message_both_have, room_with_bob};
 use crate::joins::sent_to;
 
 #[tokio::test]
@@ -15,14 +15,9 @@ async fn a_server_the_rooms_acl_denies_is_refused() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
     let alice = register(&sori, "alice").await;
     let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
-    send_text(&sori, &alice, &room, "t0", "before the ACL").await;
-    let before = sent_to(&remote, "the first message", |p| {
-        p["content"]["body"] == "before the ACL"
-    })
-    .await;
-    let before_id = RemoteServer::event_id(&before, &version);
-    let depth = before["depth"].as_u64().unwrap();
-    let ts = before["origin_server_ts"].as_u64().unwrap();
+    let before =
+        message_both_have((&sori, &remote), &alice, &room, &version, "before the ACL").await;
+    let (before_id, depth, ts) = (before.id, before.depth, before.ts);
 
     // The stand-in's host (an IP literal) is denied; every other server is allowed.
     let set_acl = async |content: serde_json::Value| {

@@ -88,6 +88,31 @@ pub(crate) async fn room_with_bob(
     (room, version, auth_events)
 }
 
+/// An event both servers have: a message of alice's as the stand-in received it.
+pub(crate) struct BothHave {
+    pub(crate) id: String,
+    pub(crate) depth: u64,
+    pub(crate) ts: u64,
+}
+
+/// Alice sends `body` in `room`, and the stand-in is sent it.
+pub(crate) async fn message_both_have(
+    (sori, remote): (&TestServer, &RemoteServer),
+    alice: &User,
+    room: &str,
+    version: &RoomVersionId,
+    body: &str,
+) -> BothHave {
+    let (status, sent) = send_text(sori, alice, room, "both-have", body).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event = sent_to(remote, body, |p| p["content"]["body"] == body).await;
+    BothHave {
+        id: RemoteServer::event_id(&event, version),
+        depth: event["depth"].as_u64().unwrap(),
+        ts: event["origin_server_ts"].as_u64().unwrap(),
+    }
+}
+
 #[tokio::test]
 async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
@@ -95,13 +120,8 @@ async fn concurrent_state_changes_resolve_by_the_spec_whichever_arrives_last() {
     let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
 
     // The last event both servers have.
-    send_text(&sori, &alice, &room, "t0", "shared").await;
-    let shared = sent_to(&remote, "the shared message", |p| {
-        p["content"]["body"] == "shared"
-    })
-    .await;
-    let shared_id = RemoteServer::event_id(&shared, &version);
-    let depth = shared["depth"].as_u64().unwrap();
+    let shared = message_both_have((&sori, &remote), &alice, &room, &version, "shared").await;
+    let (shared_id, depth) = (shared.id, shared.depth);
     // Alice renames the room; bob, not having seen it, renames it too, a minute earlier by
     // his clock. Resolution orders the two by time: alice's, the later, stays.
     let (status, _) = sori
@@ -204,14 +224,8 @@ async fn a_gap_before_an_event_is_filled_from_its_server() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
     let alice = register(&sori, "alice").await;
     let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
-    send_text(&sori, &alice, &room, "t0", "shared").await;
-    let shared = sent_to(&remote, "the shared message", |p| {
-        p["content"]["body"] == "shared"
-    })
-    .await;
-    let shared_id = RemoteServer::event_id(&shared, &version);
-    let depth = shared["depth"].as_u64().unwrap();
-    let ts = shared["origin_server_ts"].as_u64().unwrap();
+    let shared = message_both_have((&sori, &remote), &alice, &room, &version, "shared").await;
+    let (shared_id, depth, ts) = (shared.id, shared.depth, shared.ts);
 
     // Bob sends three messages, but only the last reaches Sori in a transaction.
     let mut chain = Vec::new();

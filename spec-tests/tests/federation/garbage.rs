@@ -7,7 +7,7 @@ use serde_json::json;
 use spec_tests::remote::RemoteServer;
 use spec_tests::{StatusCode, register, send_text};
 
-use crate::forks::{bobs_event, room_with_bob};
+use crate::forks::{bobs_event, message_both_have, room_with_bob};
 use crate::joins::sent_to;
 
 #[tokio::test]
@@ -15,13 +15,8 @@ async fn garbage_in_a_transaction_affects_nothing_else() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
     let alice = register(&sori, "alice").await;
     let (room, version, auth_events) = room_with_bob(&sori, &remote, &alice).await;
-    send_text(&sori, &alice, &room, "t0", "before").await;
-    let before = sent_to(&remote, "the message", |p| p["content"]["body"] == "before").await;
-    let before_id = RemoteServer::event_id(&before, &version);
-    let (depth, ts) = (
-        before["depth"].as_u64().unwrap(),
-        before["origin_server_ts"].as_u64().unwrap(),
-    );
+    let before = message_both_have((&sori, &remote), &alice, &room, &version, "before").await;
+    let (before_id, depth, ts) = (before.id, before.depth, before.ts);
     let (good, good_id) = bobs_event(
         &remote,
         &version,

@@ -4,24 +4,18 @@
 use serde_json::Value;
 
 use spec_tests::remote::RemoteServer;
-use spec_tests::{StatusCode, assert_error, register, send_text};
+use spec_tests::{StatusCode, assert_error, register};
 
 use crate::encode;
-use crate::forks::room_with_bob;
-use crate::joins::sent_to;
+use crate::forks::{message_both_have, room_with_bob};
 
 #[tokio::test]
 async fn the_event_at_a_time_and_an_events_auth_chain() {
     let (sori, remote) = tokio::join!(crate::federating(""), RemoteServer::start());
     let alice = register(&sori, "alice").await;
     let (room, version, _) = room_with_bob(&sori, &remote, &alice).await;
-    send_text(&sori, &alice, &room, "t1", "at noon").await;
-    let noon = sent_to(&remote, "the message", |p| {
-        p["content"]["body"] == "at noon"
-    })
-    .await;
-    let noon_id = RemoteServer::event_id(&noon, &version);
-    let ts = noon["origin_server_ts"].as_u64().unwrap();
+    let noon = message_both_have((&sori, &remote), &alice, &room, &version, "at noon").await;
+    let (noon_id, ts) = (noon.id, noon.ts);
 
     let at = |ts: u64, dir: &str| {
         format!(
